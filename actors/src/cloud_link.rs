@@ -1,0 +1,341 @@
+//! CloudLink: the one MQTT connection to AWS IoT. Mutual TLS with peer and hostname verification,
+//! SNI, no automatic reconnect: on failure or loss it reports `LinkEvent::Down` and stops; the
+//! Supervisor starts a fresh one. Publishes at QoS 1 and answers `Delivered` on PUBACK.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info, warn};
+use paho_mqtt as mqtt;
+
+use crate::messages::{
+    CloudInbound, Delivered, Disconnect, DownCause, DownReason, LinkEvent, Publish, Rejected,
+};
+use crate::tls_probe::{self, ProbeTarget};
+
+/// Everything the link needs to connect.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Endpoint host name (also SNI and the name the server certificate must carry).
+    pub host: String,
+    /// Endpoint port (8883, or 443 with ALPN).
+    pub port: u16,
+    /// MQTT client id.
+    pub client_id: String,
+    /// CA file; `None` = the system trust store.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Username (custom authorizers).
+    pub username: Option<String>,
+    /// Password (custom authorizers). Never logged.
+    pub password: Option<String>,
+    /// ALPN protocols to offer.
+    pub alpn: Vec<String>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// Time allowed for TCP + TLS + CONNACK.
+    pub connect_timeout: Duration,
+    /// Cloud topic filters to subscribe to.
+    pub subscriptions: Vec<String>,
+    /// Maximum unacknowledged QoS 1 publishes.
+    pub max_in_flight: usize,
+}
+
+/// Where the link reports.
+#[derive(Clone)]
+pub struct LinkPeers {
+    /// The Supervisor.
+    pub events: Recipient<LinkEvent>,
+    /// The Buffer, for PUBACKs.
+    pub delivered: Recipient<Delivered>,
+    /// The Buffer, for failed publishes.
+    pub rejected: Recipient<Rejected>,
+    /// Where messages from the cloud go.
+    pub inbound: Recipient<CloudInbound>,
+}
+
+/// One connection attempt and, if it succeeds, the connection.
+pub struct CloudLink {
+    config: LinkConfig,
+    peers: LinkPeers,
+    attempt: u64,
+    client: Option<mqtt::AsyncClient>,
+    up: bool,
+    reported_down: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+enum Internal {
+    Connected(Result<(), String>, Option<mqtt::ConnectReturnCode>),
+    Subscribed(Result<(), String>),
+    Lost,
+    Down(DownReason),
+}
+
+impl CloudLink {
+    /// A link for attempt number `attempt`; it connects when started.
+    pub fn new(config: LinkConfig, peers: LinkPeers, attempt: u64) -> Self {
+        CloudLink { config, peers, attempt, client: None, up: false, reported_down: false }
+    }
+
+    fn report_down(&mut self, reason: DownReason, ctx: &mut Context<Self>) {
+        if !self.reported_down {
+            self.reported_down = true;
+            info!("cloud link down: {} ({})", reason.detail, reason.cause.code());
+            self.peers.events.do_send(LinkEvent::Down { attempt: self.attempt, reason });
+        }
+        if let Some(client) = self.client.take() {
+            if client.is_connected() {
+                let _ = client.disconnect(None);
+            }
+        }
+        ctx.stop();
+    }
+
+    fn create_client(&self, addr: Addr<Self>) -> Result<mqtt::AsyncClient, String> {
+        let uri = format!("ssl://{}:{}", self.config.host, self.config.port);
+        let client = mqtt::CreateOptionsBuilder::new()
+            .server_uri(uri)
+            .client_id(&self.config.client_id)
+            .persistence(None)
+            .send_while_disconnected(false)
+            .create_client()
+            .map_err(|e| format!("cannot create the MQTT client: {e}"))?;
+        let lost = addr.clone();
+        client.set_connection_lost_callback(move |_| lost.do_send(Internal::Lost));
+        let inbound = self.peers.inbound.clone();
+        client.set_message_callback(move |_, msg| {
+            if let Some(msg) = msg {
+                inbound.do_send(CloudInbound {
+                    topic: msg.topic().to_string(),
+                    payload: msg.payload().to_vec(),
+                });
+            }
+        });
+        Ok(client)
+    }
+
+    fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
+        let c = &self.config;
+        let mut ssl = mqtt::SslOptionsBuilder::new();
+        ssl.enable_server_cert_auth(true).verify(true);
+        if let Some(ca) = &c.ca_cert {
+            ssl.trust_store(ca).map_err(|e| format!("caCert {}: {e}", ca.display()))?;
+        }
+        if let Some(cert) = &c.cert {
+            ssl.key_store(cert).map_err(|e| format!("cert {}: {e}", cert.display()))?;
+        }
+        if let Some(key) = &c.key {
+            ssl.private_key(key).map_err(|e| format!("key {}: {e}", key.display()))?;
+        }
+        if !c.alpn.is_empty() {
+            let protos: Vec<&str> = c.alpn.iter().map(String::as_str).collect();
+            ssl.alpn_protos(&protos);
+        }
+        let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+        opts.ssl_options(ssl.finalize())
+            .keep_alive_interval(c.keep_alive)
+            .connect_timeout(c.connect_timeout)
+            .clean_session(true)
+            .max_inflight(c.max_in_flight.clamp(1, 65535) as i32);
+        if let Some(user) = &c.username {
+            opts.user_name(user);
+        }
+        if let Some(password) = &c.password {
+            opts.password(password.as_str());
+        }
+        Ok(opts.finalize())
+    }
+
+    fn probe_target(&self) -> ProbeTarget {
+        let c = &self.config;
+        ProbeTarget {
+            host: c.host.clone(),
+            port: c.port,
+            ca_cert: c.ca_cert.clone(),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            alpn: c.alpn.clone(),
+            timeout: c.connect_timeout.min(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Turns a refused CONNACK into a status reason.
+pub fn connack_reason(code: mqtt::ConnectReturnCode) -> DownReason {
+    use mqtt::ConnectReturnCode::*;
+    let (cause, text) = match code {
+        NotAuthorized => (DownCause::NotAuthenticated, "not authorized"),
+        BadUserNameOrPassword => (DownCause::NotAuthenticated, "bad user name or password"),
+        IdentifierRejected => (DownCause::NotAuthenticated, "client identifier rejected"),
+        UnacceptableProtocolVersion => (DownCause::Error, "unacceptable protocol version"),
+        ServerUnavailable => (DownCause::Error, "server unavailable"),
+        Accepted => (DownCause::Error, "accepted"),
+    };
+    DownReason { cause, detail: format!("connection refused: {text}") }
+}
+
+impl Actor for CloudLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let client = match self.create_client(ctx.address()) {
+            Ok(c) => c,
+            Err(detail) => return self.report_down(DownReason { cause: DownCause::Error, detail }, ctx),
+        };
+        let opts = match self.connect_options() {
+            Ok(o) => o,
+            Err(detail) => return self.report_down(DownReason { cause: DownCause::Error, detail }, ctx),
+        };
+        info!(
+            "connecting to {}:{} as {:?} (attempt {})",
+            self.config.host, self.config.port, self.config.client_id, self.attempt
+        );
+        let token = client.connect(opts);
+        self.client = Some(client);
+        let addr = ctx.address();
+        actix_rt::spawn(async move {
+            let result = match token.await {
+                Ok(_) => Internal::Connected(Ok(()), None),
+                Err(mqtt::Error::ConnectReturn(code)) => {
+                    Internal::Connected(Err(code.to_string()), Some(code))
+                }
+                Err(e) => Internal::Connected(Err(e.to_string()), None),
+            };
+            addr.do_send(result);
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if !self.reported_down {
+            self.reported_down = true;
+            let reason = DownReason { cause: DownCause::Error, detail: "cloud link stopped".into() };
+            self.peers.events.do_send(LinkEvent::Down { attempt: self.attempt, reason });
+        }
+        if let Some(client) = self.client.take() {
+            if client.is_connected() {
+                let _ = client.disconnect(None);
+            }
+        }
+    }
+}
+
+impl Handler<Internal> for CloudLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: Internal, ctx: &mut Self::Context) {
+        match msg {
+            Internal::Connected(Ok(()), _) => {
+                let Some(client) = &self.client else { return };
+                let filters = &self.config.subscriptions;
+                let token = client.subscribe_many_same_qos(filters, 1);
+                let addr = ctx.address();
+                actix_rt::spawn(async move {
+                    let result = match token.await {
+                        Ok(response) => match response.subscribe_many_response() {
+                            Some(granted) if granted.iter().any(|q| *q >= 0x80) => {
+                                Err("subscription refused by the endpoint (check the policy's iot:Subscribe)".to_string())
+                            }
+                            _ => Ok(()),
+                        },
+                        Err(e) => Err(format!("subscribe failed: {e}")),
+                    };
+                    addr.do_send(Internal::Subscribed(result));
+                });
+            }
+            Internal::Connected(Err(_), Some(code)) => self.report_down(connack_reason(code), ctx),
+            Internal::Connected(Err(paho_error), None) => {
+                let target = self.probe_target();
+                let addr = ctx.address();
+                std::thread::spawn(move || {
+                    let reason = match tls_probe::probe(&target) {
+                        Err(reason) => reason,
+                        Ok(()) => DownReason {
+                            cause: DownCause::Error,
+                            detail: format!("connect failed: {paho_error}"),
+                        },
+                    };
+                    addr.do_send(Internal::Down(reason));
+                });
+            }
+            Internal::Subscribed(Ok(())) => {
+                self.up = true;
+                info!("cloud link up ({}:{})", self.config.host, self.config.port);
+                self.peers.events.do_send(LinkEvent::Up { attempt: self.attempt });
+            }
+            Internal::Subscribed(Err(detail)) => {
+                self.report_down(DownReason { cause: DownCause::NotAuthenticated, detail }, ctx)
+            }
+            Internal::Lost => {
+                let detail = if self.up {
+                    "connection lost (network error, keep-alive timeout or closed by the endpoint)"
+                } else {
+                    "connection lost during connect"
+                };
+                self.report_down(DownReason { cause: DownCause::Error, detail: detail.into() }, ctx)
+            }
+            Internal::Down(reason) => self.report_down(reason, ctx),
+        }
+    }
+}
+
+impl Handler<Publish> for CloudLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
+        let seq = msg.seq;
+        let Some(client) = self.client.as_ref().filter(|_| self.up) else {
+            // The Buffer re-sends everything in flight when the Supervisor reports the next link.
+            debug!("publish {seq} dropped: cloud link not connected");
+            return;
+        };
+        let message = mqtt::MessageBuilder::new()
+            .topic(msg.msg.topic)
+            .payload(msg.msg.payload)
+            .qos(msg.msg.qos.clamp(0, 1))
+            .finalize();
+        let token = client.publish(message);
+        let delivered = self.peers.delivered.clone();
+        let rejected = self.peers.rejected.clone();
+        actix_rt::spawn(async move {
+            match token.await {
+                Ok(_) => delivered.do_send(Delivered { seq }),
+                Err(e) => {
+                    debug!("publish {seq} failed: {e}");
+                    let permanent = matches!(e, mqtt::Error::BadUtf8String | mqtt::Error::BadQos | mqtt::Error::TopicNameTruncated);
+                    rejected.do_send(Rejected { seq, reason: e.to_string(), permanent });
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Disconnect> for CloudLink {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
+        self.reported_down = true; // a requested close is not a failure to report
+        let token = self.client.as_ref().filter(|c| c.is_connected()).map(|c| {
+            c.disconnect(mqtt::DisconnectOptionsBuilder::new().timeout(Duration::from_secs(2)).finalize())
+        });
+        Box::pin(
+            async move {
+                if let Some(token) = token {
+                    if let Err(e) = token.await {
+                        warn!("clean disconnect from the cloud failed: {e}");
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.client = None;
+                ctx.stop();
+            }),
+        )
+    }
+}

@@ -1,0 +1,27 @@
+//! # awslink-actors
+//!
+//! The actors of awslink and the typed messages between them (see `ARCHITECTURE.md`).
+//!
+//! ```text
+//!  local apps ⇄ Mosquitto ⇄ LocalBroker ──(journal append)──▶ Buffer ──Publish──▶ CloudLink ⇄ AWS IoT
+//!                               ▲                               ▲ ◀─Delivered/Rejected─┘  │
+//!                               └──────── LocalPublish ◀────────┼──── CloudInbound ◀──────┘
+//!  Supervisor: starts a CloudLink per attempt, LinkEvent Up/Down, backoff, LinkChanged → Buffer,
+//!              ConnectionStatus → StatusPublisher
+//!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
+//! ```
+//!
+//! Pure logic lives in [`topics`], [`backoff`], [`buffer::journal`] (encoding) and
+//! [`status_publisher`] payload functions; actors are thin shells around them. Actors know their
+//! peers only as `Recipient<M>`; `awslink`'s `app.rs` wires them.
+
+pub mod backoff;
+pub mod buffer;
+pub mod cloud_link;
+pub mod local_broker;
+pub mod messages;
+pub mod metrics;
+pub mod status_publisher;
+pub mod supervisor;
+pub mod tls_probe;
+pub mod topics;

@@ -1,0 +1,380 @@
+//! LocalBroker: the persistent session with the local Mosquitto. Every uplink message is mapped
+//! and appended to the journal inside paho's message callback, so it is on disk before paho sends
+//! the PUBACK. Publishes `LocalPublish` (commands, status). Reconnects to Mosquitto by itself.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use log::{debug, error, info, warn};
+use paho_mqtt as mqtt;
+
+use crate::buffer::journal::Journal;
+use crate::messages::{
+    ActorMetrics, CloudInbound, CloudMessage, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
+};
+use crate::metrics::unix_ms;
+use crate::status_publisher::{last_will_payload, THING_REQUEST_TOPIC};
+use crate::topics::{self, Downlink, Identity, UplinkError};
+
+/// How to reach the local broker.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// `tcp://host:port` or `ssl://host:port`.
+    pub uri: String,
+    /// Fixed client id of the persistent session.
+    pub client_id: String,
+    /// Optional credentials.
+    pub username: Option<String>,
+    /// Never logged.
+    pub password: Option<String>,
+    /// CA for a TLS local broker.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate for a TLS local broker.
+    pub cert: Option<PathBuf>,
+    /// Client key for a TLS local broker.
+    pub key: Option<PathBuf>,
+    /// Where the retained status (and the last will) goes.
+    pub status_topic: String,
+    /// Tenant and device ids for topic mapping.
+    pub identity: Identity,
+    /// Largest payload AWS IoT accepts; larger messages are quarantined at ingress.
+    pub max_payload_bytes: usize,
+}
+
+/// Where the LocalBroker reports.
+#[derive(Clone)]
+pub struct LocalPeers {
+    /// The Buffer, told after each append.
+    pub journaled: Recipient<Journaled>,
+    /// The StatusPublisher, for `edge/thing/request` and session (re)starts.
+    pub thing_requests: Recipient<ThingRequest>,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    journaled: AtomicU64,
+    quarantined: AtomicU64,
+    journal_errors: AtomicU64,
+    commands_down: AtomicU64,
+    commands_dropped: AtomicU64,
+    connects: AtomicU64,
+}
+
+/// State shared with paho's callback threads.
+struct Ingest {
+    journal: Journal,
+    peers: LocalPeers,
+    identity: Identity,
+    max_payload_bytes: usize,
+    counters: Counters,
+    stopping: AtomicBool,
+}
+
+impl Ingest {
+    /// Runs on paho's thread before the PUBACK: map, journal, notify.
+    fn on_message(&self, msg: &mqtt::Message) {
+        let topic = msg.topic();
+        if topic == THING_REQUEST_TOPIC {
+            self.peers.thing_requests.do_send(ThingRequest);
+            return;
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let cloud = CloudMessage {
+            topic: String::new(),
+            payload: msg.payload().to_vec(),
+            qos: (msg.qos() as i32).min(1),
+            enqueued_ms: unix_ms(),
+        };
+        match topics::uplink(topic, &self.identity) {
+            Ok(Some(cloud_topic)) if cloud.payload.len() <= self.max_payload_bytes => {
+                let cloud = CloudMessage { topic: cloud_topic, ..cloud };
+                self.append(&cloud);
+            }
+            Ok(Some(_)) => {
+                let reason = format!(
+                    "payload of {} bytes on {topic:?} exceeds quota.maxPayloadBytes ({})",
+                    cloud.payload.len(),
+                    self.max_payload_bytes
+                );
+                self.quarantine(CloudMessage { topic: topic.to_string(), ..cloud }, &reason);
+            }
+            Ok(None) => debug!("ignoring local message on {topic:?}: not uplink traffic"),
+            Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
+                self.quarantine(CloudMessage { topic: topic.to_string(), ..cloud }, &e.to_string());
+            }
+        }
+    }
+
+    /// Appends, retrying while the disk refuses: holding the callback holds the PUBACK, so
+    /// Mosquitto keeps the message until the journal has it.
+    fn append(&self, msg: &CloudMessage) {
+        let mut last_log: Option<Instant> = None;
+        loop {
+            match self.journal.append(msg) {
+                Ok(seq) => {
+                    self.counters.journaled.fetch_add(1, Ordering::Relaxed);
+                    self.peers.journaled.do_send(Journaled { last_seq: seq });
+                    return;
+                }
+                Err(e) => {
+                    self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                    if last_log.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
+                        error!("cannot journal a message for {:?}: {e}; holding it until the journal accepts it", msg.topic);
+                        last_log = Some(Instant::now());
+                    }
+                    if self.stopping.load(Ordering::Relaxed) {
+                        error!("shutting down with an unjournaled message; Mosquitto redelivers it (no PUBACK sent yet is not guaranteed)");
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn quarantine(&self, msg: CloudMessage, reason: &str) {
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        warn!("message on {:?} quarantined: {reason}", msg.topic);
+        if let Err(e) = self.journal.quarantine_new(&msg, reason) {
+            error!("cannot store the quarantined message: {e}");
+        }
+    }
+}
+
+/// The local session actor.
+pub struct LocalBroker {
+    config: LocalConfig,
+    ingest: Arc<Ingest>,
+    client: Option<mqtt::AsyncClient>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConnectResult(Result<(), String>);
+
+impl LocalBroker {
+    /// A broker session that journals into `journal` and reports to `peers`.
+    pub fn new(config: LocalConfig, journal: Journal, peers: LocalPeers) -> Self {
+        let ingest = Arc::new(Ingest {
+            journal,
+            peers,
+            identity: config.identity.clone(),
+            max_payload_bytes: config.max_payload_bytes,
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+        });
+        LocalBroker { config, ingest, client: None }
+    }
+
+    fn create_client(&self) -> Result<mqtt::AsyncClient, String> {
+        let client = mqtt::CreateOptionsBuilder::new()
+            .server_uri(&self.config.uri)
+            .client_id(&self.config.client_id)
+            .persistence(None)
+            .send_while_disconnected(true)
+            .allow_disconnected_send_at_anytime(true)
+            .max_buffered_messages(10_000)
+            .create_client()
+            .map_err(|e| format!("cannot create the local MQTT client: {e}"))?;
+        let ingest = self.ingest.clone();
+        client.set_message_callback(move |_, msg| {
+            if let Some(msg) = msg {
+                ingest.on_message(&msg);
+            }
+        });
+        let ingest = self.ingest.clone();
+        client.set_connected_callback(move |cli| {
+            ingest.counters.connects.fetch_add(1, Ordering::Relaxed);
+            info!("local broker session up ({})", cli.server_uri());
+            let mut filters: Vec<String> = topics::UPLINK_FILTERS.iter().map(|f| f.to_string()).collect();
+            filters.push(THING_REQUEST_TOPIC.to_string());
+            // Subscriptions persist in the session, but a broker without persistence forgets them.
+            let _ = cli.subscribe_many_same_qos(&filters, 1);
+            ingest.peers.thing_requests.do_send(ThingRequest);
+        });
+        client.set_connection_lost_callback(|cli| {
+            warn!("local broker connection lost ({}); reconnecting", cli.server_uri());
+        });
+        Ok(client)
+    }
+
+    fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
+        let c = &self.config;
+        let will = mqtt::MessageBuilder::new()
+            .topic(&c.status_topic)
+            .payload(last_will_payload())
+            .qos(1)
+            .retained(true)
+            .finalize();
+        let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+        opts.clean_session(false)
+            .keep_alive_interval(Duration::from_secs(30))
+            .automatic_reconnect(Duration::from_millis(500), Duration::from_secs(5))
+            .will_message(will);
+        if let Some(user) = &c.username {
+            opts.user_name(user);
+        }
+        if let Some(password) = &c.password {
+            opts.password(password.as_str());
+        }
+        if c.uri.starts_with("ssl://") || c.uri.starts_with("mqtts://") {
+            let mut ssl = mqtt::SslOptionsBuilder::new();
+            ssl.enable_server_cert_auth(true).verify(true);
+            if let Some(ca) = &c.ca_cert {
+                ssl.trust_store(ca).map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
+            }
+            if let Some(cert) = &c.cert {
+                ssl.key_store(cert).map_err(|e| format!("localCert {}: {e}", cert.display()))?;
+            }
+            if let Some(key) = &c.key {
+                ssl.private_key(key).map_err(|e| format!("localKey {}: {e}", key.display()))?;
+            }
+            opts.ssl_options(ssl.finalize());
+        }
+        Ok(opts.finalize())
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let Some(client) = &self.client else { return };
+        let opts = match self.connect_options() {
+            Ok(o) => o,
+            Err(e) => {
+                error!("{e}");
+                return;
+            }
+        };
+        let token = client.connect(opts);
+        let addr = ctx.address();
+        actix_rt::spawn(async move {
+            let result = token.await.map(|_| ()).map_err(|e| e.to_string());
+            addr.do_send(ConnectResult(result));
+        });
+    }
+}
+
+impl Actor for LocalBroker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        match self.create_client() {
+            Ok(client) => self.client = Some(client),
+            Err(e) => {
+                error!("{e}");
+                System::current().stop_with_code(1);
+                return;
+            }
+        }
+        self.connect(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.ingest.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Handler<ConnectResult> for LocalBroker {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectResult, ctx: &mut Self::Context) {
+        // paho reconnects by itself only after a first successful connect: retry that one here.
+        if let Err(e) = msg.0 {
+            warn!("cannot connect to the local broker {}: {e}; retrying in 1 s", self.config.uri);
+            ctx.run_later(Duration::from_secs(1), |act, ctx| act.connect(ctx));
+        }
+    }
+}
+
+impl Handler<LocalPublish> for LocalBroker {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: LocalPublish, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(client) = &self.client else {
+            return Box::pin(async { Err("local client not created".to_string()) });
+        };
+        let message = mqtt::MessageBuilder::new()
+            .topic(msg.topic)
+            .payload(msg.payload)
+            .qos(msg.qos.clamp(0, 1))
+            .retained(msg.retain)
+            .finalize();
+        let token = client.publish(message);
+        Box::pin(async move { token.await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+}
+
+impl Handler<CloudInbound> for LocalBroker {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloudInbound, ctx: &mut Self::Context) {
+        let counters = &self.ingest.counters;
+        match topics::downlink(&msg.topic, &self.config.identity) {
+            Downlink::Command(local_topics) => {
+                counters.commands_down.fetch_add(1, Ordering::Relaxed);
+                for topic in local_topics {
+                    let publish = LocalPublish { topic, payload: msg.payload.clone(), qos: 1, retain: false };
+                    let request = ctx.address().send(publish);
+                    actix_rt::spawn(async move {
+                        if let Ok(Err(e)) = request.await {
+                            warn!("cannot deliver a command to the local broker: {e}");
+                        }
+                    });
+                }
+            }
+            Downlink::NotForUs(device) => {
+                counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
+                warn!("dropping command for device {device:?}: not this gateway ({:?}) or its child", self.config.identity.device_id);
+            }
+            Downlink::Unknown => {
+                counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
+                warn!("dropping cloud message on unrouted topic {:?}", msg.topic);
+            }
+        }
+    }
+}
+
+impl Handler<Flush> for LocalBroker {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        // Stop taking messages: a disconnect sends no PUBACK for anything not yet journaled.
+        self.ingest.stopping.store(true, Ordering::Relaxed);
+        let token = self.client.as_ref().map(|c| {
+            c.disconnect(mqtt::DisconnectOptionsBuilder::new().timeout(Duration::from_secs(1)).finalize())
+        });
+        let journal = self.ingest.journal.clone();
+        Box::pin(async move {
+            if let Some(token) = token {
+                let _ = token.await;
+            }
+            if let Err(e) = journal.flush() {
+                error!("cannot flush the journal: {e}");
+            }
+        })
+    }
+}
+
+impl Handler<GetMetrics> for LocalBroker {
+    type Result = ActorMetrics;
+
+    fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
+        let c = &self.ingest.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ActorMetrics {
+            actor: "local",
+            counters: vec![
+                ("connected", self.client.as_ref().is_some_and(|c| c.is_connected()) as u64),
+                ("connects", get(&c.connects)),
+                ("received", get(&c.received)),
+                ("journaled", get(&c.journaled)),
+                ("quarantined", get(&c.quarantined)),
+                ("journal_errors", get(&c.journal_errors)),
+                ("commands_down", get(&c.commands_down)),
+                ("commands_dropped", get(&c.commands_dropped)),
+            ],
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Finds out exactly why a TLS connection to the cloud endpoint fails (Paho C only says
+//! "TCP/TLS connect failure"): a short handshake of our own with the same CA, client certificate,
+//! SNI and hostname check, turned into a cause and a one-line detail for the status topic.
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+
+use crate::messages::{DownCause, DownReason};
+
+/// What the probe connects to and with.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    /// Endpoint host name (SNI and hostname check).
+    pub host: String,
+    /// Endpoint port.
+    pub port: u16,
+    /// CA file; `None` = the system trust store.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    pub key: Option<PathBuf>,
+    /// ALPN protocols to offer.
+    pub alpn: Vec<String>,
+    /// Timeout for each network step.
+    pub timeout: Duration,
+}
+
+/// Result of a probe: `Ok(())` when TCP and TLS (including the server's acceptance of our
+/// certificate) work, otherwise the reason.
+pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
+    let error = |detail: String| DownReason { cause: DownCause::Error, detail };
+    let addrs: Vec<_> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| error(format!("dns lookup of {} failed: {e}", target.host)))?
+        .collect();
+    let addr = addrs
+        .first()
+        .ok_or_else(|| error(format!("dns lookup of {} returned no address", target.host)))?;
+    let tcp = TcpStream::connect_timeout(addr, target.timeout).map_err(|e| {
+        error(format!("tcp connect to {}:{} failed: {e}", target.host, target.port))
+    })?;
+    let _ = tcp.set_read_timeout(Some(target.timeout));
+    let _ = tcp.set_write_timeout(Some(target.timeout));
+
+    let connector = connector(target).map_err(error)?;
+    let mut config = connector.configure().map_err(|e| error(format!("tls setup: {e}")))?;
+    config.set_verify(SslVerifyMode::PEER);
+    match config.connect(&target.host, tcp) {
+        Ok(mut stream) => {
+            // With TLS 1.3 the server judges our certificate after the handshake: read once to see
+            // its verdict. A timeout means it accepted (it waits for our CONNECT).
+            let mut byte = [0u8; 1];
+            match stream.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => Ok(()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(client_rejected(&e.to_string())),
+            }
+        }
+        Err(HandshakeError::Failure(mid)) => {
+            let verify = mid.ssl().verify_result();
+            if verify.as_raw() != 0 {
+                Err(error(format!("tls handshake failed: certificate verify failed: {}", verify.error_string())))
+            } else {
+                let text = mid.error().to_string();
+                if is_alert_about_us(&text) {
+                    Err(client_rejected(&text))
+                } else {
+                    Err(error(format!("tls handshake failed: {text}")))
+                }
+            }
+        }
+        Err(HandshakeError::SetupFailure(e)) => Err(error(format!("tls setup: {e}"))),
+        Err(HandshakeError::WouldBlock(_)) => Err(error("tls handshake timed out".into())),
+    }
+}
+
+fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
+    let mut builder =
+        SslConnector::builder(SslMethod::tls_client()).map_err(|e| format!("tls setup: {e}"))?;
+    if let Some(ca) = &target.ca_cert {
+        builder.set_ca_file(ca).map_err(|e| format!("cannot load caCert {}: {e}", ca.display()))?;
+    }
+    if let Some(cert) = &target.cert {
+        builder
+            .set_certificate_chain_file(cert)
+            .map_err(|e| format!("cannot load cert {}: {e}", cert.display()))?;
+    }
+    if let Some(key) = &target.key {
+        builder
+            .set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|_| format!("cannot load key {}", key.display()))?;
+    }
+    if !target.alpn.is_empty() {
+        let mut wire = Vec::new();
+        for p in &target.alpn {
+            wire.push(p.len().min(255) as u8);
+            wire.extend_from_slice(p.as_bytes());
+        }
+        builder.set_alpn_protos(&wire).map_err(|e| format!("alpn setup: {e}"))?;
+    }
+    Ok(builder.build())
+}
+
+fn is_alert_about_us(text: &str) -> bool {
+    ["unknown ca", "bad certificate", "certificate required", "certificate unknown", "handshake failure", "access denied"]
+        .iter()
+        .any(|alert| text.contains(alert))
+}
+
+fn client_rejected(text: &str) -> DownReason {
+    DownReason {
+        cause: DownCause::NotAuthenticated,
+        detail: format!("tls handshake failed: client certificate rejected by the server ({})", alert_name(text)),
+    }
+}
+
+fn alert_name(text: &str) -> String {
+    match text.find("alert ") {
+        Some(i) => text[i..].split(':').next().unwrap_or(text).trim().to_string(),
+        None => text.lines().next().unwrap_or(text).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_text_is_shortened() {
+        let text = "error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:ssl/record/rec_layer_s3.c:1605:SSL alert number 48";
+        assert!(is_alert_about_us(text));
+        assert_eq!(alert_name(text), "alert unknown ca");
+    }
+
+    #[test]
+    fn refused_port_is_a_tcp_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let target = ProbeTarget {
+            host: "127.0.0.1".into(),
+            port,
+            ca_cert: None,
+            cert: None,
+            key: None,
+            alpn: vec![],
+            timeout: Duration::from_secs(2),
+        };
+        let reason = probe(&target).unwrap_err();
+        assert_eq!(reason.cause, DownCause::Error);
+        assert!(reason.detail.starts_with("tcp connect to 127.0.0.1"), "{}", reason.detail);
+    }
+}

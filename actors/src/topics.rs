@@ -1,0 +1,229 @@
+//! Pure local ⇄ cloud topic mapping (DESIGN §5): Eclipse Hono topics on the local broker,
+//! Kanto-compatible topics on AWS IoT. No I/O here.
+
+/// Who this gateway is: fills empty tenant/device segments and filters commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Hono tenant id (`tenantId`).
+    pub tenant_id: String,
+    /// Device id = AWS thing name (`deviceId`).
+    pub device_id: String,
+}
+
+/// Local subscriptions that carry uplink traffic (QoS 1).
+pub const UPLINK_FILTERS: [&str; 6] = [
+    "telemetry/#",
+    "t/#",
+    "event/#",
+    "e/#",
+    "command//+/res/#",
+    "c//+/s/#",
+];
+
+/// Cloud subscription for commands to this device and its children (filtered by [`downlink`]).
+pub const COMMAND_FILTER: &str = "command//+/req/#";
+
+/// AWS IoT: a topic is at most 256 bytes.
+pub const MAX_TOPIC_BYTES: usize = 256;
+/// AWS IoT: at most 7 forward slashes (8 levels) in a non-reserved topic.
+pub const MAX_TOPIC_SLASHES: usize = 7;
+
+/// Why a local topic cannot be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UplinkError {
+    /// A command response topic without the `{reqId}/{status}` parts.
+    #[error("malformed command response topic {0:?}: expected command//{{device}}/res/{{reqId}}/{{status}}")]
+    MalformedResponse(String),
+    /// The mapped cloud topic breaks an AWS IoT limit.
+    #[error("{0}")]
+    CloudLimit(String),
+}
+
+/// Maps a local topic to its cloud topic. `Ok(None)` means the topic is not uplink traffic.
+pub fn uplink(local: &str, id: &Identity) -> Result<Option<String>, UplinkError> {
+    let segments: Vec<&str> = local.split('/').collect();
+    let mapped = match segments[0] {
+        "telemetry" | "t" => Some(data_topic("telemetry", &segments[1..], id)),
+        "event" | "e" => Some(data_topic("event", &segments[1..], id)),
+        "command" | "c" => command_response(local, &segments, id)?,
+        _ => None,
+    };
+    match mapped {
+        Some(topic) => {
+            check_cloud_topic(&topic).map_err(UplinkError::CloudLimit)?;
+            Ok(Some(topic))
+        }
+        None => Ok(None),
+    }
+}
+
+fn data_topic(kind: &str, rest: &[&str], id: &Identity) -> String {
+    let tenant = rest.first().filter(|s| !s.is_empty()).copied().unwrap_or(&id.tenant_id);
+    let device = rest.get(1).filter(|s| !s.is_empty()).copied().unwrap_or(&id.device_id);
+    let mut topic = format!("{kind}/{tenant}/{device}");
+    if rest.len() > 2 {
+        topic.push('/');
+        topic.push_str(&rest[2..].join("/"));
+    }
+    topic
+}
+
+fn command_response(
+    local: &str,
+    segments: &[&str],
+    id: &Identity,
+) -> Result<Option<String>, UplinkError> {
+    let response_marker = if segments[0] == "command" { "res" } else { "s" };
+    if segments.get(3) != Some(&response_marker) {
+        // Not a response (e.g. our own command requests echoed locally): not uplink traffic.
+        return Ok(None);
+    }
+    if segments.len() < 6 || segments[4].is_empty() || segments[5].is_empty() {
+        return Err(UplinkError::MalformedResponse(local.to_string()));
+    }
+    let device = if segments[2].is_empty() { id.device_id.as_str() } else { segments[2] };
+    Ok(Some(format!("command//{device}/res/{}", segments[4..].join("/"))))
+}
+
+/// Checks the AWS IoT topic limits: ≤ 256 bytes, and ≤ 7 slashes unless reserved (`$aws/…`).
+pub fn check_cloud_topic(topic: &str) -> Result<(), String> {
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "topic is {} bytes, AWS IoT allows {MAX_TOPIC_BYTES}",
+            topic.len()
+        ));
+    }
+    let slashes = topic.matches('/').count();
+    if !topic.starts_with("$aws/") && slashes > MAX_TOPIC_SLASHES {
+        return Err(format!(
+            "topic {topic:?} has {} levels, AWS IoT allows {}",
+            slashes + 1,
+            MAX_TOPIC_SLASHES + 1
+        ));
+    }
+    Ok(())
+}
+
+/// What to do with a message from the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Downlink {
+    /// Publish on these local topics (the Hono long form and its short copy).
+    Command(Vec<String>),
+    /// A command for a device that is neither this gateway nor one of its children.
+    NotForUs(String),
+    /// A topic awslink does not route.
+    Unknown,
+}
+
+/// Maps a cloud topic to the local topics it is delivered on.
+pub fn downlink(cloud: &str, id: &Identity) -> Downlink {
+    let segments: Vec<&str> = cloud.split('/').collect();
+    if segments.len() < 6 || segments[0] != "command" || !segments[1].is_empty() || segments[3] != "req"
+    {
+        return Downlink::Unknown;
+    }
+    let device = segments[2];
+    let child_prefix = format!("{}:", id.device_id);
+    if device != id.device_id && !device.starts_with(&child_prefix) {
+        return Downlink::NotForUs(device.to_string());
+    }
+    let tail = segments[4..].join("/");
+    Downlink::Command(vec![
+        format!("command//{device}/req/{tail}"),
+        format!("c//{device}/q/{tail}"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity { tenant_id: "ten".into(), device_id: "dev".into() }
+    }
+
+    #[test]
+    fn uplink_table() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("telemetry", Some("telemetry/ten/dev")),
+            ("t", Some("telemetry/ten/dev")),
+            ("telemetry/", Some("telemetry/ten/dev")),
+            ("telemetry//", Some("telemetry/ten/dev")),
+            ("telemetry/other/dev2", Some("telemetry/other/dev2")),
+            ("t//dev:child", Some("telemetry/ten/dev:child")),
+            ("telemetry///temp/room1", Some("telemetry/ten/dev/temp/room1")),
+            ("event", Some("event/ten/dev")),
+            ("e", Some("event/ten/dev")),
+            ("e/x/y/z", Some("event/x/y/z")),
+            ("command///res/42/200", Some("command//dev/res/42/200")),
+            ("command//dev:c1/res/42/500", Some("command//dev:c1/res/42/500")),
+            ("c///s/7/204", Some("command//dev/res/7/204")),
+            ("command//dev/req/1/reboot", None),
+            ("c///q/1/reboot", None),
+            ("other/topic", None),
+            ("telemetryx", None),
+            ("edge/thing/request", None),
+        ];
+        for (local, want) in rows {
+            let got = uplink(local, &id()).unwrap_or_else(|e| panic!("{local}: {e}"));
+            assert_eq!(got.as_deref(), *want, "local topic {local:?}");
+        }
+    }
+
+    #[test]
+    fn uplink_rejects_malformed_responses_and_aws_limits() {
+        assert!(matches!(
+            uplink("command///res/42", &id()),
+            Err(UplinkError::MalformedResponse(_))
+        ));
+        assert!(matches!(uplink("c///s//200", &id()), Err(UplinkError::MalformedResponse(_))));
+        // telemetry/ten/dev + 6 more levels = 9 levels
+        assert!(matches!(
+            uplink("telemetry///a/b/c/d/e/f", &id()),
+            Err(UplinkError::CloudLimit(_))
+        ));
+        assert_eq!(
+            uplink("telemetry///a/b/c/d/e", &id()).ok().flatten().as_deref(),
+            Some("telemetry/ten/dev/a/b/c/d/e")
+        );
+        let long = format!("telemetry///{}", "x".repeat(300));
+        assert!(matches!(uplink(&long, &id()), Err(UplinkError::CloudLimit(_))));
+    }
+
+    #[test]
+    fn cloud_topic_limits() {
+        assert!(check_cloud_topic("a/b/c/d/e/f/g/h").is_ok());
+        assert!(check_cloud_topic("a/b/c/d/e/f/g/h/i").is_err());
+        assert!(check_cloud_topic("$aws/things/dev/shadow/name/x/update/accepted/more").is_ok());
+        assert!(check_cloud_topic(&"a".repeat(256)).is_ok());
+        assert!(check_cloud_topic(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn downlink_table() {
+        let rows: &[(&str, Downlink)] = &[
+            (
+                "command//dev/req/1/reboot",
+                Downlink::Command(vec![
+                    "command//dev/req/1/reboot".into(),
+                    "c//dev/q/1/reboot".into(),
+                ]),
+            ),
+            (
+                "command//dev:child/req/r-9/set/x",
+                Downlink::Command(vec![
+                    "command//dev:child/req/r-9/set/x".into(),
+                    "c//dev:child/q/r-9/set/x".into(),
+                ]),
+            ),
+            ("command//other/req/1/reboot", Downlink::NotForUs("other".into())),
+            ("command//devx/req/1/reboot", Downlink::NotForUs("devx".into())),
+            ("command//dev/res/1/200", Downlink::Unknown),
+            ("command//dev/req/1", Downlink::Unknown),
+            ("telemetry/ten/dev", Downlink::Unknown),
+        ];
+        for (cloud, want) in rows {
+            assert_eq!(&downlink(cloud, &id()), want, "cloud topic {cloud:?}");
+        }
+    }
+}
