@@ -1,0 +1,208 @@
+//! Wiring: the only place that knows which actor sits behind each recipient. Opens the journal,
+//! starts the actors, waits for SIGTERM/SIGINT and shuts down in order within 5 s.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{error, info, warn};
+
+use awslink_actors::backoff::BackoffPolicy;
+use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError};
+use awslink_actors::buffer::{Buffer, DEFAULT_WINDOW};
+use awslink_actors::cloud_link::{CloudLink, LinkConfig, LinkPeers};
+use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
+use awslink_actors::messages::{Flush, Shutdown};
+use awslink_actors::status_publisher::StatusPublisher;
+use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
+use awslink_actors::topics::{Identity, COMMAND_FILTER};
+
+use crate::config::Config;
+
+/// How long shutdown may take before awslink exits anyway.
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
+
+/// Why `run` failed, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The buffer directory cannot be used (locked, corrupt, unwritable): the operator must act.
+    #[error("{0}")]
+    Buffer(#[from] JournalError),
+    /// The runtime failed.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl RunError {
+    /// 2 for problems the operator fixes in configuration or on disk, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Buffer(_) => 2,
+            RunError::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Opens the journal the configuration describes.
+pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
+    let durability = if config.buffer.fsync {
+        Durability::Fsync
+    } else {
+        Durability::Batched {
+            flush_every_ms: config.buffer.flush_every_ms,
+        }
+    };
+    Journal::open(&JournalConfig {
+        path: config.buffer.path.clone(),
+        cache_bytes: config.buffer.cache_bytes,
+        durability,
+    })
+}
+
+/// Runs awslink until a signal asks it to stop.
+pub fn run(config: Config, device_id: String) -> Result<(), RunError> {
+    let journal = open_journal(&config)?;
+    info!(
+        "awslink {} starting: device {device_id:?}, cloud {}:{}, local {}, buffer {} ({} queued)",
+        env!("CARGO_PKG_VERSION"),
+        config.endpoint.host,
+        config.endpoint.port,
+        config.local.uri,
+        config.buffer.path.display(),
+        journal.queued()
+    );
+    let system = System::new();
+    let code = system.block_on(async move { start_and_wait(config, device_id, journal).await });
+    drop(system);
+    match code {
+        0 => Ok(()),
+        n => Err(RunError::Runtime(format!("stopped with code {n}"))),
+    }
+}
+
+async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> i32 {
+    let identity = Identity {
+        tenant_id: config.tenant_id.clone(),
+        device_id: device_id.clone(),
+    };
+    let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW).start();
+
+    let status_ctx = Context::<StatusPublisher>::new();
+    let local_config = LocalConfig {
+        uri: config.local.uri.clone(),
+        client_id: config.local.client_id.clone(),
+        username: config.local.username.clone(),
+        password: config.local.password.clone(),
+        ca_cert: config.local.ca_cert.clone(),
+        cert: config.local.cert.clone(),
+        key: config.local.key.clone(),
+        status_topic: config.status_topic.clone(),
+        identity: identity.clone(),
+        max_payload_bytes: config.quota.max_payload_bytes as usize,
+    };
+    let local = LocalBroker::new(
+        local_config,
+        journal,
+        LocalPeers {
+            journaled: buffer.clone().recipient(),
+            thing_requests: status_ctx.address().recipient(),
+        },
+    )
+    .start();
+
+    let link_config = LinkConfig {
+        host: config.endpoint.host.clone(),
+        port: config.endpoint.port,
+        client_id: config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| device_id.clone()),
+        ca_cert: config.ca_cert.clone(),
+        cert: config.cert.clone(),
+        key: config.key.clone(),
+        username: config.username.clone(),
+        password: config.password.clone(),
+        alpn: config.alpn.clone(),
+        keep_alive: config.keep_alive,
+        connect_timeout: Duration::from_secs(20),
+        subscriptions: vec![COMMAND_FILTER.to_string()],
+        max_in_flight: DEFAULT_WINDOW,
+    };
+    let (link_buffer, link_local) = (buffer.clone(), local.clone());
+    let start_link: LinkFactory = Box::new(move |attempt, events| {
+        let peers = LinkPeers {
+            events,
+            delivered: link_buffer.clone().recipient(),
+            rejected: link_buffer.clone().recipient(),
+            inbound: link_local.clone().recipient(),
+        };
+        let link = CloudLink::new(link_config.clone(), peers, attempt).start();
+        LinkHandle {
+            publish: link.clone().recipient(),
+            disconnect: link.recipient(),
+        }
+    });
+    let policy = BackoffPolicy {
+        min_delay: config.reconnect.min_delay,
+        max_delay: config.reconnect.max_delay,
+        reset_after: config.reconnect.reset_after,
+    };
+    let status_addr = status_ctx.address();
+    let supervisor = Supervisor::new(
+        policy,
+        start_link,
+        buffer.clone().recipient(),
+        status_addr.clone().recipient(),
+    )
+    .start();
+    let _status = status_ctx.run(StatusPublisher::new(
+        local.clone().recipient(),
+        config.status_topic.clone(),
+        identity,
+        vec![
+            local.clone().recipient(),
+            buffer.clone().recipient(),
+            supervisor.clone().recipient(),
+        ],
+        config.metrics_interval,
+    ));
+
+    let signal = wait_for_signal().await;
+    info!("{signal} received: shutting down");
+    let shutdown = async {
+        if let Err(e) = supervisor.send(Shutdown).await {
+            warn!("supervisor did not shut down cleanly: {e}");
+        }
+        if let Err(e) = local.send(Flush).await {
+            warn!("local session did not close cleanly: {e}");
+        }
+        if let Err(e) = buffer.send(Flush).await {
+            warn!("journal flush failed: {e}");
+        }
+    };
+    if actix_rt::time::timeout(SHUTDOWN_BUDGET, shutdown)
+        .await
+        .is_err()
+    {
+        error!(
+            "shutdown took longer than {} ms; exiting anyway",
+            SHUTDOWN_BUDGET.as_millis()
+        );
+    }
+    info!("awslink stopped");
+    0
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop awslink with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
