@@ -30,7 +30,11 @@ impl BackoffPolicy {
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
         let low = self.min_delay;
         let high = self.ceiling(failures);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         low + (high - low).mul_f64(unit)
     }
 
@@ -70,7 +74,11 @@ mod tests {
             (u32::MAX, 120_000),
         ];
         for (failures, ms) in rows {
-            assert_eq!(policy().ceiling(failures), Duration::from_millis(ms), "failures={failures}");
+            assert_eq!(
+                policy().ceiling(failures),
+                Duration::from_millis(ms),
+                "failures={failures}"
+            );
         }
     }
 
@@ -96,7 +104,10 @@ mod tests {
 
     #[test]
     fn min_equal_max_is_constant() {
-        let p = BackoffPolicy { max_delay: Duration::from_millis(1000), ..policy() };
+        let p = BackoffPolicy {
+            max_delay: Duration::from_millis(1000),
+            ..policy()
+        };
         assert_eq!(p.delay(5, 0.9), Duration::from_millis(1000));
     }
 

@@ -80,14 +80,28 @@ enum Internal {
 impl CloudLink {
     /// A link for attempt number `attempt`; it connects when started.
     pub fn new(config: LinkConfig, peers: LinkPeers, attempt: u64) -> Self {
-        CloudLink { config, peers, attempt, client: None, up: false, reported_down: false }
+        CloudLink {
+            config,
+            peers,
+            attempt,
+            client: None,
+            up: false,
+            reported_down: false,
+        }
     }
 
     fn report_down(&mut self, reason: DownReason, ctx: &mut Context<Self>) {
         if !self.reported_down {
             self.reported_down = true;
-            info!("cloud link down: {} ({})", reason.detail, reason.cause.code());
-            self.peers.events.do_send(LinkEvent::Down { attempt: self.attempt, reason });
+            info!(
+                "cloud link down: {} ({})",
+                reason.detail,
+                reason.cause.code()
+            );
+            self.peers.events.do_send(LinkEvent::Down {
+                attempt: self.attempt,
+                reason,
+            });
         }
         if let Some(client) = self.client.take() {
             if client.is_connected() {
@@ -125,13 +139,16 @@ impl CloudLink {
         let mut ssl = mqtt::SslOptionsBuilder::new();
         ssl.enable_server_cert_auth(true).verify(true);
         if let Some(ca) = &c.ca_cert {
-            ssl.trust_store(ca).map_err(|e| format!("caCert {}: {e}", ca.display()))?;
+            ssl.trust_store(ca)
+                .map_err(|e| format!("caCert {}: {e}", ca.display()))?;
         }
         if let Some(cert) = &c.cert {
-            ssl.key_store(cert).map_err(|e| format!("cert {}: {e}", cert.display()))?;
+            ssl.key_store(cert)
+                .map_err(|e| format!("cert {}: {e}", cert.display()))?;
         }
         if let Some(key) = &c.key {
-            ssl.private_key(key).map_err(|e| format!("key {}: {e}", key.display()))?;
+            ssl.private_key(key)
+                .map_err(|e| format!("key {}: {e}", key.display()))?;
         }
         if !c.alpn.is_empty() {
             let protos: Vec<&str> = c.alpn.iter().map(String::as_str).collect();
@@ -177,7 +194,10 @@ pub fn connack_reason(code: mqtt::ConnectReturnCode) -> DownReason {
         ServerUnavailable => (DownCause::Error, "server unavailable"),
         Accepted => (DownCause::Error, "accepted"),
     };
-    DownReason { cause, detail: format!("connection refused: {text}") }
+    DownReason {
+        cause,
+        detail: format!("connection refused: {text}"),
+    }
 }
 
 impl Actor for CloudLink {
@@ -186,11 +206,27 @@ impl Actor for CloudLink {
     fn started(&mut self, ctx: &mut Self::Context) {
         let client = match self.create_client(ctx.address()) {
             Ok(c) => c,
-            Err(detail) => return self.report_down(DownReason { cause: DownCause::Error, detail }, ctx),
+            Err(detail) => {
+                return self.report_down(
+                    DownReason {
+                        cause: DownCause::Error,
+                        detail,
+                    },
+                    ctx,
+                )
+            }
         };
         let opts = match self.connect_options() {
             Ok(o) => o,
-            Err(detail) => return self.report_down(DownReason { cause: DownCause::Error, detail }, ctx),
+            Err(detail) => {
+                return self.report_down(
+                    DownReason {
+                        cause: DownCause::Error,
+                        detail,
+                    },
+                    ctx,
+                )
+            }
         };
         info!(
             "connecting to {}:{} as {:?} (attempt {})",
@@ -214,8 +250,14 @@ impl Actor for CloudLink {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         if !self.reported_down {
             self.reported_down = true;
-            let reason = DownReason { cause: DownCause::Error, detail: "cloud link stopped".into() };
-            self.peers.events.do_send(LinkEvent::Down { attempt: self.attempt, reason });
+            let reason = DownReason {
+                cause: DownCause::Error,
+                detail: "cloud link stopped".into(),
+            };
+            self.peers.events.do_send(LinkEvent::Down {
+                attempt: self.attempt,
+                reason,
+            });
         }
         if let Some(client) = self.client.take() {
             if client.is_connected() {
@@ -266,18 +308,30 @@ impl Handler<Internal> for CloudLink {
             Internal::Subscribed(Ok(())) => {
                 self.up = true;
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
-                self.peers.events.do_send(LinkEvent::Up { attempt: self.attempt });
+                self.peers.events.do_send(LinkEvent::Up {
+                    attempt: self.attempt,
+                });
             }
-            Internal::Subscribed(Err(detail)) => {
-                self.report_down(DownReason { cause: DownCause::NotAuthenticated, detail }, ctx)
-            }
+            Internal::Subscribed(Err(detail)) => self.report_down(
+                DownReason {
+                    cause: DownCause::NotAuthenticated,
+                    detail,
+                },
+                ctx,
+            ),
             Internal::Lost => {
                 let detail = if self.up {
                     "connection lost (network error, keep-alive timeout or closed by the endpoint)"
                 } else {
                     "connection lost during connect"
                 };
-                self.report_down(DownReason { cause: DownCause::Error, detail: detail.into() }, ctx)
+                self.report_down(
+                    DownReason {
+                        cause: DownCause::Error,
+                        detail: detail.into(),
+                    },
+                    ctx,
+                )
             }
             Internal::Down(reason) => self.report_down(reason, ctx),
         }
@@ -307,8 +361,17 @@ impl Handler<Publish> for CloudLink {
                 Ok(_) => delivered.do_send(Delivered { seq }),
                 Err(e) => {
                     debug!("publish {seq} failed: {e}");
-                    let permanent = matches!(e, mqtt::Error::BadUtf8String | mqtt::Error::BadQos | mqtt::Error::TopicNameTruncated);
-                    rejected.do_send(Rejected { seq, reason: e.to_string(), permanent });
+                    let permanent = matches!(
+                        e,
+                        mqtt::Error::BadUtf8String
+                            | mqtt::Error::BadQos
+                            | mqtt::Error::TopicNameTruncated
+                    );
+                    rejected.do_send(Rejected {
+                        seq,
+                        reason: e.to_string(),
+                        permanent,
+                    });
                 }
             }
         });
@@ -321,7 +384,11 @@ impl Handler<Disconnect> for CloudLink {
     fn handle(&mut self, _msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
         self.reported_down = true; // a requested close is not a failure to report
         let token = self.client.as_ref().filter(|c| c.is_connected()).map(|c| {
-            c.disconnect(mqtt::DisconnectOptionsBuilder::new().timeout(Duration::from_secs(2)).finalize())
+            c.disconnect(
+                mqtt::DisconnectOptionsBuilder::new()
+                    .timeout(Duration::from_secs(2))
+                    .finalize(),
+            )
         });
         Box::pin(
             async move {

@@ -13,7 +13,8 @@ use paho_mqtt as mqtt;
 
 use crate::buffer::journal::Journal;
 use crate::messages::{
-    ActorMetrics, CloudInbound, CloudMessage, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
+    ActorMetrics, CloudInbound, CloudMessage, Flush, GetMetrics, Journaled, LocalPublish,
+    ThingRequest,
 };
 use crate::metrics::unix_ms;
 use crate::status_publisher::{last_will_payload, THING_REQUEST_TOPIC};
@@ -91,7 +92,10 @@ impl Ingest {
         };
         match topics::uplink(topic, &self.identity) {
             Ok(Some(cloud_topic)) if cloud.payload.len() <= self.max_payload_bytes => {
-                let cloud = CloudMessage { topic: cloud_topic, ..cloud };
+                let cloud = CloudMessage {
+                    topic: cloud_topic,
+                    ..cloud
+                };
                 self.append(&cloud);
             }
             Ok(Some(_)) => {
@@ -100,11 +104,23 @@ impl Ingest {
                     cloud.payload.len(),
                     self.max_payload_bytes
                 );
-                self.quarantine(CloudMessage { topic: topic.to_string(), ..cloud }, &reason);
+                self.quarantine(
+                    CloudMessage {
+                        topic: topic.to_string(),
+                        ..cloud
+                    },
+                    &reason,
+                );
             }
             Ok(None) => debug!("ignoring local message on {topic:?}: not uplink traffic"),
             Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
-                self.quarantine(CloudMessage { topic: topic.to_string(), ..cloud }, &e.to_string());
+                self.quarantine(
+                    CloudMessage {
+                        topic: topic.to_string(),
+                        ..cloud
+                    },
+                    &e.to_string(),
+                );
             }
         }
     }
@@ -167,7 +183,11 @@ impl LocalBroker {
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
         });
-        LocalBroker { config, ingest, client: None }
+        LocalBroker {
+            config,
+            ingest,
+            client: None,
+        }
     }
 
     fn create_client(&self) -> Result<mqtt::AsyncClient, String> {
@@ -190,14 +210,20 @@ impl LocalBroker {
         client.set_connected_callback(move |cli| {
             ingest.counters.connects.fetch_add(1, Ordering::Relaxed);
             info!("local broker session up ({})", cli.server_uri());
-            let mut filters: Vec<String> = topics::UPLINK_FILTERS.iter().map(|f| f.to_string()).collect();
+            let mut filters: Vec<String> = topics::UPLINK_FILTERS
+                .iter()
+                .map(|f| f.to_string())
+                .collect();
             filters.push(THING_REQUEST_TOPIC.to_string());
             // Subscriptions persist in the session, but a broker without persistence forgets them.
             let _ = cli.subscribe_many_same_qos(&filters, 1);
             ingest.peers.thing_requests.do_send(ThingRequest);
         });
         client.set_connection_lost_callback(|cli| {
-            warn!("local broker connection lost ({}); reconnecting", cli.server_uri());
+            warn!(
+                "local broker connection lost ({}); reconnecting",
+                cli.server_uri()
+            );
         });
         Ok(client)
     }
@@ -225,13 +251,16 @@ impl LocalBroker {
             let mut ssl = mqtt::SslOptionsBuilder::new();
             ssl.enable_server_cert_auth(true).verify(true);
             if let Some(ca) = &c.ca_cert {
-                ssl.trust_store(ca).map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
+                ssl.trust_store(ca)
+                    .map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
             }
             if let Some(cert) = &c.cert {
-                ssl.key_store(cert).map_err(|e| format!("localCert {}: {e}", cert.display()))?;
+                ssl.key_store(cert)
+                    .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
             }
             if let Some(key) = &c.key {
-                ssl.private_key(key).map_err(|e| format!("localKey {}: {e}", key.display()))?;
+                ssl.private_key(key)
+                    .map_err(|e| format!("localKey {}: {e}", key.display()))?;
             }
             opts.ssl_options(ssl.finalize());
         }
@@ -282,7 +311,10 @@ impl Handler<ConnectResult> for LocalBroker {
     fn handle(&mut self, msg: ConnectResult, ctx: &mut Self::Context) {
         // paho reconnects by itself only after a first successful connect: retry that one here.
         if let Err(e) = msg.0 {
-            warn!("cannot connect to the local broker {}: {e}; retrying in 1 s", self.config.uri);
+            warn!(
+                "cannot connect to the local broker {}: {e}; retrying in 1 s",
+                self.config.uri
+            );
             ctx.run_later(Duration::from_secs(1), |act, ctx| act.connect(ctx));
         }
     }
@@ -315,7 +347,12 @@ impl Handler<CloudInbound> for LocalBroker {
             Downlink::Command(local_topics) => {
                 counters.commands_down.fetch_add(1, Ordering::Relaxed);
                 for topic in local_topics {
-                    let publish = LocalPublish { topic, payload: msg.payload.clone(), qos: 1, retain: false };
+                    let publish = LocalPublish {
+                        topic,
+                        payload: msg.payload.clone(),
+                        qos: 1,
+                        retain: false,
+                    };
                     let request = ctx.address().send(publish);
                     actix_rt::spawn(async move {
                         if let Ok(Err(e)) = request.await {
@@ -326,7 +363,10 @@ impl Handler<CloudInbound> for LocalBroker {
             }
             Downlink::NotForUs(device) => {
                 counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
-                warn!("dropping command for device {device:?}: not this gateway ({:?}) or its child", self.config.identity.device_id);
+                warn!(
+                    "dropping command for device {device:?}: not this gateway ({:?}) or its child",
+                    self.config.identity.device_id
+                );
             }
             Downlink::Unknown => {
                 counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
@@ -343,7 +383,11 @@ impl Handler<Flush> for LocalBroker {
         // Stop taking messages: a disconnect sends no PUBACK for anything not yet journaled.
         self.ingest.stopping.store(true, Ordering::Relaxed);
         let token = self.client.as_ref().map(|c| {
-            c.disconnect(mqtt::DisconnectOptionsBuilder::new().timeout(Duration::from_secs(1)).finalize())
+            c.disconnect(
+                mqtt::DisconnectOptionsBuilder::new()
+                    .timeout(Duration::from_secs(1))
+                    .finalize(),
+            )
         });
         let journal = self.ingest.journal.clone();
         Box::pin(async move {
@@ -366,7 +410,10 @@ impl Handler<GetMetrics> for LocalBroker {
         ActorMetrics {
             actor: "local",
             counters: vec![
-                ("connected", self.client.as_ref().is_some_and(|c| c.is_connected()) as u64),
+                (
+                    "connected",
+                    self.client.as_ref().is_some_and(|c| c.is_connected()) as u64,
+                ),
                 ("connects", get(&c.connects)),
                 ("received", get(&c.received)),
                 ("journaled", get(&c.journaled)),

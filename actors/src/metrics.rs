@@ -18,7 +18,10 @@ pub fn format_line(m: &ActorMetrics) -> String {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.
@@ -32,7 +35,10 @@ mod tests {
 
     #[test]
     fn line_lists_counters_in_order() {
-        let m = ActorMetrics { actor: "buffer", counters: vec![("queued", 3), ("bytes", 120)] };
+        let m = ActorMetrics {
+            actor: "buffer",
+            counters: vec![("queued", 3), ("bytes", 120)],
+        };
         assert_eq!(format_line(&m), "buffer queued=3 bytes=120");
     }
 }

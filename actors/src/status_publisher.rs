@@ -78,7 +78,10 @@ impl StatusPublisher {
     fn log_metrics(&self, ctx: &mut Context<Self>) {
         let own = ActorMetrics {
             actor: "status",
-            counters: vec![("connected", self.connected as u64), ("published", self.published)],
+            counters: vec![
+                ("connected", self.connected as u64),
+                ("published", self.published),
+            ],
         };
         log::info!(target: TARGET, "{}", format_line(&own));
         for source in &self.metrics_sources {
@@ -154,8 +157,15 @@ mod tests {
 
     #[test]
     fn payloads() {
-        let up = ConnectionStatus { connected: true, timestamp: 17, reason: None };
-        assert_eq!(parse(&status_payload(&up)), json!({"connected": true, "timestamp": 17}));
+        let up = ConnectionStatus {
+            connected: true,
+            timestamp: 17,
+            reason: None,
+        };
+        assert_eq!(
+            parse(&status_payload(&up)),
+            json!({"connected": true, "timestamp": 17})
+        );
         let down = ConnectionStatus {
             connected: false,
             timestamp: 18,
@@ -170,7 +180,13 @@ mod tests {
                    "detail": "connection refused: not authorized"})
         );
         assert_eq!(parse(&last_will_payload())["cause"], "CONNECTION_UNKNOWN");
-        let id = Identity { tenant_id: "t".into(), device_id: "d".into() };
-        assert_eq!(parse(&thing_payload(&id)), json!({"deviceId": "d", "tenantId": "t"}));
+        let id = Identity {
+            tenant_id: "t".into(),
+            device_id: "d".into(),
+        };
+        assert_eq!(
+            parse(&thing_payload(&id)),
+            json!({"deviceId": "d", "tenantId": "t"})
+        );
     }
 }

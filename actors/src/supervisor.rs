@@ -91,14 +91,24 @@ impl Handler<LinkEvent> for Supervisor {
             LinkEvent::Up { attempt } if attempt == self.attempt => {
                 let Some(link) = &self.current else { return };
                 self.up_since = Some(Instant::now());
-                self.buffer.do_send(LinkChanged { publisher: Some(link.publish.clone()) });
-                self.status.do_send(ConnectionStatus { connected: true, timestamp: unix_secs(), reason: None });
+                self.buffer.do_send(LinkChanged {
+                    publisher: Some(link.publish.clone()),
+                });
+                self.status.do_send(ConnectionStatus {
+                    connected: true,
+                    timestamp: unix_secs(),
+                    reason: None,
+                });
             }
-            LinkEvent::Down { attempt, reason } if attempt == self.attempt && self.current.is_some() => {
+            LinkEvent::Down { attempt, reason }
+                if attempt == self.attempt && self.current.is_some() =>
+            {
                 self.current = None;
                 if let Some(since) = self.up_since.take() {
                     self.buffer.do_send(LinkChanged { publisher: None });
-                    self.failures = self.policy.failures_after_drop(self.failures, since.elapsed());
+                    self.failures = self
+                        .policy
+                        .failures_after_drop(self.failures, since.elapsed());
                 }
                 self.failures = self.failures.saturating_add(1);
                 if self.shutting_down {
@@ -109,9 +119,14 @@ impl Handler<LinkEvent> for Supervisor {
                     timestamp: unix_secs(),
                     reason: Some(reason),
                 });
-                self.next_delay = self.policy.delay(self.failures, rand::thread_rng().gen::<f64>());
+                self.next_delay = self
+                    .policy
+                    .delay(self.failures, rand::thread_rng().gen::<f64>());
                 self.reconnects += 1;
-                info!("next cloud connection attempt in {} ms", self.next_delay.as_millis());
+                info!(
+                    "next cloud connection attempt in {} ms",
+                    self.next_delay.as_millis()
+                );
                 ctx.run_later(self.next_delay, |act, ctx| act.start_attempt(ctx));
             }
             stale => warn!("ignoring event of an old cloud link: {stale:?}"),
@@ -137,7 +152,10 @@ impl Handler<Shutdown> for Supervisor {
                 let closed = ConnectionStatus {
                     connected: false,
                     timestamp: unix_secs(),
-                    reason: Some(DownReason { cause: DownCause::Closed, detail: "shutdown".into() }),
+                    reason: Some(DownReason {
+                        cause: DownCause::Closed,
+                        detail: "shutdown".into(),
+                    }),
                 };
                 let _ = status.send(closed).await;
             }
@@ -158,7 +176,10 @@ impl Handler<GetMetrics> for Supervisor {
                 ("reconnects", self.reconnects),
                 ("failures", u64::from(self.failures)),
                 ("backoff_ms", self.next_delay.as_millis() as u64),
-                ("uptime_s", self.up_since.map(|s| s.elapsed().as_secs()).unwrap_or(0)),
+                (
+                    "uptime_s",
+                    self.up_since.map(|s| s.elapsed().as_secs()).unwrap_or(0),
+                ),
             ],
         }
     }

@@ -33,7 +33,10 @@ pub struct ProbeTarget {
 /// Result of a probe: `Ok(())` when TCP and TLS (including the server's acceptance of our
 /// certificate) work, otherwise the reason.
 pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
-    let error = |detail: String| DownReason { cause: DownCause::Error, detail };
+    let error = |detail: String| DownReason {
+        cause: DownCause::Error,
+        detail,
+    };
     let addrs: Vec<_> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| error(format!("dns lookup of {} failed: {e}", target.host)))?
@@ -42,13 +45,18 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
         .first()
         .ok_or_else(|| error(format!("dns lookup of {} returned no address", target.host)))?;
     let tcp = TcpStream::connect_timeout(addr, target.timeout).map_err(|e| {
-        error(format!("tcp connect to {}:{} failed: {e}", target.host, target.port))
+        error(format!(
+            "tcp connect to {}:{} failed: {e}",
+            target.host, target.port
+        ))
     })?;
     let _ = tcp.set_read_timeout(Some(target.timeout));
     let _ = tcp.set_write_timeout(Some(target.timeout));
 
     let connector = connector(target).map_err(error)?;
-    let mut config = connector.configure().map_err(|e| error(format!("tls setup: {e}")))?;
+    let mut config = connector
+        .configure()
+        .map_err(|e| error(format!("tls setup: {e}")))?;
     config.set_verify(SslVerifyMode::PEER);
     match config.connect(&target.host, tcp) {
         Ok(mut stream) => {
@@ -56,7 +64,12 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
             // its verdict. A timeout means it accepted (it waits for our CONNECT).
             let mut byte = [0u8; 1];
             match stream.read(&mut byte) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => Ok(()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    Ok(())
+                }
                 Ok(_) => Ok(()),
                 Err(e) => Err(client_rejected(&e.to_string())),
             }
@@ -64,7 +77,10 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
         Err(HandshakeError::Failure(mid)) => {
             let verify = mid.ssl().verify_result();
             if verify.as_raw() != 0 {
-                Err(error(format!("tls handshake failed: certificate verify failed: {}", verify.error_string())))
+                Err(error(format!(
+                    "tls handshake failed: certificate verify failed: {}",
+                    verify.error_string()
+                )))
             } else {
                 let text = mid.error().to_string();
                 if is_alert_about_us(&text) {
@@ -83,7 +99,9 @@ fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
     let mut builder =
         SslConnector::builder(SslMethod::tls_client()).map_err(|e| format!("tls setup: {e}"))?;
     if let Some(ca) = &target.ca_cert {
-        builder.set_ca_file(ca).map_err(|e| format!("cannot load caCert {}: {e}", ca.display()))?;
+        builder
+            .set_ca_file(ca)
+            .map_err(|e| format!("cannot load caCert {}: {e}", ca.display()))?;
     }
     if let Some(cert) = &target.cert {
         builder
@@ -101,27 +119,44 @@ fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
             wire.push(p.len().min(255) as u8);
             wire.extend_from_slice(p.as_bytes());
         }
-        builder.set_alpn_protos(&wire).map_err(|e| format!("alpn setup: {e}"))?;
+        builder
+            .set_alpn_protos(&wire)
+            .map_err(|e| format!("alpn setup: {e}"))?;
     }
     Ok(builder.build())
 }
 
 fn is_alert_about_us(text: &str) -> bool {
-    ["unknown ca", "bad certificate", "certificate required", "certificate unknown", "handshake failure", "access denied"]
-        .iter()
-        .any(|alert| text.contains(alert))
+    [
+        "unknown ca",
+        "bad certificate",
+        "certificate required",
+        "certificate unknown",
+        "handshake failure",
+        "access denied",
+    ]
+    .iter()
+    .any(|alert| text.contains(alert))
 }
 
 fn client_rejected(text: &str) -> DownReason {
     DownReason {
         cause: DownCause::NotAuthenticated,
-        detail: format!("tls handshake failed: client certificate rejected by the server ({})", alert_name(text)),
+        detail: format!(
+            "tls handshake failed: client certificate rejected by the server ({})",
+            alert_name(text)
+        ),
     }
 }
 
 fn alert_name(text: &str) -> String {
     match text.find("alert ") {
-        Some(i) => text[i..].split(':').next().unwrap_or(text).trim().to_string(),
+        Some(i) => text[i..]
+            .split(':')
+            .next()
+            .unwrap_or(text)
+            .trim()
+            .to_string(),
         None => text.lines().next().unwrap_or(text).to_string(),
     }
 }
@@ -153,6 +188,10 @@ mod tests {
         };
         let reason = probe(&target).unwrap_err();
         assert_eq!(reason.cause, DownCause::Error);
-        assert!(reason.detail.starts_with("tcp connect to 127.0.0.1"), "{}", reason.detail);
+        assert!(
+            reason.detail.starts_with("tcp connect to 127.0.0.1"),
+            "{}",
+            reason.detail
+        );
     }
 }

@@ -58,8 +58,16 @@ pub fn uplink(local: &str, id: &Identity) -> Result<Option<String>, UplinkError>
 }
 
 fn data_topic(kind: &str, rest: &[&str], id: &Identity) -> String {
-    let tenant = rest.first().filter(|s| !s.is_empty()).copied().unwrap_or(&id.tenant_id);
-    let device = rest.get(1).filter(|s| !s.is_empty()).copied().unwrap_or(&id.device_id);
+    let tenant = rest
+        .first()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .unwrap_or(&id.tenant_id);
+    let device = rest
+        .get(1)
+        .filter(|s| !s.is_empty())
+        .copied()
+        .unwrap_or(&id.device_id);
     let mut topic = format!("{kind}/{tenant}/{device}");
     if rest.len() > 2 {
         topic.push('/');
@@ -81,8 +89,15 @@ fn command_response(
     if segments.len() < 6 || segments[4].is_empty() || segments[5].is_empty() {
         return Err(UplinkError::MalformedResponse(local.to_string()));
     }
-    let device = if segments[2].is_empty() { id.device_id.as_str() } else { segments[2] };
-    Ok(Some(format!("command//{device}/res/{}", segments[4..].join("/"))))
+    let device = if segments[2].is_empty() {
+        id.device_id.as_str()
+    } else {
+        segments[2]
+    };
+    Ok(Some(format!(
+        "command//{device}/res/{}",
+        segments[4..].join("/")
+    )))
 }
 
 /// Checks the AWS IoT topic limits: ≤ 256 bytes, and ≤ 7 slashes unless reserved (`$aws/…`).
@@ -118,7 +133,10 @@ pub enum Downlink {
 /// Maps a cloud topic to the local topics it is delivered on.
 pub fn downlink(cloud: &str, id: &Identity) -> Downlink {
     let segments: Vec<&str> = cloud.split('/').collect();
-    if segments.len() < 6 || segments[0] != "command" || !segments[1].is_empty() || segments[3] != "req"
+    if segments.len() < 6
+        || segments[0] != "command"
+        || !segments[1].is_empty()
+        || segments[3] != "req"
     {
         return Downlink::Unknown;
     }
@@ -139,7 +157,10 @@ mod tests {
     use super::*;
 
     fn id() -> Identity {
-        Identity { tenant_id: "ten".into(), device_id: "dev".into() }
+        Identity {
+            tenant_id: "ten".into(),
+            device_id: "dev".into(),
+        }
     }
 
     #[test]
@@ -151,12 +172,18 @@ mod tests {
             ("telemetry//", Some("telemetry/ten/dev")),
             ("telemetry/other/dev2", Some("telemetry/other/dev2")),
             ("t//dev:child", Some("telemetry/ten/dev:child")),
-            ("telemetry///temp/room1", Some("telemetry/ten/dev/temp/room1")),
+            (
+                "telemetry///temp/room1",
+                Some("telemetry/ten/dev/temp/room1"),
+            ),
             ("event", Some("event/ten/dev")),
             ("e", Some("event/ten/dev")),
             ("e/x/y/z", Some("event/x/y/z")),
             ("command///res/42/200", Some("command//dev/res/42/200")),
-            ("command//dev:c1/res/42/500", Some("command//dev:c1/res/42/500")),
+            (
+                "command//dev:c1/res/42/500",
+                Some("command//dev:c1/res/42/500"),
+            ),
             ("c///s/7/204", Some("command//dev/res/7/204")),
             ("command//dev/req/1/reboot", None),
             ("c///q/1/reboot", None),
@@ -176,18 +203,27 @@ mod tests {
             uplink("command///res/42", &id()),
             Err(UplinkError::MalformedResponse(_))
         ));
-        assert!(matches!(uplink("c///s//200", &id()), Err(UplinkError::MalformedResponse(_))));
+        assert!(matches!(
+            uplink("c///s//200", &id()),
+            Err(UplinkError::MalformedResponse(_))
+        ));
         // telemetry/ten/dev + 6 more levels = 9 levels
         assert!(matches!(
             uplink("telemetry///a/b/c/d/e/f", &id()),
             Err(UplinkError::CloudLimit(_))
         ));
         assert_eq!(
-            uplink("telemetry///a/b/c/d/e", &id()).ok().flatten().as_deref(),
+            uplink("telemetry///a/b/c/d/e", &id())
+                .ok()
+                .flatten()
+                .as_deref(),
             Some("telemetry/ten/dev/a/b/c/d/e")
         );
         let long = format!("telemetry///{}", "x".repeat(300));
-        assert!(matches!(uplink(&long, &id()), Err(UplinkError::CloudLimit(_))));
+        assert!(matches!(
+            uplink(&long, &id()),
+            Err(UplinkError::CloudLimit(_))
+        ));
     }
 
     #[test]
@@ -216,8 +252,14 @@ mod tests {
                     "c//dev:child/q/r-9/set/x".into(),
                 ]),
             ),
-            ("command//other/req/1/reboot", Downlink::NotForUs("other".into())),
-            ("command//devx/req/1/reboot", Downlink::NotForUs("devx".into())),
+            (
+                "command//other/req/1/reboot",
+                Downlink::NotForUs("other".into()),
+            ),
+            (
+                "command//devx/req/1/reboot",
+                Downlink::NotForUs("devx".into()),
+            ),
             ("command//dev/res/1/200", Downlink::Unknown),
             ("command//dev/req/1", Downlink::Unknown),
             ("telemetry/ten/dev", Downlink::Unknown),

@@ -126,7 +126,9 @@ impl Journal {
         };
         let db = sled_config.open().map_err(|e| open_error(&path, e))?;
         let queue = db.open_tree(QUEUE_TREE).map_err(|e| open_error(&path, e))?;
-        let quarantine = db.open_tree(QUARANTINE_TREE).map_err(|e| open_error(&path, e))?;
+        let quarantine = db
+            .open_tree(QUARANTINE_TREE)
+            .map_err(|e| open_error(&path, e))?;
         let mut next_seq = 0;
         let mut queued = 0;
         let mut queued_bytes = 0;
@@ -180,9 +182,16 @@ impl Journal {
 
     /// Removes a delivered entry. Removing a missing key is not an error (duplicate PUBACKs).
     pub fn remove(&self, seq: u64) -> Result<()> {
-        if let Some(old) = self.inner.queue.remove(seq.to_be_bytes()).map_err(|e| self.error(e))? {
+        if let Some(old) = self
+            .inner
+            .queue
+            .remove(seq.to_be_bytes())
+            .map_err(|e| self.error(e))?
+        {
             self.inner.queued.fetch_sub(1, Ordering::Relaxed);
-            self.inner.queued_bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
+            self.inner
+                .queued_bytes
+                .fetch_sub(old.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -204,7 +213,10 @@ impl Journal {
     pub fn quarantine_new(&self, msg: &CloudMessage, reason: &str) -> Result<()> {
         self.inner
             .quarantine
-            .insert(self.quarantine_key()?, quarantine_record(reason, &encode(msg)))
+            .insert(
+                self.quarantine_key()?,
+                quarantine_record(reason, &encode(msg)),
+            )
             .map_err(|e| self.error(e))?;
         if self.inner.durability == Durability::Fsync {
             self.flush()?;
@@ -220,9 +232,14 @@ impl Journal {
             let seq = decode_key(&key);
             let bad = |detail: String| JournalError::BadEntry { seq, detail };
             let reason_len = *value.first().ok_or_else(|| bad("empty record".into()))? as usize;
-            let reason = value.get(1..1 + reason_len).ok_or_else(|| bad("short record".into()))?;
+            let reason = value
+                .get(1..1 + reason_len)
+                .ok_or_else(|| bad("short record".into()))?;
             let msg = decode(&value[1 + reason_len..]).map_err(bad)?;
-            out.push(Quarantined { reason: String::from_utf8_lossy(reason).into_owned(), msg });
+            out.push(Quarantined {
+                reason: String::from_utf8_lossy(reason).into_owned(),
+                msg,
+            });
         }
         Ok(out)
     }
@@ -285,8 +302,14 @@ fn open_error(path: &Path, e: sled::Error) -> JournalError {
                 JournalError::Io { path, source }
             }
         }
-        sled::Error::Corruption { .. } => JournalError::Corrupt { path, detail: e.to_string() },
-        other => JournalError::Other { path, detail: other.to_string() },
+        sled::Error::Corruption { .. } => JournalError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        other => JournalError::Other {
+            path,
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -323,7 +346,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<CloudMessage, String> {
     time.copy_from_slice(&bytes[2..10]);
     let topic_len = u16::from_be_bytes([bytes[10], bytes[11]]) as usize;
     let topic_end = HEADER_LEN + topic_len;
-    let topic = bytes.get(HEADER_LEN..topic_end).ok_or("topic runs past the end")?;
+    let topic = bytes
+        .get(HEADER_LEN..topic_end)
+        .ok_or("topic runs past the end")?;
     let topic = std::str::from_utf8(topic).map_err(|e| format!("topic is not UTF-8: {e}"))?;
     Ok(CloudMessage {
         topic: topic.to_string(),
@@ -348,12 +373,23 @@ mod tests {
     }
 
     fn config(dir: &Path) -> JournalConfig {
-        JournalConfig { path: dir.join("j"), cache_bytes: 1 << 20, durability: Durability::Fsync }
+        JournalConfig {
+            path: dir.join("j"),
+            cache_bytes: 1 << 20,
+            durability: Durability::Fsync,
+        }
     }
 
     #[test]
     fn encode_decode_round_trip() {
-        for m in [msg(0), msg(7), CloudMessage { payload: vec![0, 255, 10], ..msg(3) }] {
+        for m in [
+            msg(0),
+            msg(7),
+            CloudMessage {
+                payload: vec![0, 255, 10],
+                ..msg(3)
+            },
+        ] {
             assert_eq!(decode(&encode(&m)), Ok(m));
         }
         assert!(decode(&[1, 0]).is_err());
@@ -417,21 +453,34 @@ mod tests {
         let journal = Journal::open(&config(dir.path())).unwrap();
         let seq = journal.append(&msg(1)).unwrap();
         journal.quarantine_entry(seq, "rejected by AWS").unwrap();
-        journal.quarantine_new(&msg(2), "payload too large").unwrap();
+        journal
+            .quarantine_new(&msg(2), "payload too large")
+            .unwrap();
         assert_eq!(journal.queued(), 0);
         let q = journal.quarantined().unwrap();
         assert_eq!(q.len(), 2);
-        assert_eq!((q[0].reason.as_str(), &q[0].msg), ("rejected by AWS", &msg(1)));
-        assert_eq!((q[1].reason.as_str(), &q[1].msg), ("payload too large", &msg(2)));
+        assert_eq!(
+            (q[0].reason.as_str(), &q[0].msg),
+            ("rejected by AWS", &msg(1))
+        );
+        assert_eq!(
+            (q[1].reason.as_str(), &q[1].msg),
+            ("payload too large", &msg(2))
+        );
     }
 
     #[test]
     fn second_open_of_the_same_directory_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Journal::open(&config(dir.path())).unwrap();
-        let err = Journal::open(&config(dir.path())).err().expect("second open must fail");
+        let err = Journal::open(&config(dir.path()))
+            .err()
+            .expect("second open must fail");
         assert!(matches!(err, JournalError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("in use by another process"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -439,7 +488,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, b"x").unwrap();
-        let cfg = JournalConfig { path: file.join("sub"), ..config(dir.path()) };
+        let cfg = JournalConfig {
+            path: file.join("sub"),
+            ..config(dir.path())
+        };
         let err = Journal::open(&cfg).err().expect("must fail");
         assert!(err.to_string().contains("not-a-dir"), "{err}");
     }

@@ -110,7 +110,10 @@ impl Handler<Delivered> for Buffer {
     type Result = ();
     fn handle(&mut self, msg: Delivered, _ctx: &mut Self::Context) {
         if let Err(e) = self.journal.remove(msg.seq) {
-            error!("cannot remove delivered entry {} from the journal: {e}", msg.seq);
+            error!(
+                "cannot remove delivered entry {} from the journal: {e}",
+                msg.seq
+            );
         }
         self.in_flight.remove(&msg.seq);
         self.delivered += 1;
@@ -125,10 +128,16 @@ impl Handler<Rejected> for Buffer {
             return; // from a link that is already gone; the entry is re-sent on the new one
         }
         if msg.permanent {
-            warn!("message {} can never be delivered ({}); quarantined", msg.seq, msg.reason);
+            warn!(
+                "message {} can never be delivered ({}); quarantined",
+                msg.seq, msg.reason
+            );
             self.quarantine(msg.seq, &msg.reason);
         } else {
-            warn!("publish of message {} failed ({}); will retry", msg.seq, msg.reason);
+            warn!(
+                "publish of message {} failed ({}); will retry",
+                msg.seq, msg.reason
+            );
             self.retries += 1;
             self.cursor = self.cursor.min(msg.seq);
         }
