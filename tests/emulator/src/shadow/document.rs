@@ -1,0 +1,592 @@
+//! Pure Device Shadow document logic: request validation, deep merge, metadata, delta,
+//! and the JSON of every response. Time comes in as `now` (Unix seconds).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// A JSON object.
+pub type Object = Map<String, Value>;
+
+/// Shadow service limits (AWS-IOT.md); all configurable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowLimits {
+    /// desired + reported, serialized compactly, in bytes (AWS: 8 KB, read as 8192).
+    pub max_state_bytes: usize,
+    /// Whole request payload in bytes (AWS: 128 KB, read as 131072).
+    pub max_request_bytes: usize,
+    /// Nesting depth of `desired` / `reported` (AWS: 6); arrays count as a level.
+    pub max_depth: usize,
+    /// Longest clientToken in bytes (AWS: 64).
+    pub max_client_token: usize,
+    /// Update requests per second per thing, beyond which 429 (AWS: ~10); `None` = unlimited.
+    pub updates_per_second: Option<u32>,
+}
+
+impl Default for ShadowLimits {
+    fn default() -> Self {
+        ShadowLimits {
+            max_state_bytes: 8 * 1024,
+            max_request_bytes: 128 * 1024,
+            max_depth: 6,
+            max_client_token: 64,
+            updates_per_second: Some(10),
+        }
+    }
+}
+
+/// A rejected request: the `code` and `message` published on `.../rejected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowError {
+    /// HTTP-like status: 400, 404, 409, 413, 429.
+    pub code: u16,
+    /// AWS-style message.
+    pub message: String,
+}
+
+impl ShadowError {
+    /// An error with `code` and `message`.
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
+        ShadowError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `.../rejected` payload.
+    pub fn to_json(&self, now: u64, client_token: Option<&str>) -> Value {
+        let mut v = json!({"code": self.code, "message": self.message, "timestamp": now});
+        if let Some(t) = client_token {
+            v["clientToken"] = json!(t);
+        }
+        v
+    }
+}
+
+/// One shadow as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDocument {
+    /// `state.desired`, absent when empty.
+    pub desired: Option<Object>,
+    /// `state.reported`, absent when empty.
+    pub reported: Option<Object>,
+    /// `metadata.desired`: the same tree with `{"timestamp": T}` leaves.
+    pub metadata_desired: Option<Object>,
+    /// `metadata.reported`.
+    pub metadata_reported: Option<Object>,
+    /// Incremented by every accepted update.
+    pub version: u64,
+}
+
+/// A section of an update request: absent, `null` (delete the section) or an object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SectionUpdate {
+    /// Not in the request.
+    Absent,
+    /// `null`: delete the whole section.
+    Clear,
+    /// An object to deep-merge.
+    Merge(Object),
+}
+
+/// A validated update request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRequest {
+    /// `state.desired`.
+    pub desired: SectionUpdate,
+    /// `state.reported`.
+    pub reported: SectionUpdate,
+    /// The `state` node exactly as sent (echoed in `update/accepted`).
+    pub state: Value,
+    /// `clientToken`.
+    pub client_token: Option<String>,
+    /// `version` for optimistic locking.
+    pub version: Option<u64>,
+}
+
+/// `clientToken` and `version` of a get or delete request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimpleRequest {
+    /// `clientToken`.
+    pub client_token: Option<String>,
+    /// `version` (delete only).
+    pub version: Option<u64>,
+}
+
+/// Nesting depth: a scalar is 0, an object or array is 1 + its deepest member.
+pub fn depth(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Best-effort clientToken of a payload, for echoing in errors found before validation ends.
+pub fn client_token_of(payload: &[u8], limits: &ShadowLimits) -> Option<String> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    let t = v.get("clientToken")?.as_str()?;
+    (t.len() <= limits.max_client_token).then(|| t.to_string())
+}
+
+fn parse_object(
+    payload: &[u8],
+    limits: &ShadowLimits,
+    allow_empty: bool,
+) -> Result<Object, ShadowError> {
+    if payload.len() > limits.max_request_bytes {
+        return Err(ShadowError::new(
+            413,
+            "The payload exceeds the maximum size allowed",
+        ));
+    }
+    if allow_empty && payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Object::new());
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ShadowError::new(
+            400,
+            "Payload contains invalid json: not an object",
+        )),
+        Err(e) => Err(ShadowError::new(
+            400,
+            format!("Payload contains invalid json: {e}"),
+        )),
+    }
+}
+
+fn common_fields(
+    m: &Object,
+    limits: &ShadowLimits,
+    allowed: &[&str],
+) -> Result<SimpleRequest, ShadowError> {
+    for k in m.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ShadowError::new(400, format!("Unexpected field: {k}")));
+        }
+    }
+    let client_token = match m.get("clientToken") {
+        None => None,
+        Some(Value::String(t)) if t.len() <= limits.max_client_token => Some(t.clone()),
+        Some(Value::String(_)) => {
+            return Err(ShadowError::new(
+                400,
+                format!(
+                    "clientToken is longer than {} bytes",
+                    limits.max_client_token
+                ),
+            ))
+        }
+        Some(_) => {
+            return Err(ShadowError::new(
+                400,
+                "Invalid clientToken: must be a string",
+            ))
+        }
+    };
+    let version = match m.get("version") {
+        None => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ShadowError::new(400, "Invalid version: must be a non-negative integer")
+        })?),
+    };
+    Ok(SimpleRequest {
+        client_token,
+        version,
+    })
+}
+
+/// Validates a get request (empty payload or `{"clientToken":..}`).
+pub fn parse_get(payload: &[u8], limits: &ShadowLimits) -> Result<SimpleRequest, ShadowError> {
+    let m = parse_object(payload, limits, true)?;
+    common_fields(&m, limits, &["clientToken"])
+}
+
+/// Validates a delete request (empty payload or `{"clientToken":..,"version":N}`).
+pub fn parse_delete(payload: &[u8], limits: &ShadowLimits) -> Result<SimpleRequest, ShadowError> {
+    let m = parse_object(payload, limits, true)?;
+    common_fields(&m, limits, &["clientToken", "version"])
+}
+
+fn too_deep(limits: &ShadowLimits) -> ShadowError {
+    ShadowError::new(
+        400,
+        format!(
+            "JSON contains too many levels of nesting; maximum is {}",
+            limits.max_depth
+        ),
+    )
+}
+
+fn too_large() -> ShadowError {
+    ShadowError::new(413, "The payload exceeds the maximum size allowed")
+}
+
+fn section(
+    state: &Object,
+    name: &str,
+    limits: &ShadowLimits,
+) -> Result<SectionUpdate, ShadowError> {
+    match state.get(name) {
+        None => Ok(SectionUpdate::Absent),
+        Some(Value::Null) => Ok(SectionUpdate::Clear),
+        Some(v @ Value::Object(m)) => {
+            if depth(v) > limits.max_depth {
+                return Err(too_deep(limits));
+            }
+            Ok(SectionUpdate::Merge(m.clone()))
+        }
+        Some(_) => Err(ShadowError::new(
+            400,
+            format!("Invalid {name} node: must be an object or null"),
+        )),
+    }
+}
+
+/// Validates an update request against AWS's rules and `limits`.
+pub fn parse_update(payload: &[u8], limits: &ShadowLimits) -> Result<UpdateRequest, ShadowError> {
+    let m = parse_object(payload, limits, false)?;
+    let common = common_fields(&m, limits, &["state", "clientToken", "version"])?;
+    let state = match m.get("state") {
+        None => return Err(ShadowError::new(400, "Missing required node: state")),
+        Some(Value::Object(s)) => s,
+        Some(_) => return Err(ShadowError::new(400, "State node must be an object")),
+    };
+    for k in state.keys() {
+        if k != "desired" && k != "reported" {
+            return Err(ShadowError::new(
+                400,
+                format!("State contains an invalid node: '{k}'"),
+            ));
+        }
+    }
+    let desired = section(state, "desired", limits)?;
+    let reported = section(state, "reported", limits)?;
+    if desired == SectionUpdate::Absent && reported == SectionUpdate::Absent {
+        return Err(ShadowError::new(
+            400,
+            "State node must contain desired or reported",
+        ));
+    }
+    let state_value = Value::Object(state.clone());
+    if state_value.to_string().len() > limits.max_state_bytes {
+        return Err(too_large());
+    }
+    Ok(UpdateRequest {
+        desired,
+        reported,
+        state: state_value,
+        client_token: common.client_token,
+        version: common.version,
+    })
+}
+
+/// `value` with every `null` member of its objects removed (nested objects included).
+pub fn strip_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Deep-merges `patch` into `target`: objects merge recursively, `null` deletes the key,
+/// everything else (arrays included) replaces the old value whole.
+pub fn merge(target: &mut Object, patch: &Object) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                target.remove(k);
+            }
+            Value::Object(p) => match target.get_mut(k) {
+                Some(Value::Object(t)) => merge(t, p),
+                _ => {
+                    target.insert(k.clone(), strip_nulls(v));
+                }
+            },
+            _ => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// The metadata tree of `patch`: every leaf (scalar, array or null) becomes `{"timestamp": now}`.
+pub fn metadata_of(patch: &Object, now: u64) -> Object {
+    patch
+        .iter()
+        .map(|(k, v)| {
+            let m = match v {
+                Value::Object(o) => Value::Object(metadata_of(o, now)),
+                _ => json!({ "timestamp": now }),
+            };
+            (k.clone(), m)
+        })
+        .collect()
+}
+
+/// Applies `patch` to a metadata tree the way [`merge`] applies it to the state.
+pub fn merge_metadata(meta: &mut Object, patch: &Object, now: u64) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                meta.remove(k);
+            }
+            Value::Object(p) => {
+                // A leaf's metadata is {"timestamp":..}; an object's is a tree of its keys.
+                let replace_leaf = match meta.get(k) {
+                    Some(Value::Object(o)) => is_leaf_metadata(o),
+                    _ => true,
+                };
+                if replace_leaf {
+                    meta.insert(
+                        k.clone(),
+                        Value::Object(metadata_of(&strip_nulls_obj(p), now)),
+                    );
+                } else if let Some(Value::Object(t)) = meta.get_mut(k) {
+                    merge_metadata(t, p, now);
+                }
+            }
+            _ => {
+                meta.insert(k.clone(), json!({ "timestamp": now }));
+            }
+        }
+    }
+}
+
+/// Whether a metadata node is a leaf `{"timestamp": T}` rather than a tree of keys.
+fn is_leaf_metadata(o: &Object) -> bool {
+    o.len() == 1 && o.get("timestamp").is_some_and(Value::is_number)
+}
+
+fn strip_nulls_obj(o: &Object) -> Object {
+    match strip_nulls(&Value::Object(o.clone())) {
+        Value::Object(m) => m,
+        _ => Object::new(),
+    }
+}
+
+/// The keys of `desired` whose value differs from `reported`, recursively: nested objects
+/// contribute only their differing keys; arrays and scalars compare whole.
+pub fn delta(desired: &Object, reported: Option<&Object>) -> Object {
+    let mut out = Object::new();
+    for (k, d) in desired {
+        let r = reported.and_then(|r| r.get(k));
+        match (d, r) {
+            (Value::Object(dm), Some(Value::Object(rm))) => {
+                let sub = delta(dm, Some(rm));
+                if !sub.is_empty() {
+                    out.insert(k.clone(), Value::Object(sub));
+                }
+            }
+            (_, Some(r)) if r == d => {}
+            _ => {
+                out.insert(k.clone(), d.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The part of `meta` that covers the keys of `shape` (for the delta's metadata).
+pub fn metadata_matching(meta: &Object, shape: &Object) -> Object {
+    let mut out = Object::new();
+    for (k, v) in shape {
+        if let Some(m) = meta.get(k) {
+            match (v, m) {
+                (Value::Object(s), Value::Object(mo)) if !is_leaf_metadata(mo) => {
+                    out.insert(k.clone(), Value::Object(metadata_matching(mo, s)));
+                }
+                _ => {
+                    out.insert(k.clone(), m.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn non_empty(o: Object) -> Option<Object> {
+    (!o.is_empty()).then_some(o)
+}
+
+impl ShadowDocument {
+    /// The current delta (empty when desired matches reported).
+    pub fn delta(&self) -> Object {
+        match &self.desired {
+            Some(d) => delta(d, self.reported.as_ref()),
+            None => Object::new(),
+        }
+    }
+
+    /// `{"desired":..,"reported":..}` with absent sections left out.
+    pub fn state_json(&self) -> Value {
+        let mut s = Object::new();
+        if let Some(d) = &self.desired {
+            s.insert("desired".into(), Value::Object(d.clone()));
+        }
+        if let Some(r) = &self.reported {
+            s.insert("reported".into(), Value::Object(r.clone()));
+        }
+        Value::Object(s)
+    }
+
+    /// `{"desired":..,"reported":..}` of the metadata.
+    pub fn metadata_json(&self) -> Value {
+        let mut s = Object::new();
+        if let Some(d) = &self.metadata_desired {
+            s.insert("desired".into(), Value::Object(d.clone()));
+        }
+        if let Some(r) = &self.metadata_reported {
+            s.insert("reported".into(), Value::Object(r.clone()));
+        }
+        Value::Object(s)
+    }
+
+    /// The `get/accepted` payload.
+    pub fn get_response(&self, now: u64, client_token: Option<&str>) -> Value {
+        let mut state = self.state_json();
+        let d = self.delta();
+        if !d.is_empty() {
+            state["delta"] = Value::Object(d);
+        }
+        let mut v = json!({
+            "state": state,
+            "metadata": self.metadata_json(),
+            "version": self.version,
+            "timestamp": now,
+        });
+        if let Some(t) = client_token {
+            v["clientToken"] = json!(t);
+        }
+        v
+    }
+
+    /// `{state, metadata, version}` as in `update/documents`.
+    pub fn snapshot_json(&self) -> Value {
+        json!({"state": self.state_json(), "metadata": self.metadata_json(), "version": self.version})
+    }
+}
+
+/// Everything an accepted update produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOutcome {
+    /// The new document.
+    pub document: ShadowDocument,
+    /// `update/accepted` payload.
+    pub accepted: Value,
+    /// `update/delta` payload, when the request had `desired` and desired ≠ reported.
+    pub delta: Option<Value>,
+    /// `update/documents` payload.
+    pub documents: Value,
+}
+
+fn apply_section(
+    state: &mut Option<Object>,
+    meta: &mut Option<Object>,
+    update: &SectionUpdate,
+    now: u64,
+) {
+    match update {
+        SectionUpdate::Absent => {}
+        SectionUpdate::Clear => {
+            *state = None;
+            *meta = None;
+        }
+        SectionUpdate::Merge(patch) => {
+            let mut s = state.take().unwrap_or_default();
+            merge(&mut s, patch);
+            let mut m = meta.take().unwrap_or_default();
+            merge_metadata(&mut m, patch, now);
+            *state = non_empty(s);
+            *meta = non_empty(m);
+        }
+    }
+}
+
+/// Applies a validated update to `current` (`None` = no shadow; `current_version` is then
+/// the version of a deleted shadow, or 0). Checks the version and the size of the result.
+pub fn apply_update(
+    current: Option<&ShadowDocument>,
+    current_version: u64,
+    req: &UpdateRequest,
+    now: u64,
+    limits: &ShadowLimits,
+) -> Result<UpdateOutcome, ShadowError> {
+    if let Some(v) = req.version {
+        if v != current_version {
+            return Err(ShadowError::new(409, "Version conflict"));
+        }
+    }
+    let mut doc = current.cloned().unwrap_or_default();
+    apply_section(
+        &mut doc.desired,
+        &mut doc.metadata_desired,
+        &req.desired,
+        now,
+    );
+    apply_section(
+        &mut doc.reported,
+        &mut doc.metadata_reported,
+        &req.reported,
+        now,
+    );
+    if doc.state_json().to_string().len() > limits.max_state_bytes {
+        return Err(too_large());
+    }
+    doc.version = current_version + 1;
+
+    let request_state = match &req.state {
+        Value::Object(o) => o.clone(),
+        _ => Object::new(),
+    };
+    let request_meta: Object = request_state
+        .iter()
+        .filter_map(|(k, v)| match v {
+            Value::Object(o) => Some((k.clone(), Value::Object(metadata_of(o, now)))),
+            Value::Null => Some((k.clone(), json!({ "timestamp": now }))),
+            _ => None,
+        })
+        .collect();
+    let mut accepted = json!({
+        "state": req.state,
+        "metadata": request_meta,
+        "version": doc.version,
+        "timestamp": now,
+    });
+    let mut documents = json!({
+        "current": doc.snapshot_json(),
+        "timestamp": now,
+    });
+    if let Some(prev) = current {
+        documents["previous"] = prev.snapshot_json();
+    }
+    if let Some(t) = &req.client_token {
+        accepted["clientToken"] = json!(t);
+        documents["clientToken"] = json!(t);
+    }
+    let delta = match req.desired {
+        SectionUpdate::Merge(_) => {
+            let d = doc.delta();
+            (!d.is_empty()).then(|| {
+                let meta = doc
+                    .metadata_desired
+                    .as_ref()
+                    .map(|m| metadata_matching(m, &d))
+                    .unwrap_or_default();
+                json!({"state": d, "metadata": meta, "version": doc.version, "timestamp": now})
+            })
+        }
+        _ => None,
+    };
+    Ok(UpdateOutcome {
+        document: doc,
+        accepted,
+        delta,
+        documents,
+    })
+}
