@@ -1,0 +1,355 @@
+//! awslink end to end against real brokers: a plain local Mosquitto and a TLS "cloud" Mosquitto
+//! that requires a client certificate (DESIGN §7, issue 3 scenarios 1–7).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const DEVICE: &str = "gw-1";
+const STATUS: &str = "edge/connection/remote/status";
+const T: Duration = Duration::from_secs(20);
+
+/// A local broker, a cloud broker, certificates, and awslink between them.
+struct Rig {
+    // Dropped in this order: awslink (printing its log on failure) before the temp dir goes.
+    awslink: Awslink,
+    cloud: Mosquitto,
+    local: Mosquitto,
+    certs: Certs,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(extra: Value) -> Rig {
+        Self::start_with(extra, |c| TlsListener {
+            ca: c.ca.clone(),
+            cert: c.server_cert.clone(),
+            key: c.server_key.clone(),
+        })
+    }
+
+    fn start_with(extra: Value, cloud_tls: impl Fn(&Certs) -> TlsListener) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::generate(dir.path(), DEVICE);
+        let local = Mosquitto::plain();
+        let cloud = Mosquitto::tls(cloud_tls(&certs));
+        let awslink = Awslink::start(&AwslinkSetup {
+            dir: dir.path(),
+            cloud_port: cloud.port,
+            local_uri: local.uri(),
+            certs: &certs,
+            device_id: DEVICE,
+            extra,
+        });
+        Rig {
+            awslink,
+            cloud,
+            local,
+            certs,
+            _dir: dir,
+        }
+    }
+
+    /// A probe on the cloud broker (persistent session).
+    fn cloud_probe(&self, id: &str, filters: &[&str]) -> Probe {
+        let tls = ProbeTls {
+            ca: &self.certs.ca,
+            cert: &self.certs.client_cert,
+            key: &self.certs.client_key,
+        };
+        Probe::cloud(self.cloud.port, tls, id, filters)
+    }
+
+    fn local_probe(&self, id: &str, filters: &[&str]) -> Probe {
+        Probe::connect(&self.local.uri(), id, filters)
+    }
+}
+
+fn expect_status(probe: &Probe, connected: bool) -> Value {
+    probe.expect_json(STATUS, T, &format!("status connected={connected}"), |v| {
+        v["connected"] == connected
+    })
+}
+
+#[test]
+fn telemetry_events_and_responses_arrive_mapped_and_byte_identical() {
+    let rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud_probe("cloud-app", &["telemetry/#", "event/#", "command//+/res/#"]);
+    let local = rig.local_probe("local-app", &[]);
+
+    let binary: Vec<u8> = vec![0, 159, 146, 150, 255, 10];
+    let rows: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "telemetry",
+            br#"{"temp":21.5}"#.to_vec(),
+            "telemetry/tenant/gw-1",
+        ),
+        (
+            "t",
+            b"plain text, not JSON".to_vec(),
+            "telemetry/tenant/gw-1",
+        ),
+        (
+            "telemetry/tenant/gw-1",
+            b"{}".to_vec(),
+            "telemetry/tenant/gw-1",
+        ),
+        (
+            "t//gw-1:child/room",
+            binary.clone(),
+            "telemetry/tenant/gw-1:child/room",
+        ),
+        ("event", br#"{"alarm":true}"#.to_vec(), "event/tenant/gw-1"),
+        ("e", Vec::new(), "event/tenant/gw-1"),
+        (
+            "event/other-tenant/gw-1/door",
+            b"open".to_vec(),
+            "event/other-tenant/gw-1/door",
+        ),
+        (
+            "command///res/req-1/200",
+            br#"{"ok":true}"#.to_vec(),
+            "command//gw-1/res/req-1/200",
+        ),
+        (
+            "c///s/req-2/500",
+            b"failed".to_vec(),
+            "command//gw-1/res/req-2/500",
+        ),
+    ];
+    for (topic, payload, _) in &rows {
+        local.publish(topic, payload, 1);
+    }
+    let got = cloud.collect(rows.len(), T);
+    for ((local_topic, payload, cloud_topic), msg) in rows.iter().zip(&got) {
+        assert_eq!(msg.topic(), *cloud_topic, "local topic {local_topic}");
+        assert_eq!(
+            msg.payload(),
+            payload.as_slice(),
+            "payload of {local_topic}"
+        );
+    }
+}
+
+#[test]
+fn commands_flow_down_and_responses_flow_up() {
+    let rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let device_app = rig.local_probe("device-app", &["command//+/req/#", "c//+/q/#"]);
+    let cloud = rig.cloud_probe("cloud-app", &["command//+/res/#"]);
+
+    // A command for someone else is dropped; ours, sent after it, is the first to arrive.
+    cloud.publish("command//other-device/req/r0/reboot", b"{}", 1);
+    cloud.publish("command//gw-1/req/r1/reboot", br#"{"delay":5}"#, 1);
+    cloud.publish("command//gw-1:child/req/r2/open", b"now", 1);
+    let got = device_app.collect(4, T);
+    let mut seen: Vec<(String, Vec<u8>)> = got
+        .iter()
+        .map(|m| (m.topic().to_string(), m.payload().to_vec()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "c//gw-1/q/r1/reboot".to_string(),
+                br#"{"delay":5}"#.to_vec()
+            ),
+            ("c//gw-1:child/q/r2/open".to_string(), b"now".to_vec()),
+            (
+                "command//gw-1/req/r1/reboot".to_string(),
+                br#"{"delay":5}"#.to_vec()
+            ),
+            (
+                "command//gw-1:child/req/r2/open".to_string(),
+                b"now".to_vec()
+            ),
+        ]
+    );
+
+    device_app.publish("command//gw-1/res/r1/200", br#"{"rebooting":true}"#, 1);
+    let response = cloud.expect(T, "the command response in the cloud");
+    assert_eq!(response.topic(), "command//gw-1/res/r1/200");
+    assert_eq!(response.payload(), br#"{"rebooting":true}"#);
+    rig.awslink
+        .wait_for_log("dropping command for device \"other-device\"", T);
+}
+
+#[test]
+fn outage_of_the_cloud_buffers_1000_messages_and_drains_them_in_order() {
+    let mut rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud_probe("cloud-app", &["telemetry/#"]);
+
+    rig.cloud.stop_gracefully();
+    let down = expect_status(&status, false);
+    assert_eq!(down["cause"], "CONNECTION_ERROR", "{down}");
+
+    let local = rig.local_probe("sensor", &[]);
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        local.publish("telemetry", format!("{i}").as_bytes(), 1);
+    }
+    eprintln!(
+        "1000 messages acknowledged by Mosquitto while offline in {:?}",
+        started.elapsed()
+    );
+
+    let back = std::time::Instant::now();
+    rig.cloud.restart();
+    cloud.reconnect();
+    let got = cloud.collect(1000, Duration::from_secs(60));
+    eprintln!(
+        "1000 buffered messages drained {:?} after the cloud came back",
+        back.elapsed()
+    );
+    let numbers: Vec<u32> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload()).parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..1000).collect::<Vec<_>>(),
+        "all 1000, in order, none missing"
+    );
+    expect_status(&status, true);
+}
+
+#[test]
+fn the_journal_survives_a_graceful_restart_while_offline() {
+    let mut rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud_probe("cloud-app", &["event/#"]);
+    rig.cloud.stop_gracefully();
+    expect_status(&status, false);
+
+    let local = rig.local_probe("sensor", &[]);
+    for i in 0..50 {
+        local.publish("event", format!("before-restart-{i}").as_bytes(), 1);
+    }
+    // The messages are journaled before Mosquitto has its PUBACK, so they are on disk now.
+    let (code, took) = rig.awslink.terminate();
+    assert_eq!(code, Some(0), "clean exit");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let closed = status.expect_json(STATUS, T, "the shutdown status", |v| {
+        v["cause"] == "CONNECTION_CLOSED"
+    });
+    assert_eq!(closed["connected"], false, "{closed}");
+    assert_eq!(closed["detail"], "shutdown", "{closed}");
+
+    rig.cloud.restart();
+    cloud.reconnect();
+    rig.awslink.restart();
+    let got = cloud.collect(50, T);
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.payload(), format!("before-restart-{i}").as_bytes());
+    }
+}
+
+#[test]
+fn status_goes_connected_disconnected_connected() {
+    let mut rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    let up = expect_status(&status, true);
+    assert!(up["timestamp"].as_u64().unwrap() > 1_600_000_000, "{up}");
+    assert!(up.get("cause").is_none(), "{up}");
+
+    rig.cloud.stop();
+    let down = expect_status(&status, false);
+    assert_eq!(down["cause"], "CONNECTION_ERROR", "{down}");
+    let detail = down["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("connection lost") || detail.contains("tcp connect"),
+        "{down}"
+    );
+
+    rig.cloud.restart();
+    expect_status(&status, true);
+
+    // The status is retained: a late subscriber sees the current state at once.
+    let late = rig.local_probe("late-watch", &[STATUS]);
+    expect_status(&late, true);
+
+    // Gateway parameters on request.
+    let asker = rig.local_probe("asker", &["edge/thing/response"]);
+    asker.publish("edge/thing/request", b"", 1);
+    let thing = asker.expect_json("edge/thing/response", T, "thing response", |_| true);
+    assert_eq!(thing, json!({"deviceId": DEVICE, "tenantId": "tenant"}));
+}
+
+#[test]
+fn an_untrusted_client_certificate_is_refused_reported_and_retried_under_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let local = Mosquitto::plain();
+    let cloud = Mosquitto::tls(TlsListener {
+        ca: certs.ca.clone(),
+        cert: certs.server_cert.clone(),
+        key: certs.server_key.clone(),
+    });
+    let setup = AwslinkSetup {
+        dir: dir.path(),
+        cloud_port: cloud.port,
+        local_uri: local.uri(),
+        certs: &certs,
+        device_id: DEVICE,
+        extra: json!({"cert": certs.untrusted_cert, "key": certs.untrusted_key, "deviceId": DEVICE}),
+    };
+    let awslink = Awslink::start(&setup);
+    let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+    let down = expect_status(&status, false);
+    assert_eq!(down["cause"], "CONNECTION_NOT_AUTHENTICATED", "{down}");
+    assert!(
+        down["detail"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate rejected"),
+        "{down}"
+    );
+    awslink.wait_for_log("(attempt 4)", T);
+    assert!(
+        awslink.log().contains("next cloud connection attempt in"),
+        "backoff is logged"
+    );
+}
+
+#[test]
+fn a_server_certificate_for_another_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let local = Mosquitto::plain();
+    let cloud = Mosquitto::tls(TlsListener {
+        ca: certs.ca.clone(),
+        cert: certs.wrong_name_cert.clone(),
+        key: certs.wrong_name_key.clone(),
+    });
+    let setup = AwslinkSetup {
+        dir: dir.path(),
+        cloud_port: cloud.port,
+        local_uri: local.uri(),
+        certs: &certs,
+        device_id: DEVICE,
+        extra: json!({}),
+    };
+    let awslink = Awslink::start(&setup);
+    let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+    let down = expect_status(&status, false);
+    assert_eq!(down["cause"], "CONNECTION_ERROR", "{down}");
+    assert_eq!(
+        down["detail"], "tls handshake failed: certificate verify failed: hostname mismatch",
+        "{down}"
+    );
+    awslink.wait_for_log("(attempt 3)", T);
+    assert!(
+        !awslink.log().contains("cloud link up"),
+        "must never connect"
+    );
+}

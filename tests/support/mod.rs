@@ -1,0 +1,491 @@
+//! Test harness: real Mosquitto brokers on free ports in temp dirs, certificates made with the
+//! `openssl` crate, the awslink binary as a child process, MQTT probes. Everything is killed on
+//! drop. No sleeps as synchronisation: [`wait_until`] polls with a deadline.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+use aws_iot_emulator::testcerts::Ca;
+use paho_mqtt as mqtt;
+use serde_json::{json, Value};
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Certificates for one test: a CA, a server certificate for `localhost`, a device certificate,
+/// a server certificate for another name, and a device certificate from a CA nobody trusts.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub wrong_name_cert: PathBuf,
+    pub wrong_name_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub untrusted_cert: PathBuf,
+    pub untrusted_key: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path, device_id: &str) -> Certs {
+        let ca = Ca::new("awslink test CA").unwrap();
+        let (ca_path, _) = ca.write(dir, "ca").unwrap();
+        let (server_cert, server_key) = ca.write_server(dir, "localhost", "server").unwrap();
+        let (wrong_name_cert, wrong_name_key) = ca
+            .write_server(dir, "not-this-host.example", "wrong-name")
+            .unwrap();
+        let (client_cert, client_key) = ca.write_client(dir, device_id, "device").unwrap();
+        let other = Ca::new("someone else's CA").unwrap();
+        let (untrusted_cert, untrusted_key) =
+            other.write_client(dir, device_id, "untrusted").unwrap();
+        Certs {
+            dir: dir.to_path_buf(),
+            ca: ca_path,
+            server_cert,
+            server_key,
+            wrong_name_cert,
+            wrong_name_key,
+            client_cert,
+            client_key,
+            untrusted_cert,
+            untrusted_key,
+        }
+    }
+}
+
+/// TLS settings of a broker listener.
+#[derive(Clone)]
+pub struct TlsListener {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A Mosquitto process with a generated config; killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    tls: Option<TlsListener>,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// A plain broker (like the one next to awslink on a gateway), persistence on.
+    pub fn plain() -> Mosquitto {
+        Self::start(free_port(), None)
+    }
+
+    /// A TLS broker that requires a client certificate from `tls.ca` (the "cloud").
+    pub fn tls(tls: TlsListener) -> Mosquitto {
+        Self::start(free_port(), Some(tls))
+    }
+
+    fn start(port: u16, tls: Option<TlsListener>) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            tls,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// (Re)starts the broker on the same port with the same persistence directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let conf = self.dir.path().join("mosquitto.conf");
+        let mut text = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_queued_messages 100000\nmax_inflight_messages 0\nuser root\nlog_dest file {}/mosquitto.log\n\
+             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
+            self.port,
+            self.dir.path().display(),
+            self.dir.path().display()
+        );
+        if let Some(tls) = &self.tls {
+            text.push_str(&format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        fs::write(&conf, text).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// Stops the broker with SIGTERM so it saves its sessions (persistent subscribers keep
+    /// receiving what was published to them while it is away) and waits for it to exit.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            wait_until(Duration::from_secs(10), "mosquitto to exit", || {
+                child.try_wait().ok().flatten()
+            });
+        }
+    }
+
+    /// Kills the broker (SIGKILL: an outage, not a clean stop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's log, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An MQTT client for tests: publishes and collects what its subscriptions receive.
+pub struct Probe {
+    pub client: mqtt::Client,
+    rx: mqtt::Receiver<Option<mqtt::Message>>,
+}
+
+/// TLS identity of a probe connecting to the cloud broker.
+pub struct ProbeTls<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+impl Probe {
+    /// Connects to `uri` (plain) and subscribes to `filters` at QoS 1.
+    pub fn connect(uri: &str, id: &str, filters: &[&str]) -> Probe {
+        Self::connect_with(uri, id, filters, None)
+    }
+
+    /// Connects to the TLS cloud broker on `port` with a client certificate, in a persistent
+    /// session (what is published while the broker restarts still reaches it).
+    pub fn cloud(port: u16, tls: ProbeTls<'_>, id: &str, filters: &[&str]) -> Probe {
+        Self::connect_with(&format!("ssl://localhost:{port}"), id, filters, Some(tls))
+    }
+
+    /// Reconnects after the broker restarted (the session resumes).
+    pub fn reconnect(&self) {
+        wait_until(Duration::from_secs(10), "probe to reconnect", || {
+            self.client.reconnect().ok()
+        });
+    }
+
+    fn connect_with(uri: &str, id: &str, filters: &[&str], tls: Option<ProbeTls<'_>>) -> Probe {
+        let client = mqtt::Client::new(
+            mqtt::CreateOptionsBuilder::new()
+                .server_uri(uri)
+                .client_id(id)
+                .persistence(None)
+                .finalize(),
+        )
+        .unwrap();
+        let rx = client.start_consuming();
+        let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+        opts.clean_session(tls.is_none())
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            let mut ssl = mqtt::SslOptionsBuilder::new();
+            ssl.trust_store(tls.ca)
+                .unwrap()
+                .key_store(tls.cert)
+                .unwrap()
+                .private_key(tls.key)
+                .unwrap();
+            ssl.enable_server_cert_auth(true).verify(true);
+            opts.ssl_options(ssl.finalize());
+        }
+        client
+            .connect(opts.finalize())
+            .unwrap_or_else(|e| panic!("probe {id} cannot connect to {uri}: {e}"));
+        if !filters.is_empty() {
+            client
+                .subscribe_many(filters, &vec![1; filters.len()])
+                .unwrap();
+        }
+        Probe { client, rx }
+    }
+
+    /// Publishes and waits for the broker's PUBACK.
+    pub fn publish(&self, topic: &str, payload: &[u8], qos: i32) {
+        self.publish_retained(topic, payload, qos, false);
+    }
+
+    /// Publishes (optionally retained) and waits for the broker's PUBACK.
+    pub fn publish_retained(&self, topic: &str, payload: &[u8], qos: i32, retain: bool) {
+        let msg = mqtt::MessageBuilder::new()
+            .topic(topic)
+            .payload(payload)
+            .qos(qos)
+            .retained(retain)
+            .finalize();
+        self.client
+            .publish(msg)
+            .unwrap_or_else(|e| panic!("publish to {topic}: {e}"));
+    }
+
+    /// The next message, or `None` after `timeout`. Disconnect notices (paho queues a `None`
+    /// when the broker goes away) are skipped: the probe reconnects and keeps listening.
+    pub fn next(&self, timeout: Duration) -> Option<mqtt::Message> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Some(msg)) => return Some(msg),
+                Ok(None) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next message, failing the test after `timeout`.
+    pub fn expect(&self, timeout: Duration, what: &str) -> mqtt::Message {
+        self.next(timeout)
+            .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+    }
+
+    /// Collects messages until `n` arrived; fails after `timeout` saying how many came.
+    pub fn collect(&self, n: usize, timeout: Duration) -> Vec<mqtt::Message> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some(m) => out.push(m),
+                None => panic!(
+                    "only {} of {n} messages arrived within {timeout:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+
+    /// The next message on `topic` whose JSON payload satisfies `pred`, skipping others.
+    pub fn expect_json(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self
+                .next(left)
+                .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"));
+            if msg.topic() != topic {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_slice::<Value>(msg.payload()) {
+                if pred(&v) {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+/// The awslink binary running with a generated config; SIGKILLed on drop if still running.
+pub struct Awslink {
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// The settings the tests vary.
+pub struct AwslinkSetup<'a> {
+    pub dir: &'a Path,
+    pub cloud_port: u16,
+    pub local_uri: String,
+    pub certs: &'a Certs,
+    pub device_id: &'a str,
+    pub extra: Value,
+}
+
+impl AwslinkSetup<'_> {
+    /// The config file awslink gets: the cloud on `localhost`, 50–400 ms backoff.
+    pub fn config(&self) -> Value {
+        let mut config = json!({
+            "address": format!("mqtts://localhost:{}", self.cloud_port),
+            "caCert": self.certs.ca,
+            "cert": self.certs.client_cert,
+            "key": self.certs.client_key,
+            "tenantId": "tenant",
+            "localAddress": self.local_uri,
+            "localClientId": format!("awslink-{}", self.device_id),
+            "logLevel": "DEBUG",
+            "keepAliveSecs": 5,
+            "metricsIntervalSecs": 1,
+            "buffer": {"path": self.dir.join("buffer"), "cacheBytes": 1048576},
+            "reconnect": {"minDelayMs": 50, "maxDelayMs": 400, "resetAfterMs": 5000}
+        });
+        merge(&mut config, &self.extra);
+        config
+    }
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+impl Awslink {
+    /// Writes the config and starts `awslink run`.
+    pub fn start(setup: &AwslinkSetup<'_>) -> Awslink {
+        let config_path = setup.dir.join("awslink.json");
+        fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&setup.config()).unwrap(),
+        )
+        .unwrap();
+        let log_path = setup.dir.join("awslink.log");
+        let mut a = Awslink {
+            config_path,
+            log_path,
+            child: None,
+        };
+        a.restart();
+        a
+    }
+
+    /// Starts the process again with the same config and buffer.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "awslink is already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_awslink"))
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "debug,paho_mqtt=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGTERM and wait; returns the exit code and how long it took.
+    pub fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().expect("awslink is not running");
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = wait_until(
+            Duration::from_secs(10),
+            "awslink to exit after SIGTERM",
+            || child.try_wait().ok().flatten(),
+        );
+        (status.code(), started.elapsed())
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything awslink logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        wait_until(timeout, &format!("awslink to log {needle:?}"), || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+}
+
+impl Drop for Awslink {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let _ = writeln!(std::io::stderr(), "---- awslink log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Runs `awslink ARGS` to completion; returns (exit code, stdout, stderr).
+pub fn awslink_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_awslink"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
