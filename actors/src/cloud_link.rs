@@ -103,12 +103,17 @@ impl CloudLink {
                 reason,
             });
         }
+        self.close_client();
+        ctx.stop();
+    }
+
+    /// Starts a disconnect (not awaited: the actor is going away) and drops the client.
+    fn close_client(&mut self) {
         if let Some(client) = self.client.take() {
             if client.is_connected() {
-                let _ = client.disconnect(None);
+                drop(client.disconnect(None));
             }
         }
-        ctx.stop();
     }
 
     fn create_client(&self, addr: Addr<Self>) -> Result<mqtt::AsyncClient, String> {
@@ -259,11 +264,7 @@ impl Actor for CloudLink {
                 reason,
             });
         }
-        if let Some(client) = self.client.take() {
-            if client.is_connected() {
-                let _ = client.disconnect(None);
-            }
-        }
+        self.close_client();
     }
 }
 

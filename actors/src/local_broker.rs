@@ -216,7 +216,7 @@ impl LocalBroker {
                 .collect();
             filters.push(THING_REQUEST_TOPIC.to_string());
             // Subscriptions persist in the session, but a broker without persistence forgets them.
-            let _ = cli.subscribe_many_same_qos(&filters, 1);
+            drop(cli.subscribe_many_same_qos(&filters, 1));
             ingest.peers.thing_requests.do_send(ThingRequest);
         });
         client.set_connection_lost_callback(|cli| {
