@@ -178,3 +178,10 @@ fn endpoint_forms() {
         }
     }
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let text = include_str!("../../config/awslink.example.json");
+    let c = parse(text, &Overrides::default()).unwrap();
+    assert_eq!(c.buffer.path, PathBuf::from("/var/lib/awslink"));
+}
