@@ -1,17 +1,18 @@
 //! Wiring: the only place that knows which actor sits behind each recipient. Opens the journal,
 //! starts the actors, waits for SIGTERM/SIGINT and shuts down in order within 5 s.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{error, info, warn};
 
 use awslink_actors::backoff::BackoffPolicy;
-use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError};
+use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::buffer::{Buffer, DEFAULT_WINDOW};
 use awslink_actors::cloud_link::{CloudLink, LinkConfig, LinkPeers};
 use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
 use awslink_actors::messages::{Flush, Shutdown};
+use awslink_actors::quota::Quota;
 use awslink_actors::status_publisher::StatusPublisher;
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
 use awslink_actors::topics::{Identity, COMMAND_FILTER};
@@ -55,6 +56,11 @@ pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
         path: config.buffer.path.clone(),
         cache_bytes: config.buffer.cache_bytes,
         durability,
+        limits: Limits {
+            max_messages: config.buffer.max_messages,
+            max_bytes: config.buffer.max_bytes,
+            when_full: config.buffer.when_full,
+        },
     })
 }
 
@@ -84,7 +90,13 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         tenant_id: config.tenant_id.clone(),
         device_id: device_id.clone(),
     };
-    let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW).start();
+    let quota = Quota::new(
+        config.quota.publish_per_second,
+        config.quota.bytes_per_second,
+        config.quota.max_payload_bytes + 256,
+        Instant::now(),
+    );
+    let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota)).start();
 
     let status_ctx = Context::<StatusPublisher>::new();
     let local_config = LocalConfig {

@@ -21,6 +21,7 @@ pub mod cloud_link;
 pub mod local_broker;
 pub mod messages;
 pub mod metrics;
+pub mod quota;
 pub mod status_publisher;
 pub mod supervisor;
 pub mod tls_probe;

@@ -3,7 +3,7 @@
 //! the PUBACK. Publishes `LocalPublish` (commands, status). Reconnects to Mosquitto by itself.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,12 @@ use actix::prelude::*;
 use log::{debug, error, info, warn};
 use paho_mqtt as mqtt;
 
-use crate::buffer::journal::Journal;
+use crate::buffer::journal::{Journal, JournalError};
 use crate::messages::{
     ActorMetrics, CloudInbound, CloudMessage, Flush, GetMetrics, Journaled, LocalPublish,
     ThingRequest,
 };
-use crate::metrics::unix_ms;
+use crate::metrics::{unix_ms, LogLimiter};
 use crate::status_publisher::{last_will_payload, THING_REQUEST_TOPIC};
 use crate::topics::{self, Downlink, Identity, UplinkError};
 
@@ -60,6 +60,7 @@ struct Counters {
     journaled: AtomicU64,
     quarantined: AtomicU64,
     journal_errors: AtomicU64,
+    full_waits: AtomicU64,
     commands_down: AtomicU64,
     commands_dropped: AtomicU64,
     connects: AtomicU64,
@@ -72,7 +73,7 @@ struct Ingest {
     identity: Identity,
     max_payload_bytes: usize,
     counters: Counters,
-    stopping: AtomicBool,
+    drop_log: LogLimiter,
 }
 
 impl Ingest {
@@ -125,30 +126,49 @@ impl Ingest {
         }
     }
 
-    /// Appends, retrying while the disk refuses: holding the callback holds the PUBACK, so
-    /// Mosquitto keeps the message until the journal has it.
+    /// Appends, holding the message while the journal refuses (disk full, or full with
+    /// `rejectNew`): holding the callback holds the PUBACK, so Mosquitto keeps the message (and
+    /// queues the ones behind it) until the journal has room.
     fn append(&self, msg: &CloudMessage) {
         let mut last_log: Option<Instant> = None;
         loop {
-            match self.journal.append(msg) {
-                Ok(seq) => {
+            let error = match self.journal.append(msg) {
+                Ok(appended) => {
                     self.counters.journaled.fetch_add(1, Ordering::Relaxed);
-                    self.peers.journaled.do_send(Journaled { last_seq: seq });
+                    if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
+                        warn!(
+                            "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
+                            self.journal.dropped()
+                        );
+                    }
+                    self.peers.journaled.do_send(Journaled {
+                        last_seq: appended.seq,
+                    });
                     return;
                 }
-                Err(e) => {
-                    self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
-                    if last_log.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
-                        error!("cannot journal a message for {:?}: {e}; holding it until the journal accepts it", msg.topic);
-                        last_log = Some(Instant::now());
-                    }
-                    if self.stopping.load(Ordering::Relaxed) {
-                        error!("shutting down with an unjournaled message; Mosquitto redelivers it (no PUBACK sent yet is not guaranteed)");
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
+                Err(e) => e,
+            };
+            let full = matches!(error, JournalError::Full { .. });
+            let counter = if full {
+                &self.counters.full_waits
+            } else {
+                &self.counters.journal_errors
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if last_log.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
+                let topic = &msg.topic;
+                if full {
+                    warn!(
+                        "{error}; Mosquitto keeps the message for {topic:?} (whenFull rejectNew)"
+                    );
+                } else {
+                    error!("cannot journal a message for {topic:?}: {error}; holding it until the journal accepts it");
                 }
+                last_log = Some(Instant::now());
             }
+            // Never return unjournaled: that would PUBACK a message we do not have. At shutdown
+            // the process exits around this loop and Mosquitto redelivers it to the next session.
+            std::thread::sleep(Duration::from_millis(if full { 20 } else { 200 }));
         }
     }
 
@@ -181,7 +201,7 @@ impl LocalBroker {
             identity: config.identity.clone(),
             max_payload_bytes: config.max_payload_bytes,
             counters: Counters::default(),
-            stopping: AtomicBool::new(false),
+            drop_log: LogLimiter::default(),
         });
         LocalBroker {
             config,
@@ -299,10 +319,6 @@ impl Actor for LocalBroker {
         }
         self.connect(ctx);
     }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.ingest.stopping.store(true, Ordering::Relaxed);
-    }
 }
 
 impl Handler<ConnectResult> for LocalBroker {
@@ -381,7 +397,6 @@ impl Handler<Flush> for LocalBroker {
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         // Stop taking messages: a disconnect sends no PUBACK for anything not yet journaled.
-        self.ingest.stopping.store(true, Ordering::Relaxed);
         let token = self.client.as_ref().map(|c| {
             c.disconnect(
                 mqtt::DisconnectOptionsBuilder::new()
@@ -418,6 +433,8 @@ impl Handler<GetMetrics> for LocalBroker {
                 ("received", get(&c.received)),
                 ("journaled", get(&c.journaled)),
                 ("quarantined", get(&c.quarantined)),
+                ("dropped", self.ingest.journal.dropped()),
+                ("full_waits", get(&c.full_waits)),
                 ("journal_errors", get(&c.journal_errors)),
                 ("commands_down", get(&c.commands_down)),
                 ("commands_dropped", get(&c.commands_dropped)),

@@ -37,14 +37,7 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// What `buffer.whenFull` says to do when the journal is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenFull {
-    /// Drop the oldest queued message to make room.
-    DropOldest,
-    /// Do not acknowledge new messages until there is room (Mosquitto holds them).
-    RejectNew,
-}
+pub use awslink_actors::buffer::journal::WhenFull;
 
 /// `buffer` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

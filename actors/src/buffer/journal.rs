@@ -27,6 +27,35 @@ pub enum Durability {
     },
 }
 
+/// What to do when an append would exceed the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Remove the oldest entries to make room (counted as dropped).
+    DropOldest,
+    /// Refuse the append with [`JournalError::Full`]; the caller holds the message.
+    RejectNew,
+}
+
+/// Size limits of the uplink queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most entries.
+    pub max_messages: u64,
+    /// Most encoded bytes.
+    pub max_bytes: u64,
+    /// Policy when full.
+    pub when_full: WhenFull,
+}
+
+impl Limits {
+    /// No practical limit.
+    pub const UNLIMITED: Limits = Limits {
+        max_messages: u64::MAX,
+        max_bytes: u64::MAX,
+        when_full: WhenFull::DropOldest,
+    };
+}
+
 /// How to open the journal.
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
@@ -36,6 +65,17 @@ pub struct JournalConfig {
     pub cache_bytes: u64,
     /// When appends reach the disk.
     pub durability: Durability,
+    /// Queue limits.
+    pub limits: Limits,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Key of the new entry.
+    pub seq: u64,
+    /// Oldest entries removed to make room (`DropOldest`).
+    pub dropped: u64,
 }
 
 /// Everything that can go wrong with the journal, with what to do about it.
@@ -71,6 +111,14 @@ pub enum JournalError {
         /// What is wrong.
         detail: String,
     },
+    /// The queue is at `maxMessages`/`maxBytes` and the policy is `rejectNew`.
+    #[error("buffer is full ({messages} messages, {bytes} bytes); holding new messages until there is room")]
+    Full {
+        /// Entries queued.
+        messages: u64,
+        /// Bytes queued.
+        bytes: u64,
+    },
     /// Other sled errors.
     #[error("buffer directory {path}: {detail}")]
     Other {
@@ -96,6 +144,8 @@ struct Inner {
     queue: sled::Tree,
     quarantine: sled::Tree,
     durability: Durability,
+    limits: Limits,
+    dropped: AtomicU64,
     next_seq: AtomicU64,
     queued: AtomicU64,
     queued_bytes: AtomicU64,
@@ -145,6 +195,8 @@ impl Journal {
                 queue,
                 quarantine,
                 durability: config.durability,
+                limits: config.limits,
+                dropped: AtomicU64::new(0),
                 next_seq: AtomicU64::new(next_seq),
                 queued: AtomicU64::new(queued),
                 queued_bytes: AtomicU64::new(queued_bytes),
@@ -152,11 +204,12 @@ impl Journal {
         })
     }
 
-    /// Appends a message and, in `fsync` mode, flushes it to disk. Returns its key.
-    pub fn append(&self, msg: &CloudMessage) -> Result<u64> {
+    /// Appends a message within the limits and, in `fsync` mode, flushes it to disk.
+    pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
         let value = encode(msg);
-        let seq = self.inner.next_seq.fetch_add(1, Ordering::SeqCst);
         let len = value.len() as u64;
+        let dropped = self.make_room(len)?;
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::SeqCst);
         self.inner
             .queue
             .insert(seq.to_be_bytes(), value)
@@ -166,7 +219,42 @@ impl Journal {
         if self.inner.durability == Durability::Fsync {
             self.flush()?;
         }
-        Ok(seq)
+        Ok(Appended { seq, dropped })
+    }
+
+    /// Applies the full policy so that one more entry of `len` bytes fits. An entry larger than
+    /// the byte limit on its own still goes into an empty queue.
+    fn make_room(&self, len: u64) -> Result<u64> {
+        let limits = self.inner.limits;
+        let mut dropped = 0;
+        loop {
+            let (messages, bytes) = (self.queued(), self.queued_bytes());
+            let fits =
+                messages < limits.max_messages && bytes.saturating_add(len) <= limits.max_bytes;
+            if fits || messages == 0 {
+                return Ok(dropped);
+            }
+            match limits.when_full {
+                WhenFull::RejectNew => return Err(JournalError::Full { messages, bytes }),
+                WhenFull::DropOldest => {
+                    let Some((_, old)) = self.inner.queue.pop_min().map_err(|e| self.error(e))?
+                    else {
+                        return Ok(dropped);
+                    };
+                    self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.inner
+                        .queued_bytes
+                        .fetch_sub(old.len() as u64, Ordering::Relaxed);
+                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Entries removed by `dropOldest` since the journal was opened.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// The first entry with key ≥ `from`, if any.
@@ -377,6 +465,7 @@ mod tests {
             path: dir.join("j"),
             cache_bytes: 1 << 20,
             durability: Durability::Fsync,
+            limits: Limits::UNLIMITED,
         }
     }
 
@@ -416,7 +505,7 @@ mod tests {
             match state % 10 {
                 0..=5 => {
                     counter += 1;
-                    let seq = journal.append(&msg(counter)).unwrap();
+                    let seq = journal.append(&msg(counter)).unwrap().seq;
                     if let Some((last, _)) = model.back() {
                         assert!(seq > *last, "keys must increase");
                     }
@@ -451,7 +540,7 @@ mod tests {
     fn quarantine_keeps_reason_and_message() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&config(dir.path())).unwrap();
-        let seq = journal.append(&msg(1)).unwrap();
+        let seq = journal.append(&msg(1)).unwrap().seq;
         journal.quarantine_entry(seq, "rejected by AWS").unwrap();
         journal
             .quarantine_new(&msg(2), "payload too large")
@@ -467,6 +556,80 @@ mod tests {
             (q[1].reason.as_str(), &q[1].msg),
             ("payload too large", &msg(2))
         );
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_messages: 3,
+            max_bytes: u64::MAX,
+            when_full: WhenFull::DropOldest,
+        };
+        let journal = Journal::open(&JournalConfig {
+            limits,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let dropped: Vec<u64> = (1..=5)
+            .map(|n| journal.append(&msg(n)).unwrap().dropped)
+            .collect();
+        assert_eq!(dropped, [0, 0, 0, 1, 1]);
+        assert_eq!(journal.queued(), 3);
+        assert_eq!(journal.dropped(), 2);
+        assert_eq!(journal.first_from(0).unwrap().unwrap().1, msg(3));
+
+        let one = encode(&msg(1)).len() as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_messages: 100,
+            max_bytes: 2 * one + 1,
+            when_full: WhenFull::DropOldest,
+        };
+        let journal = Journal::open(&JournalConfig {
+            limits,
+            ..config(dir.path())
+        })
+        .unwrap();
+        for n in 1..=4 {
+            journal.append(&msg(n)).unwrap();
+        }
+        assert_eq!(journal.queued(), 2);
+        assert!(journal.queued_bytes() <= 2 * one + 1);
+        let huge = CloudMessage {
+            payload: vec![7; 1000],
+            ..msg(9)
+        };
+        journal.append(&huge).unwrap();
+        assert_eq!(
+            journal.queued(),
+            1,
+            "an oversize entry empties the queue and still goes in"
+        );
+    }
+
+    #[test]
+    fn reject_new_refuses_until_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_messages: 2,
+            max_bytes: u64::MAX,
+            when_full: WhenFull::RejectNew,
+        };
+        let journal = Journal::open(&JournalConfig {
+            limits,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let first = journal.append(&msg(1)).unwrap().seq;
+        journal.append(&msg(2)).unwrap();
+        assert!(matches!(
+            journal.append(&msg(3)),
+            Err(JournalError::Full { messages: 2, .. })
+        ));
+        journal.remove(first).unwrap();
+        assert_eq!(journal.append(&msg(3)).unwrap().dropped, 0);
+        assert_eq!(journal.dropped(), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod journal;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{error, warn};
@@ -13,6 +14,7 @@ use crate::messages::{
     ActorMetrics, Delivered, Flush, GetMetrics, Journaled, LinkChanged, Publish, Rejected,
 };
 use crate::metrics::unix_ms;
+use crate::quota::Quota;
 use journal::Journal;
 
 /// AWS IoT allows 100 unacknowledged QoS 1 publishes per connection.
@@ -26,6 +28,11 @@ pub struct Buffer {
     /// Next journal key to read; everything below it is either delivered or in flight.
     cursor: u64,
     window: usize,
+    quota: Option<Quota>,
+    /// A pump is scheduled for when the quota allows the next message.
+    throttled: bool,
+    throttle_waits: u64,
+    throttle_wait_total: Duration,
     sent: u64,
     delivered: u64,
     quarantined: u64,
@@ -33,14 +40,19 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// A buffer over `journal` that keeps at most `window` publishes unacknowledged.
-    pub fn new(journal: Journal, window: usize) -> Self {
+    /// A buffer over `journal` that keeps at most `window` publishes unacknowledged and, with a
+    /// `quota`, never sends faster than it allows.
+    pub fn new(journal: Journal, window: usize, quota: Option<Quota>) -> Self {
         Buffer {
             journal,
             publisher: None,
             in_flight: BTreeSet::new(),
             cursor: 0,
             window: window.max(1),
+            quota,
+            throttled: false,
+            throttle_waits: 0,
+            throttle_wait_total: Duration::ZERO,
             sent: 0,
             delivered: 0,
             quarantined: 0,
@@ -48,14 +60,34 @@ impl Buffer {
         }
     }
 
-    /// Sends journal entries until the window is full or the journal is drained.
-    fn pump(&mut self) {
+    /// Sends journal entries until the window is full, the quota says wait, or the journal is
+    /// drained.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
         let Some(publisher) = self.publisher.clone() else {
             return;
         };
+        if self.throttled {
+            return; // a pump is already scheduled for when the quota allows
+        }
         while self.in_flight.len() < self.window {
             match self.journal.first_from(self.cursor) {
                 Ok(Some((seq, msg))) => {
+                    if let Some(quota) = &mut self.quota {
+                        let now = Instant::now();
+                        let bytes = (msg.topic.len() + msg.payload.len()) as u64;
+                        let wait = quota.wait_for(bytes, now);
+                        if !wait.is_zero() {
+                            self.throttled = true;
+                            self.throttle_waits += 1;
+                            self.throttle_wait_total += wait;
+                            ctx.run_later(wait, |act, ctx| {
+                                act.throttled = false;
+                                act.pump(ctx);
+                            });
+                            return;
+                        }
+                        quota.take(bytes, now);
+                    }
                     self.cursor = seq + 1;
                     self.in_flight.insert(seq);
                     self.sent += 1;
@@ -89,26 +121,26 @@ impl Actor for Buffer {
 
 impl Handler<Journaled> for Buffer {
     type Result = ();
-    fn handle(&mut self, _msg: Journaled, _ctx: &mut Self::Context) {
-        self.pump();
+    fn handle(&mut self, _msg: Journaled, ctx: &mut Self::Context) {
+        self.pump(ctx);
     }
 }
 
 impl Handler<LinkChanged> for Buffer {
     type Result = ();
-    fn handle(&mut self, msg: LinkChanged, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: LinkChanged, ctx: &mut Self::Context) {
         // Whatever was in flight on the old link may or may not have arrived: send it again.
         self.retries += self.in_flight.len() as u64;
         self.in_flight.clear();
         self.cursor = 0;
         self.publisher = msg.publisher;
-        self.pump();
+        self.pump(ctx);
     }
 }
 
 impl Handler<Delivered> for Buffer {
     type Result = ();
-    fn handle(&mut self, msg: Delivered, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
         if let Err(e) = self.journal.remove(msg.seq) {
             error!(
                 "cannot remove delivered entry {} from the journal: {e}",
@@ -117,13 +149,13 @@ impl Handler<Delivered> for Buffer {
         }
         self.in_flight.remove(&msg.seq);
         self.delivered += 1;
-        self.pump();
+        self.pump(ctx);
     }
 }
 
 impl Handler<Rejected> for Buffer {
     type Result = ();
-    fn handle(&mut self, msg: Rejected, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Rejected, ctx: &mut Self::Context) {
         if !self.in_flight.remove(&msg.seq) {
             return; // from a link that is already gone; the entry is re-sent on the new one
         }
@@ -141,7 +173,7 @@ impl Handler<Rejected> for Buffer {
             self.retries += 1;
             self.cursor = self.cursor.min(msg.seq);
         }
-        self.pump();
+        self.pump(ctx);
     }
 }
 
@@ -170,6 +202,12 @@ impl Handler<GetMetrics> for Buffer {
                 ("sent", self.sent),
                 ("delivered", self.delivered),
                 ("retried", self.retries),
+                ("dropped", self.journal.dropped()),
+                ("throttle_waits", self.throttle_waits),
+                (
+                    "throttle_wait_ms",
+                    self.throttle_wait_total.as_millis() as u64,
+                ),
                 ("quarantined", self.quarantined),
                 ("oldest_age_ms", oldest_age_ms),
             ],

@@ -1,0 +1,195 @@
+//! Pure token buckets that keep the drain under AWS IoT's per-connection limits (100 publishes/s,
+//! 512 KiB/s). The clock is an argument.
+//!
+//! AWS (and the emulator) count in *any* one-second window, so a bucket of capacity `C` refilled
+//! at `R`/s may admit `C + R` in one second. The buckets are sized so that `C + R` is 95% of the
+//! limit (5% absorbs network jitter that bunches messages at the server) and `C` holds the largest
+//! single unit (a whole message's bytes).
+
+use std::time::{Duration, Instant};
+
+/// One token bucket.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    capacity: f64,
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A bucket that keeps any one-second window under `limit_per_sec`, admitting single
+    /// units up to `largest_unit`. Starts full.
+    pub fn for_limit(limit_per_sec: u64, largest_unit: u64, now: Instant) -> Self {
+        let budget = (limit_per_sec as f64 * 0.95).max(1.0);
+        let capacity = (budget / 10.0)
+            .max(largest_unit as f64)
+            .min(budget)
+            .max(1.0);
+        let rate = (budget - capacity).max(budget / 10.0).max(0.1);
+        TokenBucket {
+            capacity,
+            rate,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.last = now;
+    }
+
+    /// How long until `amount` units fit (zero if they fit now). Amounts above the capacity are
+    /// treated as the capacity, so a unit is never blocked forever.
+    pub fn wait_for(&mut self, amount: u64, now: Instant) -> Duration {
+        self.refill(now);
+        let need = (amount as f64).min(self.capacity);
+        if self.tokens >= need {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((need - self.tokens) / self.rate)
+        }
+    }
+
+    /// Takes `amount` units (call when [`wait_for`](Self::wait_for) returned zero).
+    pub fn take(&mut self, amount: u64, now: Instant) {
+        self.refill(now);
+        self.tokens -= (amount as f64).min(self.capacity);
+    }
+}
+
+/// The two AWS limits together.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    publishes: TokenBucket,
+    bytes: TokenBucket,
+}
+
+impl Quota {
+    /// Buckets for `publish_per_second` and `bytes_per_second`; `max_message_bytes` is the largest
+    /// message that must fit in one go.
+    pub fn new(
+        publish_per_second: u64,
+        bytes_per_second: u64,
+        max_message_bytes: u64,
+        now: Instant,
+    ) -> Self {
+        Quota {
+            publishes: TokenBucket::for_limit(publish_per_second, 1, now),
+            bytes: TokenBucket::for_limit(bytes_per_second, max_message_bytes, now),
+        }
+    }
+
+    /// Zero when a message of `bytes` may go now, else how long to wait.
+    pub fn wait_for(&mut self, bytes: u64, now: Instant) -> Duration {
+        self.publishes
+            .wait_for(1, now)
+            .max(self.bytes.wait_for(bytes, now))
+    }
+
+    /// Records a message of `bytes` sent at `now`.
+    pub fn take(&mut self, bytes: u64, now: Instant) {
+        self.publishes.take(1, now);
+        self.bytes.take(bytes, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends as fast as the quota allows for `secs` seconds of simulated time, stepping 1 ms, and
+    /// returns the send times.
+    fn simulate(quota: &mut Quota, bytes: u64, secs: u64, start: Instant) -> Vec<Instant> {
+        let mut sent = Vec::new();
+        for ms in 0..secs * 1000 {
+            let now = start + Duration::from_millis(ms);
+            while quota.wait_for(bytes, now).is_zero() {
+                quota.take(bytes, now);
+                sent.push(now);
+            }
+        }
+        sent
+    }
+
+    fn max_in_any_second(times: &[Instant]) -> usize {
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..times.len() {
+            while times[hi].duration_since(times[lo]) >= Duration::from_secs(1) {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
+        }
+        best
+    }
+
+    #[test]
+    fn never_more_than_the_publish_limit_in_any_second() {
+        let start = Instant::now();
+        let rows = [
+            (100, 1_000_000, 10),
+            (10, 1_000_000, 5),
+            (1, 1_000_000, 5),
+            (1000, 100_000_000, 3),
+        ];
+        for (per_sec, bytes_per_sec, secs) in rows {
+            let mut q = Quota::new(per_sec, bytes_per_sec, 1000, start);
+            let sent = simulate(&mut q, 10, secs, start);
+            let peak = max_in_any_second(&sent);
+            assert!(
+                peak as u64 <= per_sec,
+                "limit {per_sec}: {peak} in one second"
+            );
+            assert!(
+                peak as f64 >= per_sec as f64 * 0.9,
+                "limit {per_sec}: only {peak} per second"
+            );
+        }
+    }
+
+    #[test]
+    fn never_more_than_the_byte_limit_in_any_second() {
+        let start = Instant::now();
+        let limit = 524_288u64;
+        for size in [1_000u64, 50_000, 131_072] {
+            let mut q = Quota::new(100_000, limit, 131_072 + 512, start);
+            let sent = simulate(&mut q, size, 5, start);
+            let peak_bytes = max_in_any_second(&sent) as u64 * size;
+            assert!(
+                peak_bytes <= limit,
+                "size {size}: {peak_bytes} bytes in one second"
+            );
+            assert!(
+                peak_bytes * 2 >= limit,
+                "size {size}: only {peak_bytes} bytes per second"
+            );
+        }
+    }
+
+    #[test]
+    fn wait_time_is_exact() {
+        let start = Instant::now();
+        let mut b = TokenBucket::for_limit(100, 1, start);
+        // capacity 9.5, rate 85.5/s
+        for _ in 0..9 {
+            assert_eq!(b.wait_for(1, start), Duration::ZERO);
+            b.take(1, start);
+        }
+        let wait = b.wait_for(1, start);
+        assert!(
+            wait > Duration::from_millis(5) && wait < Duration::from_millis(7),
+            "{wait:?}"
+        );
+        assert_eq!(b.wait_for(1, start + wait), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_unit_larger_than_the_bucket_still_passes() {
+        let start = Instant::now();
+        let mut b = TokenBucket::for_limit(1000, 1, start);
+        assert_eq!(b.wait_for(1_000_000, start), Duration::ZERO);
+    }
+}
