@@ -3,7 +3,7 @@
 //! Supervisor starts a fresh one. Publishes at QoS 1 and answers `Delivered` on PUBACK.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{debug, info, warn};
@@ -13,6 +13,9 @@ use crate::messages::{
     CloudInbound, Delivered, Disconnect, DownCause, DownReason, LinkEvent, Publish, Rejected,
 };
 use crate::tls_probe::{self, ProbeTarget};
+
+/// How often the link checks that the endpoint still answers.
+const WATCHDOG_TICK: Duration = Duration::from_millis(250);
 
 /// Everything the link needs to connect.
 #[derive(Debug, Clone)]
@@ -66,6 +69,10 @@ pub struct CloudLink {
     client: Option<mqtt::AsyncClient>,
     up: bool,
     reported_down: bool,
+    /// Publishes sent and not yet answered by the endpoint.
+    outstanding: usize,
+    /// Since when the endpoint has not answered any of them (reset by each answer).
+    waiting_since: Option<Instant>,
 }
 
 #[derive(Message)]
@@ -75,6 +82,8 @@ enum Internal {
     Subscribed(Result<(), String>),
     Lost,
     Down(DownReason),
+    /// The endpoint answered one publish (PUBACK or error).
+    Answered,
 }
 
 impl CloudLink {
@@ -87,6 +96,8 @@ impl CloudLink {
             client: None,
             up: false,
             reported_down: false,
+            outstanding: 0,
+            waiting_since: None,
         }
     }
 
@@ -105,6 +116,29 @@ impl CloudLink {
         }
         self.close_client();
         ctx.stop();
+    }
+
+    /// Paho notices a dead connection only after a PINGREQ goes unanswered, up to two keep-alive
+    /// periods after the last packet it *sent*. With publishes outstanding, silence for one
+    /// keep-alive period is proof enough.
+    fn check_progress(&mut self, ctx: &mut Context<Self>) {
+        let Some(since) = self.waiting_since else {
+            return;
+        };
+        if since.elapsed() > self.config.keep_alive {
+            let detail = format!(
+                "connection lost: keep-alive timeout ({} publishes unacknowledged for {} s)",
+                self.outstanding,
+                self.config.keep_alive.as_secs()
+            );
+            self.report_down(
+                DownReason {
+                    cause: DownCause::Error,
+                    detail,
+                },
+                ctx,
+            );
+        }
     }
 
     /// Starts a disconnect (not awaited: the actor is going away) and drops the client.
@@ -308,6 +342,7 @@ impl Handler<Internal> for CloudLink {
             }
             Internal::Subscribed(Ok(())) => {
                 self.up = true;
+                ctx.run_interval(WATCHDOG_TICK, |act, ctx| act.check_progress(ctx));
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
                 self.peers.events.do_send(LinkEvent::Up {
                     attempt: self.attempt,
@@ -335,6 +370,10 @@ impl Handler<Internal> for CloudLink {
                 )
             }
             Internal::Down(reason) => self.report_down(reason, ctx),
+            Internal::Answered => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                self.waiting_since = (self.outstanding > 0).then(Instant::now);
+            }
         }
     }
 }
@@ -342,7 +381,7 @@ impl Handler<Internal> for CloudLink {
 impl Handler<Publish> for CloudLink {
     type Result = ();
 
-    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
         let seq = msg.seq;
         let Some(client) = self.client.as_ref().filter(|_| self.up) else {
             // The Buffer re-sends everything in flight when the Supervisor reports the next link.
@@ -355,10 +394,17 @@ impl Handler<Publish> for CloudLink {
             .qos(msg.msg.qos.clamp(0, 1))
             .finalize();
         let token = client.publish(message);
+        if self.outstanding == 0 {
+            self.waiting_since = Some(Instant::now());
+        }
+        self.outstanding += 1;
         let delivered = self.peers.delivered.clone();
         let rejected = self.peers.rejected.clone();
+        let me = ctx.address();
         actix_rt::spawn(async move {
-            match token.await {
+            let result = token.await;
+            me.do_send(Internal::Answered);
+            match result {
                 Ok(_) => delivered.do_send(Delivered { seq }),
                 Err(e) => {
                     debug!("publish {seq} failed: {e}");

@@ -2,16 +2,17 @@
 //! and appended to the journal inside paho's message callback, so it is on disk before paho sends
 //! the PUBACK. Publishes `LocalPublish` (commands, status). Reconnects to Mosquitto by itself.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use log::{debug, error, info, warn};
 use paho_mqtt as mqtt;
 
-use crate::buffer::journal::{Journal, JournalError};
+use crate::buffer::journal::Journal;
 use crate::messages::{
     ActorMetrics, CloudInbound, CloudMessage, Flush, GetMetrics, Journaled, LocalPublish,
     ThingRequest,
@@ -60,7 +61,6 @@ struct Counters {
     journaled: AtomicU64,
     quarantined: AtomicU64,
     journal_errors: AtomicU64,
-    full_waits: AtomicU64,
     commands_down: AtomicU64,
     commands_dropped: AtomicU64,
     connects: AtomicU64,
@@ -74,7 +74,26 @@ struct Ingest {
     max_payload_bytes: usize,
     counters: Counters,
     drop_log: LogLimiter,
+    error_log: LogLimiter,
+    /// Messages received while the journal refused writes, oldest first (lost on a crash: the
+    /// window is bounded by Mosquitto's in-flight limit, as the intake pauses at once).
+    overflow: Mutex<VecDeque<CloudMessage>>,
+    me: OnceLock<Recipient<Pause>>,
 }
+
+/// Why the local intake paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PauseReason {
+    /// `rejectNew` and the journal is at its limits.
+    Full,
+    /// The journal refuses writes (disk full, permissions).
+    JournalError,
+}
+
+/// Callback → actor: stop taking messages until the journal has room again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pause(PauseReason);
 
 impl Ingest {
     /// Runs on paho's thread before the PUBACK: map, journal, notify.
@@ -93,11 +112,10 @@ impl Ingest {
         };
         match topics::uplink(topic, &self.identity) {
             Ok(Some(cloud_topic)) if cloud.payload.len() <= self.max_payload_bytes => {
-                let cloud = CloudMessage {
+                self.append(CloudMessage {
                     topic: cloud_topic,
                     ..cloud
-                };
-                self.append(&cloud);
+                });
             }
             Ok(Some(_)) => {
                 let reason = format!(
@@ -126,50 +144,67 @@ impl Ingest {
         }
     }
 
-    /// Appends, holding the message while the journal refuses (disk full, or full with
-    /// `rejectNew`): holding the callback holds the PUBACK, so Mosquitto keeps the message (and
-    /// queues the ones behind it) until the journal has room.
-    fn append(&self, msg: &CloudMessage) {
-        let mut last_log: Option<Instant> = None;
-        loop {
-            let error = match self.journal.append(msg) {
-                Ok(appended) => {
-                    self.counters.journaled.fetch_add(1, Ordering::Relaxed);
-                    if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
-                        warn!(
-                            "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
-                            self.journal.dropped()
-                        );
-                    }
-                    self.peers.journaled.do_send(Journaled {
-                        last_seq: appended.seq,
-                    });
-                    return;
-                }
-                Err(e) => e,
-            };
-            let full = matches!(error, JournalError::Full { .. });
-            let counter = if full {
-                &self.counters.full_waits
-            } else {
-                &self.counters.journal_errors
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if last_log.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
-                let topic = &msg.topic;
-                if full {
-                    warn!(
-                        "{error}; Mosquitto keeps the message for {topic:?} (whenFull rejectNew)"
-                    );
-                } else {
-                    error!("cannot journal a message for {topic:?}: {error}; holding it until the journal accepts it");
-                }
-                last_log = Some(Instant::now());
-            }
-            // Never return unjournaled: that would PUBACK a message we do not have. At shutdown
-            // the process exits around this loop and Mosquitto redelivers it to the next session.
-            std::thread::sleep(Duration::from_millis(if full { 20 } else { 200 }));
+    /// Appends to the journal. Paho C holds its global lock while this callback runs (every
+    /// client of the process, the cloud link included, waits), so it must never block: when the
+    /// journal is full (`rejectNew`) or refuses (disk full), the message is kept (journal, or an
+    /// in-memory overflow until the journal takes it again) and the actor pauses the local
+    /// intake; Mosquitto then holds new messages in awslink's persistent session.
+    fn append(&self, msg: CloudMessage) {
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        if !overflow.is_empty() {
+            overflow.push_back(msg); // keep the order behind what is already waiting
+            return;
         }
+        match self.journal.append(&msg) {
+            Ok(appended) => {
+                drop(overflow);
+                self.journaled(appended.seq, appended.dropped);
+                if appended.full {
+                    self.request_pause(PauseReason::Full);
+                }
+            }
+            Err(e) => {
+                self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if self.error_log.ready(Duration::from_secs(10)) {
+                    error!("cannot journal a message for {:?}: {e}; keeping it in memory and pausing the local intake", msg.topic);
+                }
+                overflow.push_back(msg);
+                drop(overflow);
+                self.request_pause(PauseReason::JournalError);
+            }
+        }
+    }
+
+    fn journaled(&self, seq: u64, dropped: u64) {
+        self.counters.journaled.fetch_add(1, Ordering::Relaxed);
+        if dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
+            warn!(
+                "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
+                self.journal.dropped()
+            );
+        }
+        self.peers.journaled.do_send(Journaled { last_seq: seq });
+    }
+
+    fn request_pause(&self, reason: PauseReason) {
+        if let Some(me) = self.me.get() {
+            me.do_send(Pause(reason));
+        }
+    }
+
+    /// Moves the in-memory overflow into the journal; true when it is empty.
+    fn retry_overflow(&self) -> bool {
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(msg) = overflow.front() {
+            match self.journal.append(msg) {
+                Ok(appended) => {
+                    overflow.pop_front();
+                    self.journaled(appended.seq, appended.dropped);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     fn quarantine(&self, msg: CloudMessage, reason: &str) {
@@ -186,6 +221,9 @@ pub struct LocalBroker {
     config: LocalConfig,
     ingest: Arc<Ingest>,
     client: Option<mqtt::AsyncClient>,
+    /// Set while the intake is paused; the handle of the timer that checks for room.
+    paused: Option<SpawnHandle>,
+    pauses: u64,
 }
 
 #[derive(Message)]
@@ -202,11 +240,16 @@ impl LocalBroker {
             max_payload_bytes: config.max_payload_bytes,
             counters: Counters::default(),
             drop_log: LogLimiter::default(),
+            error_log: LogLimiter::default(),
+            overflow: Mutex::new(VecDeque::new()),
+            me: OnceLock::new(),
         });
         LocalBroker {
             config,
             ingest,
             client: None,
+            paused: None,
+            pauses: 0,
         }
     }
 
@@ -309,6 +352,7 @@ impl Actor for LocalBroker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _ = self.ingest.me.set(ctx.address().recipient());
         match self.create_client() {
             Ok(client) => self.client = Some(client),
             Err(e) => {
@@ -321,12 +365,51 @@ impl Actor for LocalBroker {
     }
 }
 
+impl LocalBroker {
+    /// Runs every 200 ms while paused: journal the overflow, reconnect when below 90% of the
+    /// limits (hysteresis, so the intake does not flap).
+    fn try_resume(&mut self, ctx: &mut Context<Self>) {
+        if !self.ingest.retry_overflow() || !self.ingest.journal.has_room(0.9) {
+            return;
+        }
+        if let Some(handle) = self.paused.take() {
+            ctx.cancel_future(handle);
+        }
+        info!("journal has room again: resuming the local intake");
+        self.connect(ctx);
+    }
+}
+
+impl Handler<Pause> for LocalBroker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Pause, ctx: &mut Self::Context) {
+        if self.paused.is_some() {
+            return;
+        }
+        self.pauses += 1;
+        let why = match msg.0 {
+            PauseReason::Full => "buffer full (whenFull rejectNew)",
+            PauseReason::JournalError => "the journal refuses writes",
+        };
+        warn!("{why}: pausing the local intake; Mosquitto holds new messages for the {:?} session until there is room", self.config.client_id);
+        if let Some(client) = &self.client {
+            drop(client.disconnect(None));
+        }
+        self.paused =
+            Some(ctx.run_interval(Duration::from_millis(200), |act, ctx| act.try_resume(ctx)));
+    }
+}
+
 impl Handler<ConnectResult> for LocalBroker {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectResult, ctx: &mut Self::Context) {
         // paho reconnects by itself only after a first successful connect: retry that one here.
         if let Err(e) = msg.0 {
+            if self.paused.is_some() {
+                return;
+            }
             warn!(
                 "cannot connect to the local broker {}: {e}; retrying in 1 s",
                 self.config.uri
@@ -434,7 +517,16 @@ impl Handler<GetMetrics> for LocalBroker {
                 ("journaled", get(&c.journaled)),
                 ("quarantined", get(&c.quarantined)),
                 ("dropped", self.ingest.journal.dropped()),
-                ("full_waits", get(&c.full_waits)),
+                ("paused", self.paused.is_some() as u64),
+                ("pauses", self.pauses),
+                (
+                    "overflow",
+                    self.ingest
+                        .overflow
+                        .lock()
+                        .map(|o| o.len() as u64)
+                        .unwrap_or(0),
+                ),
                 ("journal_errors", get(&c.journal_errors)),
                 ("commands_down", get(&c.commands_down)),
                 ("commands_dropped", get(&c.commands_dropped)),

@@ -3,8 +3,8 @@
 //!
 //! AWS (and the emulator) count in *any* one-second window, so a bucket of capacity `C` refilled
 //! at `R`/s may admit `C + R` in one second. The buckets are sized so that `C + R` is 95% of the
-//! limit (5% absorbs network jitter that bunches messages at the server) and `C` holds the largest
-//! single unit (a whole message's bytes).
+//! limit (5% absorbs network jitter that bunches messages at the server) and `C` is as small as
+//! possible (1% of the limit) but holds the largest single unit (a whole message's bytes).
 
 use std::time::{Duration, Instant};
 
@@ -173,7 +173,7 @@ mod tests {
     fn wait_time_is_exact() {
         let start = Instant::now();
         let mut b = TokenBucket::for_limit(100, 1, start);
-        // capacity 9.5, rate 85.5/s
+        // capacity 1, rate 94/s
         for _ in 0..9 {
             assert_eq!(b.wait_for(1, start), Duration::ZERO);
             b.take(1, start);

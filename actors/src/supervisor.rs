@@ -40,6 +40,8 @@ pub struct Supervisor {
     next_delay: Duration,
     reconnects: u64,
     shutting_down: bool,
+    /// The last reason published, so repeated identical failures do not republish the status.
+    last_down: Option<DownReason>,
 }
 
 impl Supervisor {
@@ -62,6 +64,7 @@ impl Supervisor {
             next_delay: Duration::ZERO,
             reconnects: 0,
             shutting_down: false,
+            last_down: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl Handler<LinkEvent> for Supervisor {
             LinkEvent::Up { attempt } if attempt == self.attempt => {
                 let Some(link) = &self.current else { return };
                 self.up_since = Some(Instant::now());
+                self.last_down = None;
                 self.buffer.do_send(LinkChanged {
                     publisher: Some(link.publish.clone()),
                 });
@@ -114,11 +118,14 @@ impl Handler<LinkEvent> for Supervisor {
                 if self.shutting_down {
                     return;
                 }
-                self.status.do_send(ConnectionStatus {
-                    connected: false,
-                    timestamp: unix_secs(),
-                    reason: Some(reason),
-                });
+                if self.last_down.as_ref() != Some(&reason) {
+                    self.last_down = Some(reason.clone());
+                    self.status.do_send(ConnectionStatus {
+                        connected: false,
+                        timestamp: unix_secs(),
+                        reason: Some(reason),
+                    });
+                }
                 self.next_delay = self
                     .policy
                     .delay(self.failures, rand::thread_rng().gen::<f64>());

@@ -489,3 +489,4 @@ pub fn awslink_command(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+pub mod proxy;

@@ -76,6 +76,9 @@ pub struct Appended {
     pub seq: u64,
     /// Oldest entries removed to make room (`DropOldest`).
     pub dropped: u64,
+    /// `RejectNew` and the queue is now at or over its limits: the caller must stop taking
+    /// messages (the entry is kept: it was already received, and refusing it would lose it).
+    pub full: bool,
 }
 
 /// Everything that can go wrong with the journal, with what to do about it.
@@ -110,14 +113,6 @@ pub enum JournalError {
         seq: u64,
         /// What is wrong.
         detail: String,
-    },
-    /// The queue is at `maxMessages`/`maxBytes` and the policy is `rejectNew`.
-    #[error("buffer is full ({messages} messages, {bytes} bytes); holding new messages until there is room")]
-    Full {
-        /// Entries queued.
-        messages: u64,
-        /// Bytes queued.
-        bytes: u64,
     },
     /// Other sled errors.
     #[error("buffer directory {path}: {detail}")]
@@ -204,7 +199,9 @@ impl Journal {
         })
     }
 
-    /// Appends a message within the limits and, in `fsync` mode, flushes it to disk.
+    /// Appends a message and, in `fsync` mode, flushes it to disk. With `DropOldest` the oldest
+    /// entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells the
+    /// caller to pause its intake.
     pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
         let value = encode(msg);
         let len = value.len() as u64;
@@ -219,7 +216,15 @@ impl Journal {
         if self.inner.durability == Durability::Fsync {
             self.flush()?;
         }
-        Ok(Appended { seq, dropped })
+        let full = self.inner.limits.when_full == WhenFull::RejectNew && !self.has_room(1.0);
+        Ok(Appended { seq, dropped, full })
+    }
+
+    /// True while the queue is below `fraction` of both limits.
+    pub fn has_room(&self, fraction: f64) -> bool {
+        let limits = self.inner.limits;
+        (self.queued() as f64) < limits.max_messages as f64 * fraction
+            && (self.queued_bytes() as f64) < limits.max_bytes as f64 * fraction
     }
 
     /// Applies the full policy so that one more entry of `len` bytes fits. An entry larger than
@@ -229,13 +234,14 @@ impl Journal {
         let mut dropped = 0;
         loop {
             let (messages, bytes) = (self.queued(), self.queued_bytes());
+            // A queue at its limit under RejectNew still takes what was already received.
             let fits =
                 messages < limits.max_messages && bytes.saturating_add(len) <= limits.max_bytes;
             if fits || messages == 0 {
                 return Ok(dropped);
             }
             match limits.when_full {
-                WhenFull::RejectNew => return Err(JournalError::Full { messages, bytes }),
+                WhenFull::RejectNew => return Ok(0),
                 WhenFull::DropOldest => {
                     let Some((_, old)) = self.inner.queue.pop_min().map_err(|e| self.error(e))?
                     else {
@@ -609,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn reject_new_refuses_until_there_is_room() {
+    fn reject_new_keeps_everything_and_says_when_full() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Limits {
             max_messages: 2,
