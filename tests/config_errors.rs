@@ -27,10 +27,16 @@ fn good(certs: &Certs, dir: &Path) -> Value {
 /// Runs both commands on `config`; both must exit 2 with one stderr line containing `want`.
 fn assert_refused(dir: &Path, config: &Value, want: &str) {
     let path = write_config(dir, config);
-    for command in [vec!["config", "check", "--config", &path], vec!["run", "--config", &path]] {
+    for command in [
+        vec!["config", "check", "--config", &path],
+        vec!["run", "--config", &path],
+    ] {
         let (code, _, stderr) = awslink_command(&command);
         assert_eq!(code, Some(2), "{command:?} on {config}: stderr {stderr}");
-        assert!(stderr.contains(want), "{command:?}: stderr {stderr:?} lacks {want:?}");
+        assert!(
+            stderr.contains(want),
+            "{command:?}: stderr {stderr:?} lacks {want:?}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
     }
 }
@@ -47,24 +53,43 @@ fn config_errors_exit_2_and_name_the_key_or_file() {
 
     let mut unknown = base.clone();
     unknown["bufer"] = json!({});
-    assert_refused(dir.path(), &unknown, "config key \"bufer\" is unknown; did you mean \"buffer\"?");
+    assert_refused(
+        dir.path(),
+        &unknown,
+        "config key \"bufer\" is unknown; did you mean \"buffer\"?",
+    );
 
     let mut wrong_type = base.clone();
     wrong_type["keepAliveSecs"] = json!("sixty");
-    assert_refused(dir.path(), &wrong_type, "config key \"keepAliveSecs\": \"sixty\" is not an integer");
+    assert_refused(
+        dir.path(),
+        &wrong_type,
+        "config key \"keepAliveSecs\": \"sixty\" is not an integer",
+    );
 
     let mut missing_cert = base.clone();
     missing_cert["cert"] = json!(dir.path().join("nope.pem"));
-    assert_refused(dir.path(), &missing_cert, "config key \"cert\": cannot read ");
+    assert_refused(
+        dir.path(),
+        &missing_cert,
+        "config key \"cert\": cannot read ",
+    );
     assert_refused(dir.path(), &missing_cert, "nope.pem");
 
     fs::set_permissions(&certs.client_key, fs::Permissions::from_mode(0o644)).unwrap();
-    assert_refused(dir.path(), &base, &format!("run: chmod 600 {}", certs.client_key.display()));
+    assert_refused(
+        dir.path(),
+        &base,
+        &format!("run: chmod 600 {}", certs.client_key.display()),
+    );
     fs::set_permissions(&certs.client_key, fs::Permissions::from_mode(0o600)).unwrap();
 
     let (code, _, stderr) = awslink_command(&["run", "--config", "/nonexistent/awslink.json"]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("cannot read config file /nonexistent/awslink.json"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/awslink.json"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -78,11 +103,24 @@ fn config_check_accepts_a_good_file_takes_the_device_id_from_the_certificate_and
     let (code, stdout, stderr) = awslink_command(&["config", "check", "--config", &path]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("device id        dev-from-cn"), "{stdout}");
-    assert!(!stdout.contains("s3cret"), "secrets must not be printed: {stdout}");
+    assert!(
+        !stdout.contains("s3cret"),
+        "secrets must not be printed: {stdout}"
+    );
 
-    let (code, stdout, _) = awslink_command(&["config", "check", "--config", &path, "--device-id", "other-id"]);
+    let (code, stdout, _) = awslink_command(&[
+        "config",
+        "check",
+        "--config",
+        &path,
+        "--device-id",
+        "other-id",
+    ]);
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("device id        other-id"), "CLI overrides the file: {stdout}");
+    assert!(
+        stdout.contains("device id        other-id"),
+        "CLI overrides the file: {stdout}"
+    );
 }
 
 #[test]
@@ -92,5 +130,8 @@ fn help_and_version() {
     assert!(stdout.starts_with("awslink "), "{stdout}");
     let (code, stdout, _) = awslink_command(&["--help"]);
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("run") && stdout.contains("config"), "{stdout}");
+    assert!(
+        stdout.contains("run") && stdout.contains("config"),
+        "{stdout}"
+    );
 }
