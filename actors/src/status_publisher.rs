@@ -123,10 +123,13 @@ impl Handler<ConnectionStatus> for StatusPublisher {
             retain: true,
         });
         Box::pin(async move {
-            match request.await {
-                Ok(Ok(())) => {}
+            // Bounded: with the local broker away the publish waits in paho's queue, and
+            // shutdown must not wait for it.
+            match actix_rt::time::timeout(Duration::from_secs(1), request).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!("cannot publish the connection status locally: {e}"),
                 Ok(Err(e)) => warn!("cannot publish the connection status locally: {e}"),
-                Err(e) => warn!("cannot publish the connection status locally: {e}"),
+                Err(_) => warn!("local broker did not acknowledge the connection status within 1 s; it is queued"),
             }
         })
     }

@@ -169,7 +169,7 @@ impl Journal {
                 sled_config.flush_every_ms(Some(flush_every_ms.max(1)))
             }
         };
-        let db = sled_config.open().map_err(|e| open_error(&path, e))?;
+        let db = sled_config.open().map_err(|e| open_failure(&path, e))?;
         let queue = db.open_tree(QUEUE_TREE).map_err(|e| open_error(&path, e))?;
         let quarantine = db
             .open_tree(QUARANTINE_TREE)
@@ -383,6 +383,31 @@ fn quarantine_record(reason: &str, encoded: &[u8]) -> Vec<u8> {
     record.extend_from_slice(reason);
     record.extend_from_slice(encoded);
     record
+}
+
+/// Errors while opening: anything that is not the lock or a plain I/O refusal means sled could
+/// not make sense of the files.
+fn open_failure(path: &Path, e: sled::Error) -> JournalError {
+    match open_error(path, e) {
+        JournalError::Io { path, source }
+            if !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::AlreadyExists
+            ) && source.raw_os_error().is_none() =>
+        {
+            JournalError::Corrupt {
+                path,
+                detail: source.to_string(),
+            }
+        }
+        JournalError::Other { path, detail } => JournalError::Corrupt { path, detail },
+        other => other,
+    }
 }
 
 fn open_error(path: &Path, e: sled::Error) -> JournalError {
