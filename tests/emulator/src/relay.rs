@@ -226,10 +226,9 @@ impl<'a> Connection<'a> {
     fn new(id: u64, tls: SslStream<TcpStream>, shared: &'a Shared) -> std::io::Result<Self> {
         let broker = TcpStream::connect(shared.ctx.broker)?;
         broker.set_nodelay(true)?;
-        // A short read timeout makes a TLS read that only saw a partial record return
-        // instead of blocking the other direction.
-        tls.get_ref()
-            .set_read_timeout(Some(Duration::from_millis(50)))?;
+        // Non-blocking TLS socket: reads drain everything OpenSSL holds (including records
+        // it buffered internally, which poll cannot see) until WANT_READ.
+        tls.get_ref().set_nonblocking(true)?;
         Ok(Connection {
             id,
             tls,
@@ -242,32 +241,21 @@ impl<'a> Connection<'a> {
 
     fn run(&mut self) {
         let mut buf = vec![0u8; 64 * 1024];
+        // OpenSSL may already hold bytes read during the handshake.
+        let mut device_ready = true;
         while !self.shared.stop.load(Ordering::SeqCst) {
-            let pending = self.tls.ssl().pending() > 0;
+            if device_ready && !self.read_device(&mut buf) {
+                break;
+            }
             let mut fds = [
                 pollfd(self.tls.get_ref().as_raw_fd()),
                 pollfd(self.broker.as_raw_fd()),
             ];
-            if let Err(e) = poll_fds(&mut fds, if pending { 0 } else { POLL_MS }) {
+            if let Err(e) = poll_fds(&mut fds, POLL_MS) {
                 warn!("connection {}: poll failed: {e}", self.id);
                 break;
             }
-            if pending || fds[0].revents != 0 {
-                match self.tls.ssl_read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        self.inbuf.extend_from_slice(&buf[..n]);
-                        if let Flow::Close = self.process() {
-                            break;
-                        }
-                    }
-                    Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
-                    Err(e) => {
-                        debug!("connection {}: device side closed: {e}", self.id);
-                        break;
-                    }
-                }
-            }
+            device_ready = fds[0].revents != 0;
             if fds[1].revents != 0 {
                 match self.broker.read(&mut buf) {
                     Ok(0) => {
@@ -275,7 +263,7 @@ impl<'a> Connection<'a> {
                         break;
                     }
                     Ok(n) => {
-                        if let Err(e) = self.tls.write_all(&buf[..n]) {
+                        if let Err(e) = self.write_device(&buf[..n]) {
                             debug!("connection {}: write to device failed: {e}", self.id);
                             break;
                         }
@@ -290,6 +278,56 @@ impl<'a> Connection<'a> {
         }
         let _ = self.tls.get_ref().shutdown(Shutdown::Both);
         let _ = self.broker.shutdown(Shutdown::Both);
+    }
+
+    /// Reads everything the device sent so far; false when the connection must end.
+    fn read_device(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            match self.tls.ssl_read(buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    if let Flow::Close = self.process() {
+                        return false;
+                    }
+                }
+                Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {
+                    return true
+                }
+                Err(e) => {
+                    debug!("connection {}: device side closed: {e}", self.id);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Writes all of `data` to the non-blocking TLS stream, waiting for the socket as needed.
+    fn write_device(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        while !data.is_empty() {
+            match self.tls.ssl_write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {
+                    if Instant::now() > deadline || self.shared.stop.load(Ordering::SeqCst) {
+                        return Err(std::io::ErrorKind::TimedOut.into());
+                    }
+                    let events = if e.code() == ErrorCode::WANT_READ {
+                        libc::POLLIN
+                    } else {
+                        libc::POLLOUT
+                    };
+                    let mut fds = [libc::pollfd {
+                        fd: self.tls.get_ref().as_raw_fd(),
+                        events,
+                        revents: 0,
+                    }];
+                    poll_fds(&mut fds, POLL_MS)?;
+                }
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     /// Judges every complete packet in `inbuf`, forwards the admitted ones.
@@ -361,8 +399,7 @@ impl<'a> Connection<'a> {
             }
         }
         if !to_device.is_empty() {
-            let _ = self.tls.write_all(&to_device);
-            let _ = self.tls.flush();
+            let _ = self.write_device(&to_device);
         }
         match close {
             None => Flow::Continue,

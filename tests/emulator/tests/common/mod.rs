@@ -57,6 +57,8 @@ pub fn client(uri: &str, client_id: &str) -> mqtt::AsyncClient {
         .server_uri(uri)
         .client_id(client_id)
         .persistence(None)
+        // paho's default of 100 queued-but-unsent messages fails fast bursts with -12.
+        .max_buffered_messages(10_000)
         .finalize();
     mqtt::AsyncClient::new(opts).unwrap()
 }
