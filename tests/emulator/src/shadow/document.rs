@@ -590,3 +590,189 @@ pub fn apply_update(
         documents,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Object {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn merge_table() {
+        // (document, patch, result)
+        let rows = [
+            (json!({}), json!({"a": 1}), json!({"a": 1})),
+            (
+                json!({"a": 1, "b": 2}),
+                json!({"a": 3}),
+                json!({"a": 3, "b": 2}),
+            ),
+            (json!({"a": 1, "b": 2}), json!({"a": null}), json!({"b": 2})),
+            (
+                json!({"a": {"x": 1, "y": 2}}),
+                json!({"a": {"y": null, "z": 3}}),
+                json!({"a": {"x": 1, "z": 3}}),
+            ),
+            (
+                json!({"a": [1, 2, 3]}),
+                json!({"a": [4]}),
+                json!({"a": [4]}),
+            ),
+            (
+                json!({"a": 1}),
+                json!({"a": {"x": 1, "y": null}}),
+                json!({"a": {"x": 1}}),
+            ),
+            (
+                json!({"a": {"x": 1}}),
+                json!({"a": "flat"}),
+                json!({"a": "flat"}),
+            ),
+            (json!({"a": 1}), json!({"missing": null}), json!({"a": 1})),
+        ];
+        for (doc, patch, expected) in rows {
+            let mut d = obj(doc.clone());
+            merge(&mut d, &obj(patch.clone()));
+            assert_eq!(Value::Object(d), expected, "{doc} + {patch}");
+        }
+    }
+
+    #[test]
+    fn delta_table() {
+        // (desired, reported, delta)
+        let rows = [
+            (json!({"a": 1}), None, json!({"a": 1})),
+            (json!({"a": 1}), Some(json!({"a": 1})), json!({})),
+            (json!({"a": 1}), Some(json!({"a": 2})), json!({"a": 1})),
+            (json!({"a": 1}), Some(json!({"b": 1})), json!({"a": 1})),
+            (
+                json!({"a": {"x": 1, "y": 2}}),
+                Some(json!({"a": {"x": 1, "y": 3}})),
+                json!({"a": {"y": 2}}),
+            ),
+            (
+                json!({"a": {"x": {"deep": true}}}),
+                Some(json!({"a": {"x": {"deep": true}}})),
+                json!({}),
+            ),
+            (
+                json!({"a": [1, 2]}),
+                Some(json!({"a": [2, 1]})),
+                json!({"a": [1, 2]}),
+            ),
+            (
+                json!({"a": {"x": 1}}),
+                Some(json!({"a": 5})),
+                json!({"a": {"x": 1}}),
+            ),
+            (json!({}), Some(json!({"r": 1})), json!({})),
+        ];
+        for (desired, reported, expected) in rows {
+            let r = reported.clone().map(obj);
+            let d = delta(&obj(desired.clone()), r.as_ref());
+            assert_eq!(Value::Object(d), expected, "{desired} vs {reported:?}");
+        }
+    }
+
+    #[test]
+    fn depth_table() {
+        let rows = [
+            (json!(1), 0),
+            (json!({}), 1),
+            (json!({"a": 1}), 1),
+            (json!({"a": {"b": 1}}), 2),
+            (json!({"a": [1]}), 2),
+            (json!({"1": {"2": {"3": {"4": {"5": {"6": 1}}}}}}), 6),
+        ];
+        for (v, d) in rows {
+            assert_eq!(depth(&v), d, "{v}");
+        }
+    }
+
+    #[test]
+    fn update_request_validation_table() {
+        let l = ShadowLimits::default();
+        let deep7 =
+            json!({"state": {"desired": {"1": {"2": {"3": {"4": {"5": {"6": {"7": 1}}}}}}}}});
+        let deep6 = json!({"state": {"desired": {"1": {"2": {"3": {"4": {"5": {"6": 1}}}}}}}});
+        let big_state = json!({"state": {"reported": {"s": "x".repeat(8 * 1024)}}});
+        let big_request = format!(
+            r#"{{"state":{{"reported":{{"a":1}}}},"clientToken":"{}"}}"#,
+            " ".repeat(128 * 1024)
+        );
+        let long_token = json!({"state": {"reported": {"a": 1}}, "clientToken": "t".repeat(65)});
+        // (payload, expected error code, message fragment) — code 0 = valid.
+        let rows: Vec<(String, u16, &str)> = vec![
+            (r#"{"state":{"desired":{"a":1}}}"#.into(), 0, ""),
+            (
+                r#"{"state":{"desired":null},"clientToken":"t","version":3}"#.into(),
+                0,
+                "",
+            ),
+            (deep6.to_string(), 0, ""),
+            ("{not json".into(), 400, "invalid json"),
+            ("[1,2]".into(), 400, "invalid json"),
+            (
+                r#"{"clientToken":"t"}"#.into(),
+                400,
+                "Missing required node: state",
+            ),
+            (r#"{"state":5}"#.into(), 400, "must be an object"),
+            (r#"{"state":{}}"#.into(), 400, "desired or reported"),
+            (
+                r#"{"state":{"delta":{"a":1}}}"#.into(),
+                400,
+                "invalid node: 'delta'",
+            ),
+            (r#"{"state":{"desired":[1]}}"#.into(), 400, "desired"),
+            (
+                r#"{"state":{"reported":{"a":1}},"version":"x"}"#.into(),
+                400,
+                "version",
+            ),
+            (
+                r#"{"state":{"reported":{"a":1}},"extra":1}"#.into(),
+                400,
+                "Unexpected field",
+            ),
+            (long_token.to_string(), 400, "clientToken"),
+            (deep7.to_string(), 400, "nesting"),
+            (big_state.to_string(), 413, "maximum size"),
+            (big_request, 413, "maximum size"),
+        ];
+        for (payload, code, fragment) in rows {
+            let short: String = payload.chars().take(60).collect();
+            match parse_update(payload.as_bytes(), &l) {
+                Ok(_) => assert_eq!(code, 0, "{short} accepted"),
+                Err(e) => {
+                    assert_eq!(e.code, code, "{short}: {e:?}");
+                    assert!(e.message.contains(fragment), "{short}: {e:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_follows_the_state_tree() {
+        let mut meta = Object::new();
+        merge_metadata(
+            &mut meta,
+            &obj(json!({"a": {"x": 1}, "b": [1], "c": 1})),
+            10,
+        );
+        assert_eq!(
+            Value::Object(meta.clone()),
+            json!({"a": {"x": {"timestamp": 10}}, "b": {"timestamp": 10}, "c": {"timestamp": 10}})
+        );
+        merge_metadata(&mut meta, &obj(json!({"a": {"y": 2}, "c": null})), 20);
+        assert_eq!(
+            Value::Object(meta),
+            json!({"a": {"x": {"timestamp": 10}, "y": {"timestamp": 20}}, "b": {"timestamp": 10}})
+        );
+    }
+}

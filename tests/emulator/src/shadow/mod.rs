@@ -328,3 +328,417 @@ impl ShadowStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    const NOW: u64 = 1_700_000_000;
+
+    struct Fixture {
+        store: ShadowStore,
+        clock: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                store: ShadowStore::new(ShadowLimits::default()),
+                clock: Instant::now(),
+            }
+        }
+
+        /// Sends a request, one second apart (so the per-thing rate never interferes).
+        fn send(&mut self, topic: &str, payload: Value) -> Handled {
+            self.clock += Duration::from_secs(1);
+            let bytes = if payload.is_null() {
+                Vec::new()
+            } else {
+                payload.to_string().into_bytes()
+            };
+            self.store
+                .handle(topic, &bytes, NOW, self.clock)
+                .expect("a shadow request topic")
+        }
+
+        fn reply(&mut self, topic: &str, payload: Value, reply_topic: &str) -> Value {
+            let h = self.send(topic, payload);
+            h.replies
+                .iter()
+                .find(|r| r.topic == reply_topic)
+                .unwrap_or_else(|| panic!("no {reply_topic} in {:#?}", h.replies))
+                .payload
+                .clone()
+        }
+    }
+
+    const T: &str = "$aws/things/dev-1/shadow";
+
+    fn topics(h: &Handled) -> Vec<&str> {
+        h.replies.iter().map(|r| r.topic.as_str()).collect()
+    }
+
+    #[test]
+    fn topic_table() {
+        let rows = [
+            ("$aws/things/t/shadow/update", Some(("t", None, Op::Update))),
+            ("$aws/things/t/shadow/get", Some(("t", None, Op::Get))),
+            ("$aws/things/t/shadow/delete", Some(("t", None, Op::Delete))),
+            (
+                "$aws/things/t/shadow/name/s/update",
+                Some(("t", Some("s"), Op::Update)),
+            ),
+            ("$aws/things/t/shadow/update/accepted", None),
+            ("$aws/things/t/shadow/name/s/update/delta", None),
+            ("$aws/things/t/shadow/name", None),
+            ("$aws/things/t/jobs/get", None),
+        ];
+        for (topic, expected) in rows {
+            let got = parse_topic(topic);
+            let expected = expected.map(|(thing, shadow, op)| ShadowTopic {
+                thing: thing.into(),
+                shadow: shadow.map(str::to_string),
+                op,
+            });
+            assert_eq!(got, expected, "{topic}");
+        }
+    }
+
+    #[test]
+    fn first_update_creates_version_1_and_documents_without_previous() {
+        let mut f = Fixture::new();
+        let h = f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"temp": 21}}, "clientToken": "c1"}),
+        );
+        assert_eq!(
+            topics(&h),
+            [
+                format!("{T}/update/accepted"),
+                format!("{T}/update/documents")
+            ]
+        );
+        assert_eq!(h.outcome, "update_accepted");
+        assert_eq!(
+            h.replies[0].payload,
+            json!({
+                "state": {"reported": {"temp": 21}},
+                "metadata": {"reported": {"temp": {"timestamp": NOW}}},
+                "version": 1, "timestamp": NOW, "clientToken": "c1"
+            })
+        );
+        let docs = &h.replies[1].payload;
+        assert_eq!(docs.get("previous"), None);
+        assert_eq!(docs["current"]["version"], 1);
+        assert_eq!(docs["current"]["state"], json!({"reported": {"temp": 21}}));
+        assert_eq!(docs["clientToken"], "c1");
+    }
+
+    #[test]
+    fn merge_null_delete_versions_and_documents_previous_current() {
+        let mut f = Fixture::new();
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"a": 1, "b": {"x": 1, "y": 2}, "list": [1, 2]}}}),
+        );
+        let docs = f.reply(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"a": null, "b": {"y": 3}, "list": [9]}}}),
+            &format!("{T}/update/documents"),
+        );
+        assert_eq!(docs["previous"]["version"], 1);
+        assert_eq!(
+            docs["previous"]["state"]["reported"],
+            json!({"a": 1, "b": {"x": 1, "y": 2}, "list": [1, 2]})
+        );
+        assert_eq!(docs["current"]["version"], 2);
+        assert_eq!(
+            docs["current"]["state"]["reported"],
+            json!({"b": {"x": 1, "y": 3}, "list": [9]})
+        );
+        let got = f.reply(
+            &format!("{T}/get"),
+            Value::Null,
+            &format!("{T}/get/accepted"),
+        );
+        assert_eq!(got["version"], 2);
+        assert_eq!(
+            got["state"],
+            json!({"reported": {"b": {"x": 1, "y": 3}, "list": [9]}})
+        );
+        assert_eq!(
+            got["metadata"]["reported"]["b"]["y"],
+            json!({"timestamp": NOW})
+        );
+    }
+
+    #[test]
+    fn version_conflict_is_409_and_matching_version_is_accepted() {
+        let mut f = Fixture::new();
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"desired": {"a": 1}}}),
+        );
+        let rej = f.reply(
+            &format!("{T}/update"),
+            json!({"state": {"desired": {"a": 2}}, "version": 5, "clientToken": "tok"}),
+            &format!("{T}/update/rejected"),
+        );
+        assert_eq!(
+            rej,
+            json!({"code": 409, "message": "Version conflict", "timestamp": NOW, "clientToken": "tok"})
+        );
+        let ok = f.reply(
+            &format!("{T}/update"),
+            json!({"state": {"desired": {"a": 2}}, "version": 1}),
+            &format!("{T}/update/accepted"),
+        );
+        assert_eq!(ok["version"], 2);
+    }
+
+    #[test]
+    fn delta_only_when_desired_differs_from_reported_nested() {
+        let mut f = Fixture::new();
+        let upd = format!("{T}/update");
+        let delta_topic = format!("{T}/update/delta");
+        // (request, expected delta or None)
+        let rows = [
+            (
+                json!({"state": {"reported": {"led": {"on": false, "color": "red"}}}}),
+                None,
+            ),
+            (
+                json!({"state": {"desired": {"led": {"on": true, "color": "red"}}}}),
+                Some(json!({"led": {"on": true}})),
+            ),
+            (json!({"state": {"reported": {"led": {"on": true}}}}), None),
+            (
+                json!({"state": {"desired": {"led": {"color": "red"}}}}),
+                None,
+            ),
+            (
+                json!({"state": {"desired": {"fan": [1, 2]}}}),
+                Some(json!({"fan": [1, 2]})),
+            ),
+        ];
+        for (i, (req, expected)) in rows.into_iter().enumerate() {
+            let h = f.send(&upd, req);
+            let delta = h
+                .replies
+                .iter()
+                .find(|r| r.topic == delta_topic)
+                .map(|r| r.payload.clone());
+            match expected {
+                None => assert_eq!(delta, None, "row {i}"),
+                Some(state) => {
+                    let d = delta.unwrap_or_else(|| panic!("row {i}: no delta"));
+                    assert_eq!(d["state"], state, "row {i}");
+                    assert_eq!(d["version"], (i + 1) as u64, "row {i}");
+                    assert!(d["metadata"].is_object(), "row {i}");
+                }
+            }
+        }
+        // get shows the standing delta.
+        let got = f.reply(
+            &format!("{T}/get"),
+            json!({"clientToken": "g"}),
+            &format!("{T}/get/accepted"),
+        );
+        assert_eq!(got["state"]["delta"], json!({"fan": [1, 2]}));
+        assert_eq!(got["clientToken"], "g");
+    }
+
+    #[test]
+    fn get_and_delete_of_a_missing_shadow_are_404() {
+        let mut f = Fixture::new();
+        let rej = f.reply(
+            &format!("{T}/get"),
+            json!({"clientToken": "x"}),
+            &format!("{T}/get/rejected"),
+        );
+        assert_eq!(rej["code"], 404);
+        assert_eq!(rej["message"], "No shadow exists with name: 'dev-1'");
+        assert_eq!(rej["clientToken"], "x");
+        let h = f.send("$aws/things/dev-1/shadow/name/cfg/delete", Value::Null);
+        assert_eq!(h.outcome, "delete_rejected_404");
+        assert_eq!(
+            h.replies[0].payload["message"],
+            "No shadow exists with name: 'dev-1~cfg'"
+        );
+    }
+
+    #[test]
+    fn delete_removes_the_shadow_and_the_version_continues() {
+        let mut f = Fixture::new();
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"a": 1}}}),
+        );
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"a": 2}}}),
+        );
+        let del = f.reply(
+            &format!("{T}/delete"),
+            json!({"clientToken": "d"}),
+            &format!("{T}/delete/accepted"),
+        );
+        assert_eq!(
+            del,
+            json!({"version": 2, "timestamp": NOW, "clientToken": "d"})
+        );
+        assert_eq!(
+            f.send(&format!("{T}/get"), Value::Null).outcome,
+            "get_rejected_404"
+        );
+        let again = f.reply(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"b": 1}}}),
+            &format!("{T}/update/accepted"),
+        );
+        assert_eq!(again["version"], 3);
+        let got = f.reply(
+            &format!("{T}/get"),
+            Value::Null,
+            &format!("{T}/get/accepted"),
+        );
+        assert_eq!(
+            got["state"],
+            json!({"reported": {"b": 1}}),
+            "old state is gone"
+        );
+    }
+
+    #[test]
+    fn named_and_classic_shadows_are_separate() {
+        let mut f = Fixture::new();
+        let named = "$aws/things/dev-1/shadow/name/config";
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"classic": true}}}),
+        );
+        let acc = f.reply(
+            &format!("{named}/update"),
+            json!({"state": {"reported": {"named": true}}}),
+            &format!("{named}/update/accepted"),
+        );
+        assert_eq!(acc["version"], 1);
+        let c = f.reply(
+            &format!("{T}/get"),
+            Value::Null,
+            &format!("{T}/get/accepted"),
+        );
+        let n = f.reply(
+            &format!("{named}/get"),
+            Value::Null,
+            &format!("{named}/get/accepted"),
+        );
+        assert_eq!(c["state"]["reported"], json!({"classic": true}));
+        assert_eq!(n["state"]["reported"], json!({"named": true}));
+        f.send(&format!("{named}/delete"), Value::Null);
+        assert_eq!(
+            f.send(&format!("{T}/get"), Value::Null).outcome,
+            "get_accepted"
+        );
+    }
+
+    #[test]
+    fn rejections_table() {
+        let mut f = Fixture::new();
+        f.send(
+            &format!("{T}/update"),
+            json!({"state": {"reported": {"s": "x".repeat(4000)}}}),
+        );
+        let rows: Vec<(String, Vec<u8>, &str, u16)> = vec![
+            (format!("{T}/update"), b"{oops".to_vec(), "update", 400),
+            (
+                format!("{T}/update"),
+                json!({"state": {"reported": {"s2": "y".repeat(5000)}}})
+                    .to_string()
+                    .into_bytes(),
+                "update",
+                413,
+            ),
+            (format!("{T}/get"), b"not json".to_vec(), "get", 400),
+            (
+                format!("{T}/delete"),
+                br#"{"version":99}"#.to_vec(),
+                "delete",
+                409,
+            ),
+            (
+                "$aws/things/bad.name/shadow/get".into(),
+                Vec::new(),
+                "get",
+                400,
+            ),
+            (
+                "$aws/things/t/shadow/name/$reserved/get".into(),
+                Vec::new(),
+                "get",
+                400,
+            ),
+        ];
+        for (topic, payload, op, code) in rows {
+            f.clock += Duration::from_secs(1);
+            let h = f.store.handle(&topic, &payload, NOW, f.clock).unwrap();
+            assert_eq!(
+                h.outcome,
+                format!("{op}_rejected_{code}"),
+                "{topic}: {:?}",
+                h.replies
+            );
+            assert!(
+                h.replies[0].topic.ends_with(&format!("/{op}/rejected")),
+                "{topic}"
+            );
+            assert_eq!(h.replies[0].payload["code"], code);
+        }
+        // The oversize update left the shadow unchanged.
+        let got = f.reply(
+            &format!("{T}/get"),
+            Value::Null,
+            &format!("{T}/get/accepted"),
+        );
+        assert_eq!(got["version"], 1);
+    }
+
+    #[test]
+    fn more_than_10_updates_per_second_per_thing_are_429() {
+        let mut f = Fixture::new();
+        let t0 = Instant::now();
+        let outcomes: Vec<String> = (0..11)
+            .map(|i| {
+                let p = json!({"state": {"reported": {"i": i}}}).to_string();
+                f.store
+                    .handle(&format!("{T}/update"), p.as_bytes(), NOW, t0)
+                    .unwrap()
+                    .outcome
+            })
+            .collect();
+        assert!(
+            outcomes[..10].iter().all(|o| o == "update_accepted"),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[10], "update_rejected_429");
+        // Another thing is not affected; the same thing recovers after a second.
+        let p = br#"{"state":{"reported":{"i":0}}}"#;
+        assert_eq!(
+            f.store
+                .handle("$aws/things/other/shadow/update", p, NOW, t0)
+                .unwrap()
+                .outcome,
+            "update_accepted"
+        );
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            f.store
+                .handle(&format!("{T}/update"), p, NOW, later)
+                .unwrap()
+                .outcome,
+            "update_accepted"
+        );
+    }
+}
