@@ -19,14 +19,21 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:8883")]
     listen: SocketAddr,
     /// CA certificate (PEM) that must have signed device certificates.
-    #[arg(long)]
-    ca_cert: PathBuf,
+    #[arg(long, required_unless_present = "write_test_certs")]
+    ca_cert: Option<PathBuf>,
     /// Server certificate chain (PEM).
-    #[arg(long)]
-    server_cert: PathBuf,
+    #[arg(long, required_unless_present = "write_test_certs")]
+    server_cert: Option<PathBuf>,
     /// Server private key (PEM).
-    #[arg(long)]
-    server_key: PathBuf,
+    #[arg(long, required_unless_present = "write_test_certs")]
+    server_key: Option<PathBuf>,
+    /// Write a test CA, a server certificate for localhost and a device certificate
+    /// (ca.pem, ca.key, server.pem, server.key, client.pem, client.key) into DIR and exit.
+    #[arg(long, value_name = "DIR")]
+    write_test_certs: Option<PathBuf>,
+    /// Common name of the device certificate written by --write-test-certs.
+    #[arg(long, default_value = "device-1")]
+    device_cn: String,
     /// Require this SNI host name from devices (AWS requires SNI).
     #[arg(long)]
     server_name: Option<String>,
@@ -90,9 +97,9 @@ fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
 fn config(cli: Cli) -> EmulatorConfig {
     let cfg = EmulatorConfig {
         listen: cli.listen,
-        ca_cert: cli.ca_cert,
-        server_cert: cli.server_cert,
-        server_key: cli.server_key,
+        ca_cert: cli.ca_cert.unwrap_or_default(),
+        server_cert: cli.server_cert.unwrap_or_default(),
+        server_key: cli.server_key.unwrap_or_default(),
         server_name: cli.server_name,
         require_alpn: cli.require_alpn,
         broker_port: cli.broker_port,
@@ -130,6 +137,26 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if let Some(dir) = &cli.write_test_certs {
+        let written = std::fs::create_dir_all(dir)
+            .map_err(|e| EmulatorError::file(dir, e))
+            .and_then(|()| aws_iot_emulator::testcerts::generate(dir, &cli.device_cn));
+        match written {
+            Ok(p) => {
+                println!(
+                    "wrote {} {} {}",
+                    p.ca_cert.display(),
+                    p.server_cert.display(),
+                    p.client_cert.display()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("aws-iot-emulator: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut emu = match Emulator::start(config(cli)) {
         Ok(e) => e,
         Err(e) => {
