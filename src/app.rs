@@ -1,6 +1,7 @@
 //! Wiring: the only place that knows which actor sits behind each recipient. Opens the journal,
 //! starts the actors, waits for SIGTERM/SIGINT and shuts down in order within 5 s.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -11,8 +12,10 @@ use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, Journa
 use awslink_actors::buffer::{Buffer, DEFAULT_WINDOW};
 use awslink_actors::cloud_link::{CloudLink, LinkConfig, LinkPeers};
 use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
-use awslink_actors::messages::{Flush, Shutdown};
+use awslink_actors::messages::{Flush, GetMetrics, Shutdown};
 use awslink_actors::quota::Quota;
+use awslink_actors::shadow_mapper::convert::{Filters, ShadowRules};
+use awslink_actors::shadow_mapper::{ShadowIngest, ShadowMapper};
 use awslink_actors::status_publisher::StatusPublisher;
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
 use awslink_actors::topics::{Identity, COMMAND_FILTER};
@@ -99,6 +102,28 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
     let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota)).start();
 
     let status_ctx = Context::<StatusPublisher>::new();
+    let shadow_ctx = Context::<ShadowMapper>::new();
+    let shadow_ingest = if config.shadow_enabled {
+        let filters = Filters::compile(config.topic_filter.as_deref(), &config.payload_filters)
+            .unwrap_or_default(); // validated with the configuration
+        let cache = match journal.tree("shadow-reported") {
+            Ok(tree) => tree,
+            Err(e) => {
+                error!("{e}");
+                return 2;
+            }
+        };
+        let ingest = Arc::new(ShadowIngest::new(
+            device_id.clone(),
+            filters,
+            ShadowRules::default(),
+            cache,
+        ));
+        ingest.attach(&shadow_ctx.address());
+        Some(ingest)
+    } else {
+        None
+    };
     let local_config = LocalConfig {
         uri: config.local.uri.clone(),
         client_id: config.local.client_id.clone(),
@@ -110,6 +135,7 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         status_topic: config.status_topic.clone(),
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,
+        shadow: shadow_ingest.clone(),
     };
     let local = LocalBroker::new(
         local_config,
@@ -136,16 +162,27 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         alpn: config.alpn.clone(),
         keep_alive: config.keep_alive,
         connect_timeout: Duration::from_secs(20),
-        subscriptions: vec![COMMAND_FILTER.to_string()],
+        subscriptions: if config.shadow_enabled {
+            vec![
+                COMMAND_FILTER.to_string(),
+                format!("$aws/things/{device_id}/shadow/#"),
+            ]
+        } else {
+            vec![COMMAND_FILTER.to_string()]
+        },
         max_in_flight: DEFAULT_WINDOW,
     };
-    let (link_buffer, link_local) = (buffer.clone(), local.clone());
+    let shadow_mapper = shadow_ingest
+        .map(|ingest| shadow_ctx.run(ShadowMapper::new(ingest, local.clone().recipient())));
+    let (link_buffer, link_local, link_shadow) =
+        (buffer.clone(), local.clone(), shadow_mapper.clone());
     let start_link: LinkFactory = Box::new(move |attempt, events| {
         let peers = LinkPeers {
             events,
             delivered: link_buffer.clone().recipient(),
             rejected: link_buffer.clone().recipient(),
             inbound: link_local.clone().recipient(),
+            shadow_inbound: link_shadow.clone().map(Addr::recipient),
         };
         let link = CloudLink::new(link_config.clone(), peers, attempt).start();
         LinkHandle {
@@ -166,15 +203,19 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         status_addr.clone().recipient(),
     )
     .start();
+    let mut metrics_sources: Vec<Recipient<GetMetrics>> = vec![
+        local.clone().recipient(),
+        buffer.clone().recipient(),
+        supervisor.clone().recipient(),
+    ];
+    if let Some(mapper) = &shadow_mapper {
+        metrics_sources.push(mapper.clone().recipient());
+    }
     let _status = status_ctx.run(StatusPublisher::new(
         local.clone().recipient(),
         config.status_topic.clone(),
         identity,
-        vec![
-            local.clone().recipient(),
-            buffer.clone().recipient(),
-            supervisor.clone().recipient(),
-        ],
+        metrics_sources,
         config.metrics_interval,
     ));
 

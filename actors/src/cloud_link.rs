@@ -57,8 +57,10 @@ pub struct LinkPeers {
     pub delivered: Recipient<Delivered>,
     /// The Buffer, for failed publishes.
     pub rejected: Recipient<Rejected>,
-    /// Where messages from the cloud go.
+    /// Where commands from the cloud go.
     pub inbound: Recipient<CloudInbound>,
+    /// Where Device Shadow replies (`$aws/things/…/shadow/…`) go, when the mapper runs.
+    pub shadow_inbound: Option<Recipient<CloudInbound>>,
 }
 
 /// One connection attempt and, if it succeeds, the connection.
@@ -162,12 +164,18 @@ impl CloudLink {
         let lost = addr.clone();
         client.set_connection_lost_callback(move |_| lost.do_send(Internal::Lost));
         let inbound = self.peers.inbound.clone();
+        let shadow_inbound = self.peers.shadow_inbound.clone();
         client.set_message_callback(move |_, msg| {
-            if let Some(msg) = msg {
-                inbound.do_send(CloudInbound {
-                    topic: msg.topic().to_string(),
-                    payload: msg.payload().to_vec(),
-                });
+            let Some(msg) = msg else { return };
+            let message = CloudInbound {
+                topic: msg.topic().to_string(),
+                payload: msg.payload().to_vec(),
+            };
+            match &shadow_inbound {
+                Some(shadow) if message.topic.starts_with("$aws/things/") => {
+                    shadow.do_send(message)
+                }
+                _ => inbound.do_send(message),
             }
         });
         Ok(client)

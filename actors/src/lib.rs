@@ -22,6 +22,7 @@ pub mod local_broker;
 pub mod messages;
 pub mod metrics;
 pub mod quota;
+pub mod shadow_mapper;
 pub mod status_publisher;
 pub mod supervisor;
 pub mod tls_probe;

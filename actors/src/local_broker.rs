@@ -18,11 +18,12 @@ use crate::messages::{
     ThingRequest,
 };
 use crate::metrics::{unix_ms, LogLimiter};
+use crate::shadow_mapper::ShadowIngest;
 use crate::status_publisher::{last_will_payload, THING_REQUEST_TOPIC};
 use crate::topics::{self, Downlink, Identity, UplinkError};
 
 /// How to reach the local broker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalConfig {
     /// `tcp://host:port` or `ssl://host:port`.
     pub uri: String,
@@ -44,6 +45,8 @@ pub struct LocalConfig {
     pub identity: Identity,
     /// Largest payload AWS IoT accepts; larger messages are quarantined at ingress.
     pub max_payload_bytes: usize,
+    /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
+    pub shadow: Option<Arc<ShadowIngest>>,
 }
 
 /// Where the LocalBroker reports.
@@ -72,6 +75,7 @@ struct Ingest {
     peers: LocalPeers,
     identity: Identity,
     max_payload_bytes: usize,
+    shadow: Option<Arc<ShadowIngest>>,
     counters: Counters,
     drop_log: LogLimiter,
     error_log: LogLimiter,
@@ -111,26 +115,21 @@ impl Ingest {
             enqueued_ms: unix_ms(),
         };
         match topics::uplink(topic, &self.identity) {
-            Ok(Some(cloud_topic)) if cloud.payload.len() <= self.max_payload_bytes => {
-                self.append(CloudMessage {
-                    topic: cloud_topic,
-                    ..cloud
-                });
+            Ok(Some(cloud_topic))
+                if self.shadow.is_some()
+                    && (cloud_topic.starts_with("telemetry/")
+                        || cloud_topic.starts_with("event/")) =>
+            {
+                let shadow = self
+                    .shadow
+                    .as_ref()
+                    .map(|s| s.on_local(&cloud.payload, cloud.enqueued_ms));
+                match shadow.flatten() {
+                    Some(requests) => requests.into_iter().for_each(|r| self.append(r)),
+                    None => self.forward(cloud_topic, cloud, topic),
+                }
             }
-            Ok(Some(_)) => {
-                let reason = format!(
-                    "payload of {} bytes on {topic:?} exceeds quota.maxPayloadBytes ({})",
-                    cloud.payload.len(),
-                    self.max_payload_bytes
-                );
-                self.quarantine(
-                    CloudMessage {
-                        topic: topic.to_string(),
-                        ..cloud
-                    },
-                    &reason,
-                );
-            }
+            Ok(Some(cloud_topic)) => self.forward(cloud_topic, cloud, topic),
             Ok(None) => debug!("ignoring local message on {topic:?}: not uplink traffic"),
             Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
                 self.quarantine(
@@ -142,6 +141,28 @@ impl Ingest {
                 );
             }
         }
+    }
+
+    /// Journals an uplink message, or quarantines it when AWS would refuse its size.
+    fn forward(&self, cloud_topic: String, cloud: CloudMessage, local_topic: &str) {
+        if cloud.payload.len() <= self.max_payload_bytes {
+            return self.append(CloudMessage {
+                topic: cloud_topic,
+                ..cloud
+            });
+        }
+        let reason = format!(
+            "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",
+            cloud.payload.len(),
+            self.max_payload_bytes
+        );
+        self.quarantine(
+            CloudMessage {
+                topic: local_topic.to_string(),
+                ..cloud
+            },
+            &reason,
+        );
     }
 
     /// Appends to the journal. Paho C holds its global lock while this callback runs (every
@@ -238,6 +259,7 @@ impl LocalBroker {
             peers,
             identity: config.identity.clone(),
             max_payload_bytes: config.max_payload_bytes,
+            shadow: config.shadow.clone(),
             counters: Counters::default(),
             drop_log: LogLimiter::default(),
             error_log: LogLimiter::default(),

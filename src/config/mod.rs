@@ -8,6 +8,7 @@ mod reader;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use awslink_actors::shadow_mapper::convert::Filters;
 use serde_json::Value;
 
 use reader::Reader;
@@ -286,7 +287,9 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         r.integer(kanto_rotation, 0, 0, u64::MAX)?;
     }
     let topic_filter = r.string("topicFilter")?;
+    Filters::compile(topic_filter.as_deref(), &[]).map_err(|e| r.error("topicFilter", e))?;
     let payload_filters = r.string_list("payloadFilters")?;
+    Filters::compile(None, &payload_filters).map_err(|e| r.error("payloadFilters", e))?;
     let keep_alive = Duration::from_secs(r.integer("keepAliveSecs", 60, 5, 1200)?);
     let buffer = r.object("buffer", read_buffer)?;
     let reconnect = r.object("reconnect", read_reconnect)?;

@@ -88,6 +88,8 @@ fn errors_name_the_key_and_the_fix() {
         (with("localAddress", json!("ws://x")), "config key \"localAddress\""),
         (with("alpn", json!([1])), "config key \"alpn\": element 1 is not a string"),
         (with("clientId", json!("x".repeat(129))), "config key \"clientId\": is 129 bytes"),
+        (with("topicFilter", json!("(unclosed")), "config key \"topicFilter\": \"(unclosed\" is not a valid regular expression"),
+        (with("payloadFilters", json!(["ok", "[bad"])), "config key \"payloadFilters\": \"[bad\" is not a valid"),
     ];
     for (input, want) in rows {
         let err = parse_value(&input).expect_err(&format!("must fail: {input}"));

@@ -358,6 +358,11 @@ impl Journal {
         self.inner.db.flush().map(|_| ()).map_err(|e| self.error(e))
     }
 
+    /// Another named tree in the same database (e.g. the shadow mapper's reported cache).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        self.inner.db.open_tree(name).map_err(|e| self.error(e))
+    }
+
     /// The buffer directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
