@@ -272,8 +272,18 @@ impl Filters {
     /// Compiles Kanto's `topicFilter` and `payloadFilters`; the error names the bad expression.
     pub fn compile(topic: Option<&str>, payload: &[String]) -> Result<Filters, String> {
         let compile = |r: &str| {
-            regex::Regex::new(r)
-                .map_err(|e| format!("{r:?} is not a valid regular expression: {e}"))
+            regex::Regex::new(r).map_err(|e| {
+                // regex's message spans lines (pattern, caret, error); keep the last one.
+                let text = e.to_string();
+                let why = text
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string();
+                format!("{r:?} is not a valid regular expression: {why}")
+            })
         };
         Ok(Filters {
             topic: topic.map(compile).transpose()?,
