@@ -18,7 +18,7 @@ use awslink_actors::shadow_mapper::convert::{Filters, ShadowRules};
 use awslink_actors::shadow_mapper::{ShadowIngest, ShadowMapper};
 use awslink_actors::status_publisher::StatusPublisher;
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
-use awslink_actors::topics::{Identity, COMMAND_FILTER};
+use awslink_actors::topics::{jobs_filter, Identity, COMMAND_FILTER};
 
 use crate::config::Config;
 
@@ -162,13 +162,12 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         alpn: config.alpn.clone(),
         keep_alive: config.keep_alive,
         connect_timeout: Duration::from_secs(20),
-        subscriptions: if config.shadow_enabled {
-            vec![
-                COMMAND_FILTER.to_string(),
-                format!("$aws/things/{device_id}/shadow/#"),
-            ]
-        } else {
-            vec![COMMAND_FILTER.to_string()]
+        subscriptions: {
+            let mut filters = vec![COMMAND_FILTER.to_string(), jobs_filter(&device_id)];
+            if config.shadow_enabled {
+                filters.push(format!("$aws/things/{device_id}/shadow/#"));
+            }
+            filters
         },
         max_in_flight: DEFAULT_WINDOW,
     };

@@ -353,3 +353,61 @@ fn a_server_certificate_for_another_host_is_refused() {
         "must never connect"
     );
 }
+
+#[test]
+fn aws_iot_jobs_pass_through_both_ways() {
+    let rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let jobs_topic = format!("$aws/things/{DEVICE}/jobs/#");
+    let cloud = rig.cloud_probe("jobs-service", &[jobs_topic.as_str()]);
+    let agent = rig.local_probe("jobs-agent", &["aws/jobs/#"]);
+
+    agent.publish("aws/jobs/get", br#"{"clientToken":"j1"}"#, 1);
+    let request = cloud.expect(T, "the jobs request in the cloud");
+    assert_eq!(request.topic(), format!("$aws/things/{DEVICE}/jobs/get"));
+    assert_eq!(request.payload(), br#"{"clientToken":"j1"}"#);
+
+    // The service answers and notifies; both reach the local agent under aws/jobs/.
+    cloud.publish(
+        &format!("$aws/things/{DEVICE}/jobs/get/accepted"),
+        br#"{"queuedJobs":[]}"#,
+        1,
+    );
+    cloud.publish(
+        &format!("$aws/things/{DEVICE}/jobs/notify-next"),
+        br#"{"execution":{"jobId":"fw-2"}}"#,
+        1,
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = agent.expect(T, "jobs replies locally");
+        if m.topic() != "aws/jobs/get" {
+            got.push((m.topic().to_string(), m.payload().to_vec()));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (
+                "aws/jobs/get/accepted".to_string(),
+                br#"{"queuedJobs":[]}"#.to_vec()
+            ),
+            (
+                "aws/jobs/notify-next".to_string(),
+                br#"{"execution":{"jobId":"fw-2"}}"#.to_vec()
+            ),
+        ]
+    );
+    // The replies are not echoed back to the cloud: the next message the service sees is the
+    // agent's update.
+    agent.publish("aws/jobs/fw-2/update", br#"{"status":"SUCCEEDED"}"#, 1);
+    let mut next = cloud.expect(T, "the update");
+    while next.topic().ends_with("/accepted") || next.topic().ends_with("/notify-next") {
+        next = cloud.expect(T, "the update");
+    }
+    assert_eq!(
+        next.topic(),
+        format!("$aws/things/{DEVICE}/jobs/fw-2/update")
+    );
+}

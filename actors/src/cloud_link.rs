@@ -172,9 +172,7 @@ impl CloudLink {
                 payload: msg.payload().to_vec(),
             };
             match &shadow_inbound {
-                Some(shadow) if message.topic.starts_with("$aws/things/") => {
-                    shadow.do_send(message)
-                }
+                Some(shadow) if is_shadow_topic(&message.topic) => shadow.do_send(message),
                 _ => inbound.do_send(message),
             }
         });
@@ -228,6 +226,11 @@ impl CloudLink {
             timeout: c.connect_timeout.min(Duration::from_secs(10)),
         }
     }
+}
+
+/// `$aws/things/{thing}/shadow/…`: replies of the Device Shadow service.
+fn is_shadow_topic(topic: &str) -> bool {
+    topic.starts_with("$aws/things/") && topic.contains("/shadow/")
 }
 
 /// Turns a refused CONNACK into a status reason.

@@ -65,6 +65,7 @@ struct Counters {
     quarantined: AtomicU64,
     journal_errors: AtomicU64,
     commands_down: AtomicU64,
+    jobs_down: AtomicU64,
     commands_dropped: AtomicU64,
     connects: AtomicU64,
 }
@@ -482,6 +483,15 @@ impl Handler<CloudInbound> for LocalBroker {
                     });
                 }
             }
+            Downlink::Jobs(topic) => {
+                counters.jobs_down.fetch_add(1, Ordering::Relaxed);
+                ctx.address().do_send(LocalPublish {
+                    topic,
+                    payload: msg.payload,
+                    qos: 1,
+                    retain: false,
+                });
+            }
             Downlink::NotForUs(device) => {
                 counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
                 warn!(
@@ -551,6 +561,7 @@ impl Handler<GetMetrics> for LocalBroker {
                 ),
                 ("journal_errors", get(&c.journal_errors)),
                 ("commands_down", get(&c.commands_down)),
+                ("jobs_down", get(&c.jobs_down)),
                 ("commands_dropped", get(&c.commands_dropped)),
             ],
         }

@@ -11,14 +11,23 @@ pub struct Identity {
 }
 
 /// Local subscriptions that carry uplink traffic (QoS 1).
-pub const UPLINK_FILTERS: [&str; 6] = [
+pub const UPLINK_FILTERS: [&str; 7] = [
     "telemetry/#",
     "t/#",
     "event/#",
     "e/#",
     "command//+/res/#",
     "c//+/s/#",
+    "aws/jobs/#",
 ];
+
+/// Local prefix of the AWS IoT Jobs passthrough: `aws/jobs/…` ⇄ `$aws/things/{deviceId}/jobs/…`.
+pub const LOCAL_JOBS_PREFIX: &str = "aws/jobs/";
+
+/// Cloud subscription for this device's Jobs notifications and replies.
+pub fn jobs_filter(device_id: &str) -> String {
+    format!("$aws/things/{device_id}/jobs/#")
+}
 
 /// Cloud subscription for commands to this device and its children (filtered by [`downlink`]).
 pub const COMMAND_FILTER: &str = "command//+/req/#";
@@ -46,6 +55,7 @@ pub fn uplink(local: &str, id: &Identity) -> Result<Option<String>, UplinkError>
         "telemetry" | "t" => Some(data_topic("telemetry", &segments[1..], id)),
         "event" | "e" => Some(data_topic("event", &segments[1..], id)),
         "command" | "c" => command_response(local, &segments, id)?,
+        "aws" => jobs_request(local, id),
         _ => None,
     };
     match mapped {
@@ -100,6 +110,21 @@ fn command_response(
     )))
 }
 
+/// Jobs requests a local agent makes (`get`, `start-next`, `{jobId}/get`, `{jobId}/update`);
+/// replies and notifications under `aws/jobs/` are downlink traffic and are not sent back up.
+fn jobs_request(local: &str, id: &Identity) -> Option<String> {
+    let rest = local.strip_prefix(LOCAL_JOBS_PREFIX)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let is_request = match parts.as_slice() {
+        ["get"] | ["start-next"] => true,
+        [job, "get"] | [job, "update"] => {
+            !job.is_empty() && *job != "notify" && *job != "notify-next"
+        }
+        _ => false,
+    };
+    is_request.then(|| format!("$aws/things/{}/jobs/{rest}", id.device_id))
+}
+
 /// Checks the AWS IoT topic limits: ≤ 256 bytes, and ≤ 7 slashes unless reserved (`$aws/…`).
 pub fn check_cloud_topic(topic: &str) -> Result<(), String> {
     if topic.len() > MAX_TOPIC_BYTES {
@@ -126,12 +151,24 @@ pub enum Downlink {
     Command(Vec<String>),
     /// A command for a device that is neither this gateway nor one of its children.
     NotForUs(String),
+    /// A Jobs reply or notification: publish on this local topic.
+    Jobs(String),
     /// A topic awslink does not route.
     Unknown,
 }
 
 /// Maps a cloud topic to the local topics it is delivered on.
 pub fn downlink(cloud: &str, id: &Identity) -> Downlink {
+    let jobs_prefix = format!("$aws/things/{}/jobs/", id.device_id);
+    if let Some(rest) = cloud.strip_prefix(&jobs_prefix) {
+        // Only replies and notifications: a request (ours, echoed by the broker) sent down would
+        // come straight back up through the local subscription.
+        let reply = rest.ends_with("/accepted") || rest.ends_with("/rejected");
+        return match reply || rest == "notify" || rest == "notify-next" {
+            true => Downlink::Jobs(format!("{LOCAL_JOBS_PREFIX}{rest}")),
+            false => Downlink::Unknown,
+        };
+    }
     let segments: Vec<&str> = cloud.split('/').collect();
     if segments.len() < 6
         || segments[0] != "command"
@@ -188,6 +225,21 @@ mod tests {
             ("command//dev/req/1/reboot", None),
             ("c///q/1/reboot", None),
             ("other/topic", None),
+            ("aws/jobs/get", Some("$aws/things/dev/jobs/get")),
+            (
+                "aws/jobs/start-next",
+                Some("$aws/things/dev/jobs/start-next"),
+            ),
+            ("aws/jobs/job-7/get", Some("$aws/things/dev/jobs/job-7/get")),
+            (
+                "aws/jobs/job-7/update",
+                Some("$aws/things/dev/jobs/job-7/update"),
+            ),
+            ("aws/jobs/notify-next", None),
+            ("aws/jobs/notify", None),
+            ("aws/jobs/get/accepted", None),
+            ("aws/jobs/job-7/update/rejected", None),
+            ("aws/other", None),
             ("telemetryx", None),
             ("edge/thing/request", None),
         ];
@@ -263,6 +315,17 @@ mod tests {
             ("command//dev/res/1/200", Downlink::Unknown),
             ("command//dev/req/1", Downlink::Unknown),
             ("telemetry/ten/dev", Downlink::Unknown),
+            (
+                "$aws/things/dev/jobs/notify-next",
+                Downlink::Jobs("aws/jobs/notify-next".into()),
+            ),
+            (
+                "$aws/things/dev/jobs/j1/update/accepted",
+                Downlink::Jobs("aws/jobs/j1/update/accepted".into()),
+            ),
+            ("$aws/things/other/jobs/notify", Downlink::Unknown),
+            ("$aws/things/dev/jobs/get", Downlink::Unknown),
+            ("$aws/things/dev/jobs/j1/update", Downlink::Unknown),
         ];
         for (cloud, want) in rows {
             assert_eq!(&downlink(cloud, &id()), want, "cloud topic {cloud:?}");
