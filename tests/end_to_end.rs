@@ -411,3 +411,25 @@ fn aws_iot_jobs_pass_through_both_ways() {
         format!("$aws/things/{DEVICE}/jobs/fw-2/update")
     );
 }
+
+#[test]
+fn metrics_are_logged_and_published_as_one_json_document() {
+    let rig = Rig::start(json!({}));
+    let status = rig.local_probe("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let sensor = rig.local_probe("sensor", &["edge/awslink/metrics"]);
+    sensor.publish("telemetry", b"1", 1);
+    let doc = sensor.expect_json(
+        "edge/awslink/metrics",
+        T,
+        "metrics with the delivered message",
+        |v| v["buffer"]["delivered"].as_u64() >= Some(1),
+    );
+    for actor in ["status", "local", "buffer", "supervisor", "shadow"] {
+        assert!(doc[actor].is_object(), "{actor} missing in {doc}");
+    }
+    assert_eq!(doc["supervisor"]["connected"], 1, "{doc}");
+    assert!(doc["timestamp"].as_u64().unwrap() > 1_600_000_000);
+    rig.awslink
+        .wait_for_log("awslink::metrics] buffer queued=", T);
+}

@@ -8,7 +8,7 @@ use log::{info, warn};
 use serde_json::json;
 
 use crate::messages::{ActorMetrics, ConnectionStatus, GetMetrics, LocalPublish, ThingRequest};
-use crate::metrics::{format_line, TARGET};
+use crate::metrics::{format_line, unix_secs, TARGET};
 use crate::topics::Identity;
 
 /// Topic the gateway parameters are published on.
@@ -75,7 +75,9 @@ impl StatusPublisher {
         }
     }
 
-    fn log_metrics(&self, ctx: &mut Context<Self>) {
+    /// Asks every actor for its counters, then logs one line per actor and publishes them all
+    /// as one JSON document on [`METRICS_TOPIC`].
+    fn report_metrics(&self, ctx: &mut Context<Self>) {
         let own = ActorMetrics {
             actor: "status",
             counters: vec![
@@ -83,19 +85,51 @@ impl StatusPublisher {
                 ("published", self.published),
             ],
         };
-        log::info!(target: TARGET, "{}", format_line(&own));
-        for source in &self.metrics_sources {
-            let request = source.send(GetMetrics);
-            ctx.spawn(
-                async move {
+        let requests: Vec<_> = self
+            .metrics_sources
+            .iter()
+            .map(|s| s.send(GetMetrics))
+            .collect();
+        let local = self.local.clone();
+        ctx.spawn(
+            async move {
+                let mut all = vec![own];
+                for request in requests {
                     if let Ok(m) = request.await {
-                        log::info!(target: TARGET, "{}", format_line(&m));
+                        all.push(m);
                     }
                 }
-                .into_actor(self),
-            );
-        }
+                for m in &all {
+                    log::info!(target: TARGET, "{}", format_line(m));
+                }
+                local.do_send(LocalPublish {
+                    topic: METRICS_TOPIC.into(),
+                    payload: metrics_document(&all, unix_secs()).into_bytes(),
+                    qos: 0,
+                    retain: false,
+                });
+            }
+            .into_actor(self),
+        );
     }
+}
+
+/// Local topic of the periodic metrics JSON document.
+pub const METRICS_TOPIC: &str = "edge/awslink/metrics";
+
+/// `{"timestamp":…, "buffer":{"queued":…}, "local":{…}, …}`.
+pub fn metrics_document(all: &[ActorMetrics], timestamp: u64) -> String {
+    let mut doc = serde_json::Map::new();
+    doc.insert("timestamp".into(), json!(timestamp));
+    for m in all {
+        let counters: serde_json::Map<String, serde_json::Value> = m
+            .counters
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        doc.insert(m.actor.to_string(), serde_json::Value::Object(counters));
+    }
+    serde_json::Value::Object(doc).to_string()
 }
 
 impl Actor for StatusPublisher {
@@ -103,7 +137,7 @@ impl Actor for StatusPublisher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if !self.metrics_interval.is_zero() {
-            ctx.run_interval(self.metrics_interval, |act, ctx| act.log_metrics(ctx));
+            ctx.run_interval(self.metrics_interval, |act, ctx| act.report_metrics(ctx));
         }
     }
 }
