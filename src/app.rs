@@ -136,7 +136,9 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,
         shadow: shadow_ingest.clone(),
+        downlink_ttl: config.buffer.downlink_ttl,
     };
+    let link_store = journal.clone();
     let local = LocalBroker::new(
         local_config,
         journal,
@@ -182,6 +184,7 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
             rejected: link_buffer.clone().recipient(),
             inbound: link_local.clone().recipient(),
             shadow_inbound: link_shadow.clone().map(Addr::recipient),
+            downlink_store: Some(link_store.clone()),
         };
         let link = CloudLink::new(link_config.clone(), peers, attempt).start();
         LinkHandle {

@@ -1,8 +1,9 @@
-//! Command-line interface: `awslink run`, `awslink config check`.
+//! Command-line interface: `awslink run`, `awslink config check`, `awslink check`,
+//! `awslink cert create|csr|show`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
 
@@ -24,6 +25,83 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Connect to the cloud once, step by step (DNS, TCP, TLS, MQTT CONNECT, SUBSCRIBE, PUBLISH
+    /// echo), and say what to fix when a step fails. Exit 0 only when the round trip worked.
+    Check(ConfigArgs),
+    /// Device certificate commands: create a key and certificate or CSR, show a certificate.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `awslink cert …`.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Write a new private key ({ID}.key, mode 0600) and a self-signed certificate ({ID}.pem)
+    /// with subject CN = ID, to register in AWS IoT.
+    Create(CreateArgs),
+    /// Write a private key ({ID}.key, reused if present) and a certificate signing request
+    /// ({ID}.csr) for AWS IoT's CreateCertificateFromCsr.
+    Csr(CsrArgs),
+    /// Print a certificate's subject, issuer, serial, validity, thumbprints and key.
+    Show(ShowArgs),
+}
+
+/// Key algorithms AWS IoT accepts for device certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 (small and fast).
+    #[value(name = "ec-p256")]
+    EcP256,
+    /// RSA with a 2048-bit modulus.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+}
+
+/// `awslink cert create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Device id = AWS thing name ([a-zA-Z0-9:_-]{1,128}); the certificate's CN and file names.
+    #[arg(long)]
+    pub device_id: String,
+    /// Directory for {ID}.key and {ID}.pem (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Key algorithm.
+    #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+    pub key_type: KeyType,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+    /// Replace existing {ID}.key and {ID}.pem.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `awslink cert csr`.
+#[derive(Debug, Args)]
+pub struct CsrArgs {
+    /// Device id = AWS thing name ([a-zA-Z0-9:_-]{1,128}); the request's CN and file names.
+    #[arg(long)]
+    pub device_id: String,
+    /// Directory for {ID}.key and {ID}.csr (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Key algorithm of a new key (default ec-p256); an existing key must match it.
+    #[arg(long, value_enum)]
+    pub key_type: Option<KeyType>,
+    /// Replace an existing {ID}.key with a new key.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `awslink cert show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Certificate file (PEM). Default: the "cert" of --config.
+    pub path: Option<PathBuf>,
+    /// Configuration file whose "cert" to show when no PATH is given.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 /// `awslink config …`.

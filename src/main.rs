@@ -2,6 +2,8 @@
 //! 2 configuration (or buffer directory) error.
 
 mod app;
+mod certs;
+mod check;
 mod cli;
 mod config;
 
@@ -10,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigArgs, ConfigCommand};
+use cli::{CertCommand, Cli, Command, ConfigArgs, ConfigCommand};
 use config::{files, Config, ConfigError};
 
 fn main() -> ExitCode {
@@ -18,6 +20,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Config(ConfigCommand::Check(args)) => check(&args),
+        Command::Check(args) => load(&args).and_then(|(config, id)| check::run(&config, &id)),
+        Command::Cert(CertCommand::Create(args)) => certs::create(&args),
+        Command::Cert(CertCommand::Csr(args)) => certs::csr(&args),
+        Command::Cert(CertCommand::Show(args)) => certs::show(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

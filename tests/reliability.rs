@@ -278,3 +278,27 @@ fn a_black_holed_link_is_detected_by_keep_alive_and_nothing_is_lost() {
     assert_eq!(first_arrivals, (0..100).collect::<Vec<_>>());
     eprintln!("all 100 arrived after the black hole; {duplicates} duplicates");
 }
+
+#[test]
+fn a_command_that_arrives_while_mosquitto_is_down_survives_an_awslink_crash() {
+    let mut rig = CloudRig::start(|c| c, json!({}));
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud(&[]);
+    rig.local.stop();
+    cloud.publish(
+        &format!("command//{DEVICE}/req/r-1/reboot"),
+        br#"{"now":true}"#,
+        1,
+    );
+    // Counted after awslink stored it (before its PUBACK to the cloud).
+    rig.wait_for_metric("commands_down=1");
+    rig.awslink.kill();
+
+    rig.local.restart();
+    let device = rig.local("device-app", &["command//+/req/#"]);
+    rig.awslink.restart();
+    let command = device.expect(T, "the stored command after the crash");
+    assert_eq!(command.topic(), format!("command//{DEVICE}/req/r-1/reboot"));
+    assert_eq!(command.payload(), br#"{"now":true}"#);
+}

@@ -9,9 +9,12 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 use paho_mqtt as mqtt;
 
+use crate::buffer::journal::Journal;
 use crate::messages::{
-    CloudInbound, Delivered, Disconnect, DownCause, DownReason, LinkEvent, Publish, Rejected,
+    CloudInbound, CloudMessage, Delivered, Disconnect, DownCause, DownReason, LinkEvent, Publish,
+    Rejected,
 };
+use crate::metrics::unix_ms;
 use crate::tls_probe::{self, ProbeTarget};
 
 /// How often the link checks that the endpoint still answers.
@@ -61,6 +64,27 @@ pub struct LinkPeers {
     pub inbound: Recipient<CloudInbound>,
     /// Where Device Shadow replies (`$aws/things/…/shadow/…`) go, when the mapper runs.
     pub shadow_inbound: Option<Recipient<CloudInbound>>,
+    /// Keeps commands from the cloud until the local broker has them.
+    pub downlink_store: Option<Journal>,
+}
+
+fn store_downlink(store: &Journal, message: &CloudInbound) -> Option<u64> {
+    let record = CloudMessage {
+        topic: message.topic.clone(),
+        payload: message.payload.clone(),
+        qos: 1,
+        enqueued_ms: message.received_ms,
+    };
+    match store.append_downlink(&record) {
+        Ok(seq) => Some(seq),
+        Err(e) => {
+            warn!(
+                "cannot store the command on {:?} ({e}); delivering it from memory only",
+                message.topic
+            );
+            None
+        }
+    }
 }
 
 /// One connection attempt and, if it succeeds, the connection.
@@ -165,15 +189,22 @@ impl CloudLink {
         client.set_connection_lost_callback(move |_| lost.do_send(Internal::Lost));
         let inbound = self.peers.inbound.clone();
         let shadow_inbound = self.peers.shadow_inbound.clone();
+        let store = self.peers.downlink_store.clone();
         client.set_message_callback(move |_, msg| {
             let Some(msg) = msg else { return };
-            let message = CloudInbound {
+            let mut message = CloudInbound {
                 topic: msg.topic().to_string(),
                 payload: msg.payload().to_vec(),
+                stored: None,
+                received_ms: unix_ms(),
             };
             match &shadow_inbound {
                 Some(shadow) if is_shadow_topic(&message.topic) => shadow.do_send(message),
-                _ => inbound.do_send(message),
+                _ => {
+                    // Stored before this callback returns, i.e. before paho's PUBACK to the cloud.
+                    message.stored = store.as_ref().and_then(|s| store_downlink(s, &message));
+                    inbound.do_send(message)
+                }
             }
         });
         Ok(client)

@@ -47,6 +47,8 @@ pub struct LocalConfig {
     pub max_payload_bytes: usize,
     /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
     pub shadow: Option<Arc<ShadowIngest>>,
+    /// Stored commands older than this are not delivered after a restart.
+    pub downlink_ttl: Duration,
 }
 
 /// Where the LocalBroker reports.
@@ -66,6 +68,7 @@ struct Counters {
     journal_errors: AtomicU64,
     commands_down: AtomicU64,
     jobs_down: AtomicU64,
+    downlink_expired: AtomicU64,
     commands_dropped: AtomicU64,
     connects: AtomicU64,
 }
@@ -246,6 +249,7 @@ pub struct LocalBroker {
     /// Set while the intake is paused; the handle of the timer that checks for room.
     paused: Option<SpawnHandle>,
     pauses: u64,
+    unrouted_log: LogLimiter,
 }
 
 #[derive(Message)]
@@ -273,6 +277,7 @@ impl LocalBroker {
             client: None,
             paused: None,
             pauses: 0,
+            unrouted_log: LogLimiter::default(),
         }
     }
 
@@ -376,6 +381,7 @@ impl Actor for LocalBroker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let _ = self.ingest.me.set(ctx.address().recipient());
+        self.replay_downlink(ctx);
         match self.create_client() {
             Ok(client) => self.client = Some(client),
             Err(e) => {
@@ -465,32 +471,14 @@ impl Handler<CloudInbound> for LocalBroker {
 
     fn handle(&mut self, msg: CloudInbound, ctx: &mut Self::Context) {
         let counters = &self.ingest.counters;
-        match topics::downlink(&msg.topic, &self.config.identity) {
+        let local_topics = match topics::downlink(&msg.topic, &self.config.identity) {
             Downlink::Command(local_topics) => {
                 counters.commands_down.fetch_add(1, Ordering::Relaxed);
-                for topic in local_topics {
-                    let publish = LocalPublish {
-                        topic,
-                        payload: msg.payload.clone(),
-                        qos: 1,
-                        retain: false,
-                    };
-                    let request = ctx.address().send(publish);
-                    actix_rt::spawn(async move {
-                        if let Ok(Err(e)) = request.await {
-                            warn!("cannot deliver a command to the local broker: {e}");
-                        }
-                    });
-                }
+                local_topics
             }
             Downlink::Jobs(topic) => {
                 counters.jobs_down.fetch_add(1, Ordering::Relaxed);
-                ctx.address().do_send(LocalPublish {
-                    topic,
-                    payload: msg.payload,
-                    qos: 1,
-                    retain: false,
-                });
+                vec![topic]
             }
             Downlink::NotForUs(device) => {
                 counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
@@ -498,11 +486,81 @@ impl Handler<CloudInbound> for LocalBroker {
                     "dropping command for device {device:?}: not this gateway ({:?}) or its child",
                     self.config.identity.device_id
                 );
+                vec![]
             }
             Downlink::Unknown => {
                 counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
-                warn!("dropping cloud message on unrouted topic {:?}", msg.topic);
+                if self.unrouted_log.ready(Duration::from_secs(1)) {
+                    warn!("dropping cloud message on unrouted topic {:?}", msg.topic);
+                }
+                vec![]
             }
+        };
+        let requests: Vec<_> = local_topics
+            .into_iter()
+            .map(|topic| {
+                ctx.address().send(LocalPublish {
+                    topic,
+                    payload: msg.payload.clone(),
+                    qos: 1,
+                    retain: false,
+                })
+            })
+            .collect();
+        let journal = self.ingest.journal.clone();
+        // Forget the stored copy once Mosquitto has every local copy (or it was dropped); on
+        // failure it stays and is delivered at the next start (within downlinkTtlSecs).
+        actix_rt::spawn(async move {
+            let mut delivered = true;
+            for request in requests {
+                if let Ok(Err(e)) | Err(e) = request.await.map_err(|e| e.to_string()) {
+                    warn!(
+                        "cannot deliver {:?} to the local broker yet: {e}",
+                        msg.topic
+                    );
+                    delivered = false;
+                }
+            }
+            if let (true, Some(seq)) = (delivered, msg.stored) {
+                if let Err(e) = journal.remove_downlink(seq) {
+                    warn!("cannot forget delivered downlink message {seq}: {e}");
+                }
+            }
+        });
+    }
+}
+
+impl LocalBroker {
+    /// At start: deliver the commands a previous run stored but could not hand to Mosquitto,
+    /// dropping (and counting) those older than the downlink TTL.
+    fn replay_downlink(&mut self, ctx: &mut Context<Self>) {
+        let journal = &self.ingest.journal;
+        let entries = match journal.downlink_entries() {
+            Ok(e) => e,
+            Err(e) => return error!("cannot read stored downlink messages: {e}"),
+        };
+        let now = unix_ms();
+        for (seq, msg) in entries {
+            if now.saturating_sub(msg.enqueued_ms) > self.config.downlink_ttl.as_millis() as u64 {
+                self.ingest
+                    .counters
+                    .downlink_expired
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    "dropping stored command on {:?}: older than the downlink TTL",
+                    msg.topic
+                );
+                if let Err(e) = journal.remove_downlink(seq) {
+                    warn!("cannot forget expired downlink message {seq}: {e}");
+                }
+                continue;
+            }
+            ctx.address().do_send(CloudInbound {
+                topic: msg.topic,
+                payload: msg.payload,
+                stored: Some(seq),
+                received_ms: msg.enqueued_ms,
+            });
         }
     }
 }
@@ -562,6 +620,7 @@ impl Handler<GetMetrics> for LocalBroker {
                 ("journal_errors", get(&c.journal_errors)),
                 ("commands_down", get(&c.commands_down)),
                 ("jobs_down", get(&c.jobs_down)),
+                ("downlink_expired", get(&c.downlink_expired)),
                 ("commands_dropped", get(&c.commands_dropped)),
             ],
         }

@@ -123,6 +123,10 @@ pub struct CloudInbound {
     pub topic: String,
     /// Payload as received.
     pub payload: Vec<u8>,
+    /// Key in the journal's downlink tree while it waits for the local broker's PUBACK.
+    pub stored: Option<u64>,
+    /// Unix ms when it was received from the cloud.
+    pub received_ms: u64,
 }
 
 /// Anyone → LocalBroker: publish on the local Mosquitto. The answer comes when Mosquitto

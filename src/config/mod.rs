@@ -57,6 +57,8 @@ pub struct BufferSettings {
     pub flush_every_ms: u64,
     /// sled page cache.
     pub cache_bytes: u64,
+    /// Commands from the cloud not yet delivered locally are kept this long across restarts.
+    pub downlink_ttl: Duration,
 }
 
 /// `reconnect` settings.
@@ -351,6 +353,7 @@ fn read_buffer(b: &mut Reader<'_>) -> Result<BufferSettings, ConfigError> {
         fsync: b.one_of("durability", &["fsync", "batched"], "fsync")? == "fsync",
         flush_every_ms: b.integer("flushEveryMs", 10, 1, 10_000)?,
         cache_bytes: b.integer("cacheBytes", 8_388_608, 65_536, 1 << 34)?,
+        downlink_ttl: Duration::from_secs(b.integer("downlinkTtlSecs", 3600, 0, 30 * 86_400)?),
     })
 }
 

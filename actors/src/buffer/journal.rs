@@ -12,6 +12,7 @@ use crate::messages::CloudMessage;
 
 const QUEUE_TREE: &str = "uplink";
 const QUARANTINE_TREE: &str = "quarantine";
+const DOWNLINK_TREE: &str = "downlink";
 const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 1 + 1 + 8 + 2;
 
@@ -138,6 +139,7 @@ struct Inner {
     db: sled::Db,
     queue: sled::Tree,
     quarantine: sled::Tree,
+    downlink: sled::Tree,
     durability: Durability,
     limits: Limits,
     dropped: AtomicU64,
@@ -174,6 +176,9 @@ impl Journal {
         let quarantine = db
             .open_tree(QUARANTINE_TREE)
             .map_err(|e| open_error(&path, e))?;
+        let downlink = db
+            .open_tree(DOWNLINK_TREE)
+            .map_err(|e| open_error(&path, e))?;
         let mut next_seq = 0;
         let mut queued = 0;
         let mut queued_bytes = 0;
@@ -189,6 +194,7 @@ impl Journal {
                 db,
                 queue,
                 quarantine,
+                downlink,
                 durability: config.durability,
                 limits: config.limits,
                 dropped: AtomicU64::new(0),
@@ -356,6 +362,43 @@ impl Journal {
     /// Writes everything appended so far to disk.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush().map(|_| ()).map_err(|e| self.error(e))
+    }
+
+    /// Stores a message from the cloud until the local broker acknowledged it (flushed before
+    /// the cloud's PUBACK in `fsync` mode). Returns its key.
+    pub fn append_downlink(&self, msg: &CloudMessage) -> Result<u64> {
+        let seq = self.inner.db.generate_id().map_err(|e| self.error(e))?;
+        self.inner
+            .downlink
+            .insert(seq.to_be_bytes(), encode(msg))
+            .map_err(|e| self.error(e))?;
+        if self.inner.durability == Durability::Fsync {
+            self.flush()?;
+        }
+        Ok(seq)
+    }
+
+    /// Forgets a downlink message the local broker acknowledged.
+    pub fn remove_downlink(&self, seq: u64) -> Result<()> {
+        self.inner
+            .downlink
+            .remove(seq.to_be_bytes())
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every stored downlink message, oldest first (unreadable ones are skipped and removed).
+    pub fn downlink_entries(&self) -> Result<Vec<(u64, CloudMessage)>> {
+        let mut out = Vec::new();
+        for item in self.inner.downlink.iter() {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            let seq = decode_key(&key);
+            match decode(&value) {
+                Ok(msg) => out.push((seq, msg)),
+                Err(_) => self.remove_downlink(seq)?,
+            }
+        }
+        Ok(out)
     }
 
     /// Another named tree in the same database (e.g. the shadow mapper's reported cache).
@@ -606,6 +649,27 @@ mod tests {
         assert_eq!(
             (q[1].reason.as_str(), &q[1].msg),
             ("payload too large", &msg(2))
+        );
+    }
+
+    #[test]
+    fn downlink_entries_survive_a_reopen_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let journal = Journal::open(&cfg).unwrap();
+        let a = journal.append_downlink(&msg(1)).unwrap();
+        let b = journal.append_downlink(&msg(2)).unwrap();
+        assert!(b > a);
+        drop(journal);
+        let journal = reopen(&cfg);
+        let entries = journal.downlink_entries().unwrap();
+        assert_eq!(entries, vec![(a, msg(1)), (b, msg(2))]);
+        journal.remove_downlink(a).unwrap();
+        assert_eq!(journal.downlink_entries().unwrap(), vec![(b, msg(2))]);
+        assert_eq!(
+            journal.queued(),
+            0,
+            "downlink entries are not uplink queue entries"
         );
     }
 
