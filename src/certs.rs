@@ -268,7 +268,7 @@ fn check_reused_type(
         return Ok(());
     }
     Err(usage(format!(
-        "{} is an {} key, not the --key-type asked for; drop --key-type to reuse it, or use --force to replace the key",
+        "{} holds a key of type {}, not the --key-type asked for; drop --key-type to reuse it, or use --force to replace the key",
         path.display(),
         key_type_name(key)
     )))
