@@ -389,6 +389,13 @@ fn aws_certificate_id(cert: &X509) -> Result<String, Failure> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// AWS IoT's certificate id of the PEM certificate in `path`, if it can be read.
+pub fn aws_certificate_id_of(path: &Path) -> Option<String> {
+    let pem = fs::read(path).ok()?;
+    let cert = X509::from_pem(&pem).ok()?;
+    aws_certificate_id(&cert).ok()
+}
+
 fn key_type_name<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> String {
     match key.id() {
         Id::RSA => format!("RSA {} bits", key.bits()),

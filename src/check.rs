@@ -1,7 +1,589 @@
-//! `awslink check`: placeholder.
+//! `awslink check`: one connection to the cloud endpoint, step by step — DNS resolve, TCP
+//! connect, TLS handshake (openssl crate, so each failure is named precisely), MQTT CONNECT,
+//! SUBSCRIBE and a PUBLISH that must come back (paho, with CloudLink's options) — each printed
+//! with its duration. A failed step ends the check with one line saying what to fix.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use awslink_actors::tls_probe::{self, ProbeTarget};
+use openssl::ssl::{
+    HandshakeError, MidHandshakeSslStream, SslConnector, SslFiletype, SslMethod, SslStream,
+    SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509Ref;
+use paho_mqtt as mqtt;
+
+use crate::certs;
 use crate::config::Config;
 
-/// Runs the connection check.
-pub fn run(_config: &Config, _device_id: &str) -> Result<(), (u8, String)> {
-    Err((1, "not yet".into()))
+/// Exit code and message of a failed check (1: a step failed, 2: unusable configuration).
+pub type Failure = (u8, String);
+
+/// Time allowed for each network step, and for the probe message to come back.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// OpenSSL verify results (`X509_V_ERR_*`) that get their own diagnosis.
+const V_ERR_CERT_NOT_YET_VALID: i32 = 9;
+const V_ERR_CERT_HAS_EXPIRED: i32 = 10;
+const V_ERR_HOSTNAME_MISMATCH: i32 = 62;
+
+/// Why a step failed: what was observed (printed on the step's line) and what to do (the error).
+struct Diagnosis {
+    code: u8,
+    observed: String,
+    advice: String,
+}
+
+impl Diagnosis {
+    fn new(observed: impl Into<String>, advice: impl Into<String>) -> Self {
+        Diagnosis {
+            code: 1,
+            observed: observed.into(),
+            advice: advice.into(),
+        }
+    }
+
+    fn config(observed: impl Into<String>, advice: impl Into<String>) -> Self {
+        Diagnosis {
+            code: 2,
+            ..Diagnosis::new(observed, advice)
+        }
+    }
+}
+
+type StepResult<T> = Result<(T, String), Diagnosis>;
+
+/// Runs the check against the configured endpoint; `Ok` only when the probe came back.
+pub fn run(config: &Config, device_id: &str) -> Result<(), Failure> {
+    let client_id = config.client_id.as_deref().unwrap_or(device_id);
+    let host = &config.endpoint.host;
+    let port = config.endpoint.port;
+    println!("checking {host}:{port} as client id {client_id:?} (device {device_id:?})");
+    println!("note: AWS IoT closes any other connection with this client id; a running awslink reconnects by itself");
+    let addrs = step("DNS resolve", || resolve(host, port))?;
+    let tcp = step("TCP connect", || connect_tcp(&addrs, host, port))?;
+    step("TLS handshake", || handshake(config, tcp))?;
+    let topic = format!("{device_id}/awslink/check");
+    let (client, rx) = step("MQTT CONNECT", || mqtt_connect(config, client_id))?;
+    let result = round_trip(&client, &rx, &topic);
+    let _ = client.disconnect(None);
+    result?;
+    println!("check passed: awslink can connect, subscribe, publish and receive as {client_id:?}");
+    Ok(())
+}
+
+/// SUBSCRIBE, PUBLISH and the echo, on an open connection.
+fn round_trip(
+    client: &mqtt::Client,
+    rx: &mqtt::Receiver<Option<mqtt::Message>>,
+    topic: &str,
+) -> Result<(), Failure> {
+    step("SUBSCRIBE", || subscribe(client, topic))?;
+    let token = step("PUBLISH", || publish(client, topic))?;
+    step("echo", || wait_for_echo(rx, topic, &token))?;
+    Ok(())
+}
+
+/// Runs one step, prints its line with the duration, and turns a diagnosis into the failure.
+fn step<T>(name: &str, run: impl FnOnce() -> StepResult<T>) -> Result<T, Failure> {
+    let started = Instant::now();
+    let result = run();
+    let ms = started.elapsed().as_millis();
+    match result {
+        Ok((value, detail)) => {
+            println!("  ok    {name:<14} {ms:>6} ms  {detail}");
+            Ok(value)
+        }
+        Err(d) => {
+            println!("  FAIL  {name:<14} {ms:>6} ms  {}", d.observed);
+            Err((d.code, format!("check failed at {name}: {}", d.advice)))
+        }
+    }
+}
+
+fn resolve(host: &str, port: u16) -> StepResult<Vec<SocketAddr>> {
+    let (tx, rx) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+    });
+    let fix = "check the host in \"address\" (your endpoint: aws iot describe-endpoint --endpoint-type iot:Data-ATS) and the gateway's DNS settings";
+    let addrs = match rx.recv_timeout(STEP_TIMEOUT) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => addrs,
+        Ok(Ok(_)) => return Err(dns_failure(host, "no address", fix)),
+        Ok(Err(e)) => return Err(dns_failure(host, &e.to_string(), fix)),
+        Err(_) => return Err(dns_failure(host, "timed out after 10 s", fix)),
+    };
+    let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    Ok((addrs, format!("{host} -> {}", list.join(", "))))
+}
+
+fn dns_failure(host: &str, error: &str, fix: &str) -> Diagnosis {
+    Diagnosis::new(
+        format!("cannot resolve {host}: {error}"),
+        format!("DNS failure: {host} does not resolve; {fix}"),
+    )
+}
+
+fn connect_tcp(addrs: &[SocketAddr], host: &str, port: u16) -> StepResult<TcpStream> {
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, STEP_TIMEOUT) {
+            Ok(stream) => return Ok((stream, format!("connected to {addr}"))),
+            Err(e) => errors.push((*addr, e)),
+        }
+    }
+    let observed: Vec<String> = errors.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+    let observed = observed.join("; ");
+    let kind = |k: std::io::ErrorKind| errors.iter().any(|(_, e)| e.kind() == k);
+    let advice = if kind(std::io::ErrorKind::TimedOut) {
+        format!("TCP connect to {host}:{port} timed out after 10 s: a firewall drops the traffic; allow outbound TCP port {port} to {host}")
+    } else if kind(std::io::ErrorKind::ConnectionRefused) {
+        format!("TCP connection refused by {host}:{port}: nothing listens on that port; check the port in \"address\" (AWS IoT: 8883, or 443 with ALPN) and the host")
+    } else {
+        format!("TCP connect to {host}:{port} failed: check the gateway's network connection and routes")
+    };
+    Err(Diagnosis::new(observed, advice))
+}
+
+fn handshake(config: &Config, tcp: TcpStream) -> StepResult<()> {
+    let connector = tls_connector(config)?;
+    let mut tls = connector
+        .configure()
+        .map_err(|e| Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up"))?;
+    let server_names = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&server_names);
+    tls.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+        if store.error_depth() == 0 {
+            if let (Some(cert), Ok(mut slot)) = (store.current_cert(), seen.lock()) {
+                *slot = Some(certificate_names(cert));
+            }
+        }
+        ok
+    });
+    let _ = tcp.set_read_timeout(Some(STEP_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(STEP_TIMEOUT));
+    let started = Instant::now();
+    let host = &config.endpoint.host;
+    match tls.connect(host, tcp) {
+        Ok(stream) => accepted(config, stream, started.elapsed()),
+        Err(HandshakeError::Failure(mid)) => {
+            let names = server_names.lock().ok().and_then(|mut n| n.take());
+            Err(handshake_failure(config, &mid, names))
+        }
+        Err(HandshakeError::SetupFailure(e)) => Err(Diagnosis::new(
+            format!("tls setup: {e}"),
+            "OpenSSL could not start the handshake",
+        )),
+        Err(HandshakeError::WouldBlock(_)) => Err(Diagnosis::new(
+            "no answer within 10 s",
+            format!("TLS handshake with {host} timed out: the endpoint (or a proxy) does not answer TLS on this port"),
+        )),
+    }
+}
+
+/// TLS 1.2 minimum, CA file or system store, client certificate and key, ALPN.
+fn tls_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
+    let setup = |e: openssl::error::ErrorStack| {
+        Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up")
+    };
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(setup)?;
+    if let Some(ca) = &config.ca_cert {
+        b.set_ca_file(ca)
+            .map_err(|_| bad_file("caCert", ca, "a PEM CA certificate (Amazon Root CA 1)"))?;
+    }
+    if let Some(cert) = &config.cert {
+        b.set_certificate_chain_file(cert)
+            .map_err(|_| bad_file("cert", cert, "a PEM certificate"))?;
+    }
+    if let Some(key) = &config.key {
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|_| bad_file("key", key, "a PEM private key"))?;
+        b.check_private_key().map_err(|_| {
+            Diagnosis::config(
+                format!("{} does not belong to the certificate", key.display()),
+                "config key \"key\": the private key does not match \"cert\"; use the key the certificate was made for",
+            )
+        })?;
+    }
+    if !config.alpn.is_empty() {
+        b.set_alpn_protos(&alpn_wire(&config.alpn)).map_err(setup)?;
+    }
+    Ok(b.build())
+}
+
+fn bad_file(key: &str, path: &Path, what: &str) -> Diagnosis {
+    Diagnosis::config(
+        format!("cannot load {}", path.display()),
+        format!("config key \"{key}\": {} is not {what}", path.display()),
+    )
+}
+
+fn alpn_wire(protocols: &[String]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for p in protocols {
+        let bytes = &p.as_bytes()[..p.len().min(255)];
+        wire.push(bytes.len() as u8);
+        wire.extend_from_slice(bytes);
+    }
+    wire
+}
+
+/// The handshake completed. With TLS 1.3 the server judges our certificate afterwards: wait
+/// briefly for its verdict (an alert, or silence while it waits for CONNECT).
+fn accepted(config: &Config, mut stream: SslStream<TcpStream>, took: Duration) -> StepResult<()> {
+    let version = stream.ssl().version_str();
+    let cipher = stream
+        .ssl()
+        .current_cipher()
+        .map_or("?", |c| c.name())
+        .to_string();
+    let server = stream
+        .ssl()
+        .peer_certificate()
+        .map_or_else(|| "?".into(), |c| subject_cn(&c));
+    if stream.ssl().version2() == Some(SslVersion::TLS1_3) && config.cert.is_some() {
+        let wait = (took * 4).clamp(Duration::from_millis(250), Duration::from_secs(2));
+        let _ = stream.get_ref().set_read_timeout(Some(wait));
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Ok(_) => {}
+            Err(e) => return Err(client_rejected(config, &e.to_string())),
+        }
+    }
+    let _ = stream.shutdown();
+    let trust = match &config.ca_cert {
+        Some(ca) => format!("caCert {}", ca.display()),
+        None => "the system trust store".into(),
+    };
+    let client = match &config.cert {
+        Some(_) => "client certificate accepted",
+        None => "no client certificate",
+    };
+    Ok((
+        (),
+        format!(
+            "{version} {cipher}, server {server} verified against {trust} for {}, {client}",
+            config.endpoint.host
+        ),
+    ))
+}
+
+fn handshake_failure(
+    config: &Config,
+    mid: &MidHandshakeSslStream<TcpStream>,
+    server_names: Option<String>,
+) -> Diagnosis {
+    let verify = mid.ssl().verify_result();
+    if verify.as_raw() != 0 {
+        let names = server_names.unwrap_or_else(|| "?".into());
+        return server_rejected(config, &names, verify.as_raw(), verify.error_string());
+    }
+    let text = mid.error().to_string();
+    if is_alert_about_us(&text) {
+        return client_rejected(config, &text);
+    }
+    Diagnosis::new(
+        format!("tls handshake failed: {text}"),
+        format!(
+            "TLS handshake with {} failed: is this an AWS IoT endpoint speaking TLS on port {}?",
+            config.endpoint.host, config.endpoint.port
+        ),
+    )
+}
+
+/// We refused the server's certificate.
+fn server_rejected(config: &Config, names: &str, code: i32, reason: &str) -> Diagnosis {
+    let host = &config.endpoint.host;
+    let observed = format!("server certificate refused: {reason}");
+    let advice = match code {
+        V_ERR_HOSTNAME_MISMATCH => {
+            format!("hostname mismatch: the server certificate is for {names}, not {host}; check the host in \"address\" (the ATS endpoint xxxx-ats.iot.REGION.amazonaws.com from aws iot describe-endpoint --endpoint-type iot:Data-ATS)")
+        }
+        V_ERR_CERT_HAS_EXPIRED | V_ERR_CERT_NOT_YET_VALID => format!(
+            "server certificate not valid now ({reason}): check the gateway's clock (timedatectl)"
+        ),
+        _ => {
+            let store = match &config.ca_cert {
+                Some(ca) => format!("caCert {}", ca.display()),
+                None => "the system trust store".into(),
+            };
+            format!("server certificate not trusted: it does not chain to {store} ({reason}); set \"caCert\" to Amazon Root CA 1 (https://www.amazontrust.com/repository/AmazonRootCA1.pem), or remove \"caCert\" to use the system store")
+        }
+    };
+    Diagnosis::new(observed, advice)
+}
+
+/// The server refused our certificate.
+fn client_rejected(config: &Config, text: &str) -> Diagnosis {
+    let Some(cert) = &config.cert else {
+        return Diagnosis::new(
+            format!("server requires a client certificate ({})", alert_name(text)),
+            "client certificate required: set \"cert\" and \"key\" (create them with awslink cert create)",
+        );
+    };
+    let id = certs::aws_certificate_id_of(cert).unwrap_or_else(|| "?".into());
+    Diagnosis::new(
+        format!("client certificate rejected by the server ({})", alert_name(text)),
+        format!("client certificate rejected by the server: {} is not registered or not ACTIVE in AWS IoT (certificate id {id}); check with aws iot describe-certificate --certificate-id {id}, register it (awslink cert create prints how) or activate it", cert.display()),
+    )
+}
+
+fn is_alert_about_us(text: &str) -> bool {
+    [
+        "unknown ca",
+        "bad certificate",
+        "certificate required",
+        "certificate unknown",
+        "unsupported certificate",
+        "certificate revoked",
+        "certificate expired",
+        "access denied",
+        "handshake failure",
+    ]
+    .iter()
+    .any(|alert| text.contains(alert))
+}
+
+fn alert_name(text: &str) -> String {
+    match text.find("alert ") {
+        Some(i) => text[i..].split(':').next().unwrap_or(text).trim().into(),
+        None => text.lines().next().unwrap_or(text).into(),
+    }
+}
+
+fn subject_cn(cert: &X509Ref) -> String {
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .map_or_else(
+            || "(no CN)".into(),
+            |e| format!("CN={}", String::from_utf8_lossy(e.data().as_slice())),
+        )
+}
+
+/// The DNS names and IP addresses a certificate is valid for (or its CN).
+fn certificate_names(cert: &X509Ref) -> String {
+    let mut names = Vec::new();
+    if let Some(sans) = cert.subject_alt_names() {
+        for san in &sans {
+            if let Some(dns) = san.dnsname() {
+                names.push(dns.to_string());
+            } else if let Some(ip) = san.ipaddress() {
+                names.push(ip_text(ip));
+            }
+        }
+    }
+    if names.is_empty() {
+        return subject_cn(cert);
+    }
+    names.join(", ")
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
+        16 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(bytes);
+            std::net::Ipv6Addr::from(octets).to_string()
+        }
+        _ => "?".into(),
+    }
+}
+
+/// The MQTT client with CloudLink's options, connected; messages arrive on the receiver.
+fn mqtt_connect(
+    config: &Config,
+    client_id: &str,
+) -> StepResult<(mqtt::Client, mqtt::Receiver<Option<mqtt::Message>>)> {
+    let uri = format!("ssl://{}:{}", config.endpoint.host, config.endpoint.port);
+    let create = mqtt::CreateOptionsBuilder::new()
+        .server_uri(uri)
+        .client_id(client_id)
+        .persistence(None)
+        .finalize();
+    let mut client = mqtt::Client::new(create).map_err(|e| {
+        Diagnosis::new(
+            format!("cannot create the MQTT client: {e}"),
+            "paho could not be set up",
+        )
+    })?;
+    client.set_timeout(STEP_TIMEOUT + Duration::from_secs(1));
+    let rx = client.start_consuming();
+    let options = connect_options(config)?;
+    match client.connect(options) {
+        Ok(response) => {
+            let present = response
+                .connect_response()
+                .is_some_and(|r| r.session_present);
+            let detail =
+                format!("CONNACK accepted (client id {client_id:?}, session present {present})");
+            Ok(((client, rx), detail))
+        }
+        Err(mqtt::Error::ConnectReturn(code)) => Err(connack_refused(code, client_id)),
+        Err(e) => Err(connect_failed(config, client_id, &e.to_string())),
+    }
+}
+
+/// The options CloudLink uses: server certificate and hostname verified, client certificate.
+fn connect_options(config: &Config) -> Result<mqtt::ConnectOptions, Diagnosis> {
+    let mut ssl = mqtt::SslOptionsBuilder::new();
+    ssl.enable_server_cert_auth(true).verify(true);
+    if let Some(ca) = &config.ca_cert {
+        ssl.trust_store(ca)
+            .map_err(|_| bad_file("caCert", ca, "a readable file"))?;
+    }
+    if let Some(cert) = &config.cert {
+        ssl.key_store(cert)
+            .map_err(|_| bad_file("cert", cert, "a readable file"))?;
+    }
+    if let Some(key) = &config.key {
+        ssl.private_key(key)
+            .map_err(|_| bad_file("key", key, "a readable file"))?;
+    }
+    if !config.alpn.is_empty() {
+        let protos: Vec<&str> = config.alpn.iter().map(String::as_str).collect();
+        ssl.alpn_protos(&protos);
+    }
+    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+    opts.ssl_options(ssl.finalize())
+        .keep_alive_interval(config.keep_alive)
+        .connect_timeout(STEP_TIMEOUT)
+        .clean_session(true);
+    if let Some(user) = &config.username {
+        opts.user_name(user);
+    }
+    if let Some(password) = &config.password {
+        opts.password(password.as_str());
+    }
+    Ok(opts.finalize())
+}
+
+fn connack_refused(code: mqtt::ConnectReturnCode, client_id: &str) -> Diagnosis {
+    use mqtt::ConnectReturnCode::*;
+    let observed = format!("CONNACK refused: {code}");
+    let advice = match code {
+        NotAuthorized => format!("CONNACK not authorized: the AWS IoT policy attached to the certificate must allow iot:Connect on client/{client_id} (and the certificate must be attached to the thing)"),
+        BadUserNameOrPassword => "bad user name or password: check \"username\"/\"password\" against the custom authorizer".into(),
+        IdentifierRejected => format!("client id {client_id:?} rejected: set \"clientId\" (or \"deviceId\") to 1-128 characters the endpoint accepts"),
+        _ => format!("CONNECT refused ({code}): try again later; if it persists check the endpoint"),
+    };
+    Diagnosis::new(observed, advice)
+}
+
+/// Paho's connect failed without a CONNACK: repeat the TLS handshake to see whether TLS is the
+/// reason; if not, the server dropped us after CONNECT, which AWS IoT does for a denied iot:Connect.
+fn connect_failed(config: &Config, client_id: &str, paho_error: &str) -> Diagnosis {
+    let target = ProbeTarget {
+        host: config.endpoint.host.clone(),
+        port: config.endpoint.port,
+        ca_cert: config.ca_cert.clone(),
+        cert: config.cert.clone(),
+        key: config.key.clone(),
+        alpn: config.alpn.clone(),
+        timeout: Duration::from_secs(3),
+    };
+    match tls_probe::probe(&target) {
+        Err(reason) if reason.detail.contains("client certificate rejected") => {
+            client_rejected(config, &reason.detail)
+        }
+        Err(reason) => Diagnosis::new(
+            format!("connect failed: {paho_error}"),
+            format!("the connection failed again: {}; run awslink check again", reason.detail),
+        ),
+        Ok(()) => Diagnosis::new(
+            format!("connect failed: {paho_error} (no CONNACK)"),
+            format!("the server closed the connection after CONNECT: in AWS IoT the policy lacks iot:Connect for client id {client_id:?}, the certificate is not attached to the thing, or the certificate is not ACTIVE"),
+        ),
+    }
+}
+
+fn subscribe(client: &mqtt::Client, topic: &str) -> StepResult<()> {
+    let advice = format!("subscribe refused: the AWS IoT policy must allow iot:Subscribe on topicfilter/{topic} (and iot:Receive on topic/{topic})");
+    match client.subscribe(topic, 1) {
+        Ok(response) => match response.subscribe_response() {
+            Some(qos) if qos >= 0x80 => Err(Diagnosis::new(
+                format!("SUBACK refused {topic} (return code 0x{qos:02X})"),
+                advice,
+            )),
+            Some(qos) => Ok(((), format!("{topic} granted QoS {qos}"))),
+            None => Ok(((), format!("{topic} subscribed"))),
+        },
+        Err(e) => Err(Diagnosis::new(
+            format!("SUBSCRIBE {topic} failed: {e}"),
+            advice,
+        )),
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 12];
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return format!("{nanos:x}{:x}", std::process::id());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn publish(client: &mqtt::Client, topic: &str) -> StepResult<String> {
+    let token = random_token();
+    let payload = format!("{{\"awslink\":\"check\",\"token\":\"{token}\"}}");
+    let message = mqtt::MessageBuilder::new()
+        .topic(topic)
+        .payload(payload)
+        .qos(1)
+        .finalize();
+    match client.publish(message) {
+        Ok(()) => Ok((
+            token.clone(),
+            format!("probe {token} to {topic}, PUBACK received"),
+        )),
+        Err(e) => Err(Diagnosis::new(
+            format!("PUBLISH to {topic} failed: {e}"),
+            format!("publish refused: the AWS IoT policy must allow iot:Publish on topic/{topic}"),
+        )),
+    }
+}
+
+fn wait_for_echo(
+    rx: &mqtt::Receiver<Option<mqtt::Message>>,
+    topic: &str,
+    token: &str,
+) -> StepResult<()> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Some(msg)) if msg.topic() == topic && msg.payload_str().contains(token) => {
+                return Ok(((), format!("probe {token} came back on {topic}")))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Diagnosis::new(
+                    "the server closed the connection",
+                    format!("connection closed after PUBLISH: the AWS IoT policy must allow iot:Publish and iot:Receive on topic/{topic}"),
+                ))
+            }
+            Err(_) => {
+                return Err(Diagnosis::new(
+                    format!("no echo within {} s", STEP_TIMEOUT.as_secs()),
+                    format!("no echo within 10 s: the AWS IoT policy must allow iot:Publish and iot:Receive on topic/{topic}"),
+                ))
+            }
+        }
+    }
 }
