@@ -23,9 +23,6 @@ use crate::config::Config;
 /// Exit code and message of a failed check (1: a step failed, 2: unusable configuration).
 pub type Failure = (u8, String);
 
-/// Time allowed for each network step, and for the probe message to come back.
-const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// OpenSSL verify results (`X509_V_ERR_*`) that get their own diagnosis.
 const V_ERR_CERT_NOT_YET_VALID: i32 = 9;
 const V_ERR_CERT_HAS_EXPIRED: i32 = 10;
@@ -58,18 +55,19 @@ impl Diagnosis {
 type StepResult<T> = Result<(T, String), Diagnosis>;
 
 /// Runs the check against the configured endpoint; `Ok` only when the probe came back.
-pub fn run(config: &Config, device_id: &str) -> Result<(), Failure> {
+/// `timeout` bounds each network step and the wait for the echo.
+pub fn run(config: &Config, device_id: &str, timeout: Duration) -> Result<(), Failure> {
     let client_id = config.client_id.as_deref().unwrap_or(device_id);
     let host = &config.endpoint.host;
     let port = config.endpoint.port;
     println!("checking {host}:{port} as client id {client_id:?} (device {device_id:?})");
     println!("note: AWS IoT closes any other connection with this client id; a running awslink reconnects by itself");
-    let addrs = step("DNS resolve", || resolve(host, port))?;
-    let tcp = step("TCP connect", || connect_tcp(&addrs, host, port))?;
-    step("TLS handshake", || handshake(config, tcp))?;
+    let addrs = step("DNS resolve", || resolve(host, port, timeout))?;
+    let tcp = step("TCP connect", || connect_tcp(&addrs, host, port, timeout))?;
+    step("TLS handshake", || handshake(config, tcp, timeout))?;
     let topic = format!("{device_id}/awslink/check");
-    let (client, rx) = step("MQTT CONNECT", || mqtt_connect(config, client_id))?;
-    let result = round_trip(&client, &rx, &topic);
+    let (client, rx) = step("MQTT CONNECT", || mqtt_connect(config, client_id, timeout))?;
+    let result = round_trip(&client, &rx, &topic, timeout);
     let _ = client.disconnect(None);
     result?;
     println!("check passed: awslink can connect, subscribe, publish and receive as {client_id:?}");
@@ -81,10 +79,11 @@ fn round_trip(
     client: &mqtt::Client,
     rx: &mqtt::Receiver<Option<mqtt::Message>>,
     topic: &str,
+    timeout: Duration,
 ) -> Result<(), Failure> {
     step("SUBSCRIBE", || subscribe(client, topic))?;
     let token = step("PUBLISH", || publish(client, topic))?;
-    step("echo", || wait_for_echo(rx, topic, &token))?;
+    step("echo", || wait_for_echo(rx, topic, &token, timeout))?;
     Ok(())
 }
 
@@ -105,18 +104,24 @@ fn step<T>(name: &str, run: impl FnOnce() -> StepResult<T>) -> Result<T, Failure
     }
 }
 
-fn resolve(host: &str, port: u16) -> StepResult<Vec<SocketAddr>> {
+fn resolve(host: &str, port: u16, timeout: Duration) -> StepResult<Vec<SocketAddr>> {
     let (tx, rx) = mpsc::channel();
     let name = host.to_string();
     std::thread::spawn(move || {
         let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
     });
     let fix = "check the host in \"address\" (your endpoint: aws iot describe-endpoint --endpoint-type iot:Data-ATS) and the gateway's DNS settings";
-    let addrs = match rx.recv_timeout(STEP_TIMEOUT) {
+    let addrs = match rx.recv_timeout(timeout) {
         Ok(Ok(addrs)) if !addrs.is_empty() => addrs,
         Ok(Ok(_)) => return Err(dns_failure(host, "no address", fix)),
         Ok(Err(e)) => return Err(dns_failure(host, &e.to_string(), fix)),
-        Err(_) => return Err(dns_failure(host, "timed out after 10 s", fix)),
+        Err(_) => {
+            return Err(dns_failure(
+                host,
+                &format!("timed out after {} s", timeout.as_secs()),
+                fix,
+            ))
+        }
     };
     let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     Ok((addrs, format!("{host} -> {}", list.join(", "))))
@@ -129,10 +134,15 @@ fn dns_failure(host: &str, error: &str, fix: &str) -> Diagnosis {
     )
 }
 
-fn connect_tcp(addrs: &[SocketAddr], host: &str, port: u16) -> StepResult<TcpStream> {
+fn connect_tcp(
+    addrs: &[SocketAddr],
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> StepResult<TcpStream> {
     let mut errors = Vec::new();
     for addr in addrs {
-        match TcpStream::connect_timeout(addr, STEP_TIMEOUT) {
+        match TcpStream::connect_timeout(addr, timeout) {
             Ok(stream) => return Ok((stream, format!("connected to {addr}"))),
             Err(e) => errors.push((*addr, e)),
         }
@@ -141,7 +151,7 @@ fn connect_tcp(addrs: &[SocketAddr], host: &str, port: u16) -> StepResult<TcpStr
     let observed = observed.join("; ");
     let kind = |k: std::io::ErrorKind| errors.iter().any(|(_, e)| e.kind() == k);
     let advice = if kind(std::io::ErrorKind::TimedOut) {
-        format!("TCP connect to {host}:{port} timed out after 10 s: a firewall drops the traffic; allow outbound TCP port {port} to {host}")
+        format!("TCP connect to {host}:{port} timed out after {} s: a firewall drops the traffic; allow outbound TCP port {port} to {host}", timeout.as_secs())
     } else if kind(std::io::ErrorKind::ConnectionRefused) {
         format!("TCP connection refused by {host}:{port}: nothing listens on that port; check the port in \"address\" (AWS IoT: 8883, or 443 with ALPN) and the host")
     } else {
@@ -150,7 +160,7 @@ fn connect_tcp(addrs: &[SocketAddr], host: &str, port: u16) -> StepResult<TcpStr
     Err(Diagnosis::new(observed, advice))
 }
 
-fn handshake(config: &Config, tcp: TcpStream) -> StepResult<()> {
+fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<()> {
     let connector = tls_connector(config)?;
     let mut tls = connector
         .configure()
@@ -165,8 +175,8 @@ fn handshake(config: &Config, tcp: TcpStream) -> StepResult<()> {
         }
         ok
     });
-    let _ = tcp.set_read_timeout(Some(STEP_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(STEP_TIMEOUT));
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
     let started = Instant::now();
     let host = &config.endpoint.host;
     match tls.connect(host, tcp) {
@@ -180,7 +190,7 @@ fn handshake(config: &Config, tcp: TcpStream) -> StepResult<()> {
             "OpenSSL could not start the handshake",
         )),
         Err(HandshakeError::WouldBlock(_)) => Err(Diagnosis::new(
-            "no answer within 10 s",
+            format!("no answer within {} s", timeout.as_secs()),
             format!("TLS handshake with {host} timed out: the endpoint (or a proxy) does not answer TLS on this port"),
         )),
     }
@@ -235,8 +245,7 @@ fn alpn_wire(protocols: &[String]) -> Vec<u8> {
     wire
 }
 
-/// The handshake completed. With TLS 1.3 the server judges our certificate afterwards: wait
-/// briefly for its verdict (an alert, or silence while it waits for CONNECT).
+/// The handshake completed: describe it, after the server's verdict on our certificate.
 fn accepted(config: &Config, mut stream: SslStream<TcpStream>, took: Duration) -> StepResult<()> {
     let version = stream.ssl().version_str();
     let cipher = stream
@@ -248,36 +257,54 @@ fn accepted(config: &Config, mut stream: SslStream<TcpStream>, took: Duration) -
         .ssl()
         .peer_certificate()
         .map_or_else(|| "?".into(), |c| subject_cn(&c));
-    if stream.ssl().version2() == Some(SslVersion::TLS1_3) && config.cert.is_some() {
-        let wait = (took * 4).clamp(Duration::from_millis(250), Duration::from_secs(2));
-        let _ = stream.get_ref().set_read_timeout(Some(wait));
-        let mut byte = [0u8; 1];
-        match stream.read(&mut byte) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Ok(_) => {}
-            Err(e) => return Err(client_rejected(config, &e.to_string())),
-        }
-    }
+    let waited = server_verdict(config, &mut stream, took)?;
     let _ = stream.shutdown();
     let trust = match &config.ca_cert {
         Some(ca) => format!("caCert {}", ca.display()),
         None => "the system trust store".into(),
     };
-    let client = match &config.cert {
-        Some(_) => "client certificate accepted",
-        None => "no client certificate",
+    let client = match (&config.cert, waited) {
+        (None, _) => "no client certificate".to_string(),
+        (Some(_), None) => "client certificate accepted".to_string(),
+        (Some(_), Some(w)) => format!(
+            "client certificate accepted (no alert within {} ms)",
+            w.as_millis()
+        ),
     };
     Ok((
         (),
         format!(
-            "{version} {cipher}, server {server} verified against {trust} for {}, {client}",
+            "{version} {cipher} in {} ms, server {server} verified against {trust} for {}, {client}",
+            took.as_millis(),
             config.endpoint.host
         ),
     ))
+}
+
+/// With TLS 1.3 the server judges our certificate after the handshake: wait briefly for its
+/// verdict (an alert, or silence while it waits for CONNECT). Returns how long it waited.
+fn server_verdict(
+    config: &Config,
+    stream: &mut SslStream<TcpStream>,
+    took: Duration,
+) -> Result<Option<Duration>, Diagnosis> {
+    if stream.ssl().version2() != Some(SslVersion::TLS1_3) || config.cert.is_none() {
+        return Ok(None);
+    }
+    let wait = (took * 4).clamp(Duration::from_millis(250), Duration::from_secs(2));
+    let _ = stream.get_ref().set_read_timeout(Some(wait));
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(client_rejected(config, &e.to_string()))
+        }
+        _ => Ok(Some(wait)),
+    }
 }
 
 fn handshake_failure(
@@ -407,6 +434,7 @@ fn ip_text(bytes: &[u8]) -> String {
 fn mqtt_connect(
     config: &Config,
     client_id: &str,
+    timeout: Duration,
 ) -> StepResult<(mqtt::Client, mqtt::Receiver<Option<mqtt::Message>>)> {
     let uri = format!("ssl://{}:{}", config.endpoint.host, config.endpoint.port);
     let create = mqtt::CreateOptionsBuilder::new()
@@ -420,9 +448,9 @@ fn mqtt_connect(
             "paho could not be set up",
         )
     })?;
-    client.set_timeout(STEP_TIMEOUT + Duration::from_secs(1));
+    client.set_timeout(timeout + Duration::from_secs(1));
     let rx = client.start_consuming();
-    let options = connect_options(config)?;
+    let options = connect_options(config, timeout)?;
     match client.connect(options) {
         Ok(response) => {
             let present = response
@@ -438,7 +466,7 @@ fn mqtt_connect(
 }
 
 /// The options CloudLink uses: server certificate and hostname verified, client certificate.
-fn connect_options(config: &Config) -> Result<mqtt::ConnectOptions, Diagnosis> {
+fn connect_options(config: &Config, timeout: Duration) -> Result<mqtt::ConnectOptions, Diagnosis> {
     let mut ssl = mqtt::SslOptionsBuilder::new();
     ssl.enable_server_cert_auth(true).verify(true);
     if let Some(ca) = &config.ca_cert {
@@ -460,7 +488,7 @@ fn connect_options(config: &Config) -> Result<mqtt::ConnectOptions, Diagnosis> {
     let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
     opts.ssl_options(ssl.finalize())
         .keep_alive_interval(config.keep_alive)
-        .connect_timeout(STEP_TIMEOUT)
+        .connect_timeout(timeout)
         .clean_session(true);
     if let Some(user) = &config.username {
         opts.user_name(user);
@@ -563,8 +591,9 @@ fn wait_for_echo(
     rx: &mqtt::Receiver<Option<mqtt::Message>>,
     topic: &str,
     token: &str,
+    timeout: Duration,
 ) -> StepResult<()> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
@@ -580,8 +609,8 @@ fn wait_for_echo(
             }
             Err(_) => {
                 return Err(Diagnosis::new(
-                    format!("no echo within {} s", STEP_TIMEOUT.as_secs()),
-                    format!("no echo within 10 s: the AWS IoT policy must allow iot:Publish and iot:Receive on topic/{topic}"),
+                    format!("no echo within {} s", timeout.as_secs()),
+                    format!("no echo within {} s: the AWS IoT policy must allow iot:Publish and iot:Receive on topic/{topic}", timeout.as_secs()),
                 ))
             }
         }

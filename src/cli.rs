@@ -27,10 +27,21 @@ pub enum Command {
     Config(ConfigCommand),
     /// Connect to the cloud once, step by step (DNS, TCP, TLS, MQTT CONNECT, SUBSCRIBE, PUBLISH
     /// echo), and say what to fix when a step fails. Exit 0 only when the round trip worked.
-    Check(ConfigArgs),
+    Check(CheckArgs),
     /// Device certificate commands: create a key and certificate or CSR, show a certificate.
     #[command(subcommand)]
     Cert(CertCommand),
+}
+
+/// `awslink check`: the configuration (as for `run`) and the time allowed per step.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration and its overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Seconds allowed for each network step and for the probe message to come back.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
 }
 
 /// `awslink cert …`.

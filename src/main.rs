@@ -9,6 +9,7 @@ mod config;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -20,7 +21,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Config(ConfigCommand::Check(args)) => check(&args),
-        Command::Check(args) => load(&args).and_then(|(config, id)| check::run(&config, &id)),
+        Command::Check(args) => load(&args.config)
+            .and_then(|(config, id)| check::run(&config, &id, Duration::from_secs(args.timeout))),
         Command::Cert(CertCommand::Create(args)) => certs::create(&args),
         Command::Cert(CertCommand::Csr(args)) => certs::csr(&args),
         Command::Cert(CertCommand::Show(args)) => certs::show(&args),
