@@ -27,6 +27,7 @@ pub type Failure = (u8, String);
 const V_ERR_CERT_NOT_YET_VALID: i32 = 9;
 const V_ERR_CERT_HAS_EXPIRED: i32 = 10;
 const V_ERR_HOSTNAME_MISMATCH: i32 = 62;
+const V_ERR_IP_ADDRESS_MISMATCH: i32 = 64;
 
 /// Why a step failed: what was observed (printed on the step's line) and what to do (the error).
 struct Diagnosis {
@@ -335,21 +336,22 @@ fn server_rejected(config: &Config, names: &str, code: i32, reason: &str) -> Dia
     let host = &config.endpoint.host;
     let observed = format!("server certificate refused: {reason}");
     let advice = match code {
-        V_ERR_HOSTNAME_MISMATCH => {
+        V_ERR_HOSTNAME_MISMATCH | V_ERR_IP_ADDRESS_MISMATCH => {
             format!("hostname mismatch: the server certificate is for {names}, not {host}; check the host in \"address\" (the ATS endpoint xxxx-ats.iot.REGION.amazonaws.com from aws iot describe-endpoint --endpoint-type iot:Data-ATS)")
         }
         V_ERR_CERT_HAS_EXPIRED | V_ERR_CERT_NOT_YET_VALID => format!(
             "server certificate not valid now ({reason}): check the gateway's clock (timedatectl)"
         ),
-        _ => {
-            let store = match &config.ca_cert {
-                Some(ca) => format!("caCert {}", ca.display()),
-                None => "the system trust store".into(),
-            };
-            format!("server certificate not trusted: it does not chain to {store} ({reason}); set \"caCert\" to Amazon Root CA 1 (https://www.amazontrust.com/repository/AmazonRootCA1.pem), or remove \"caCert\" to use the system store")
-        }
+        _ => untrusted_advice(config, reason),
     };
     Diagnosis::new(observed, advice)
+}
+
+fn untrusted_advice(config: &Config, reason: &str) -> String {
+    match &config.ca_cert {
+        Some(ca) => format!("server certificate not trusted: it does not chain to caCert {} ({reason}); set \"caCert\" to Amazon Root CA 1 (https://www.amazontrust.com/repository/AmazonRootCA1.pem), or remove \"caCert\" to use the system store", ca.display()),
+        None => format!("server certificate not trusted: it does not chain to the system trust store ({reason}); install the CA certificates (ca-certificates) or set \"caCert\" to Amazon Root CA 1 (https://www.amazontrust.com/repository/AmazonRootCA1.pem)"),
+    }
 }
 
 /// The server refused our certificate.
@@ -414,6 +416,11 @@ fn certificate_names(cert: &X509Ref) -> String {
     }
     if names.is_empty() {
         return subject_cn(cert);
+    }
+    if names.len() > 4 {
+        let more = names.len() - 4;
+        names.truncate(4);
+        names.push(format!("{more} more"));
     }
     names.join(", ")
 }
