@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -87,6 +87,8 @@ struct Ingest {
     /// window is bounded by Mosquitto's in-flight limit, as the intake pauses at once).
     overflow: Mutex<VecDeque<CloudMessage>>,
     me: OnceLock<Recipient<Pause>>,
+    /// Set from the pause request until the intake resumes.
+    pausing: AtomicBool,
 }
 
 /// Why the local intake paused.
@@ -211,7 +213,12 @@ impl Ingest {
         self.peers.journaled.do_send(Journaled { last_seq: seq });
     }
 
+    /// Asks the actor to pause the intake. (Not from here: paho-mqtt runs this callback under
+    /// its callback lock, and a `disconnect` from inside it deadlocks.)
     fn request_pause(&self, reason: PauseReason) {
+        if self.pausing.swap(true, Ordering::SeqCst) {
+            return;
+        }
         if let Some(me) = self.me.get() {
             me.do_send(Pause(reason));
         }
@@ -270,6 +277,7 @@ impl LocalBroker {
             error_log: LogLimiter::default(),
             overflow: Mutex::new(VecDeque::new()),
             me: OnceLock::new(),
+            pausing: AtomicBool::new(false),
         });
         LocalBroker {
             config,
@@ -405,6 +413,7 @@ impl LocalBroker {
             ctx.cancel_future(handle);
         }
         info!("journal has room again: resuming the local intake");
+        self.ingest.pausing.store(false, Ordering::SeqCst);
         self.connect(ctx);
     }
 }
