@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use awslink_actors::tls_probe::{self, ProbeTarget};
+use awslink_actors::tls_probe::{self, alert_name, is_alert_about_us, ProbeTarget};
 use openssl::ssl::{
     HandshakeError, MidHandshakeSslStream, SslConnector, SslFiletype, SslMethod, SslStream,
     SslVerifyMode, SslVersion,
@@ -367,29 +367,6 @@ fn client_rejected(config: &Config, text: &str) -> Diagnosis {
         format!("client certificate rejected by the server ({})", alert_name(text)),
         format!("client certificate rejected by the server: {} is not registered or not ACTIVE in AWS IoT (certificate id {id}); check with aws iot describe-certificate --certificate-id {id}, register it (awslink cert create prints how) or activate it", cert.display()),
     )
-}
-
-fn is_alert_about_us(text: &str) -> bool {
-    [
-        "unknown ca",
-        "bad certificate",
-        "certificate required",
-        "certificate unknown",
-        "unsupported certificate",
-        "certificate revoked",
-        "certificate expired",
-        "access denied",
-        "handshake failure",
-    ]
-    .iter()
-    .any(|alert| text.contains(alert))
-}
-
-fn alert_name(text: &str) -> String {
-    match text.find("alert ") {
-        Some(i) => text[i..].split(':').next().unwrap_or(text).trim().into(),
-        None => text.lines().next().unwrap_or(text).into(),
-    }
 }
 
 fn subject_cn(cert: &X509Ref) -> String {

@@ -126,14 +126,18 @@ fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
     Ok(builder.build())
 }
 
-fn is_alert_about_us(text: &str) -> bool {
+/// Whether an OpenSSL error text is a TLS alert about *our* certificate (the server refused it).
+pub fn is_alert_about_us(text: &str) -> bool {
     [
         "unknown ca",
         "bad certificate",
         "certificate required",
         "certificate unknown",
-        "handshake failure",
+        "unsupported certificate",
+        "certificate revoked",
+        "certificate expired",
         "access denied",
+        "handshake failure",
     ]
     .iter()
     .any(|alert| text.contains(alert))
@@ -149,7 +153,8 @@ fn client_rejected(text: &str) -> DownReason {
     }
 }
 
-fn alert_name(text: &str) -> String {
+/// The alert's name from an OpenSSL error text, e.g. `alert unknown ca`.
+pub fn alert_name(text: &str) -> String {
     match text.find("alert ") {
         Some(i) => text[i..]
             .split(':')
