@@ -14,6 +14,8 @@
 //! println!("the cloud side is mqtt://127.0.0.1:{}", emu.broker_port());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod broker;
 pub mod error;
 pub mod mqtt_packet;
@@ -320,4 +322,37 @@ fn spawn_stats_writer(
         })
         .map_err(|e| EmulatorError::io("spawn stats thread", e))?;
     Ok((stop, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Emulator>();
+        send_sync::<Stats>();
+    }
+
+    #[test]
+    fn config_limits_follow_the_flags() {
+        let cfg = EmulatorConfig::new("ca.pem", "server.pem", "server.key");
+        assert_eq!(cfg.limits(), Limits::aws());
+        assert_eq!(cfg.clone().without_limits().limits(), Limits::none());
+        let mut no_topics = cfg;
+        no_topics.check_topics = false;
+        let l = no_topics.limits();
+        assert_eq!((l.max_topic_bytes, l.max_topic_levels), (None, None));
+        assert_eq!(l.publish_rate, Some(100));
+    }
+
+    #[test]
+    fn missing_certificate_file_is_named_in_the_error() {
+        let e = Emulator::start(EmulatorConfig::new("/nonexistent/ca.pem", "s.pem", "s.key"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_iot_emulator::testcerts::{self, CertPaths};
@@ -52,6 +53,11 @@ pub fn wait_stats(cloud: &Cloud, what: &str, f: impl Fn(&Stats) -> bool) -> Stat
     last
 }
 
+/// Every client made by [`client`], kept until the process exits. paho-mqtt deadlocks when a
+/// token callback on paho's receive thread drops the last reference to a client
+/// (`MQTTAsync_destroy` takes the mutex that thread holds), so tests never let that happen.
+static KEEP_ALIVE: Mutex<Vec<mqtt::AsyncClient>> = Mutex::new(Vec::new());
+
 pub fn client(uri: &str, client_id: &str) -> mqtt::AsyncClient {
     let opts = mqtt::CreateOptionsBuilder::new()
         .server_uri(uri)
@@ -60,7 +66,12 @@ pub fn client(uri: &str, client_id: &str) -> mqtt::AsyncClient {
         // paho's default of 100 queued-but-unsent messages fails fast bursts with -12.
         .max_buffered_messages(10_000)
         .finalize();
-    mqtt::AsyncClient::new(opts).unwrap()
+    let cli = mqtt::AsyncClient::new(opts).unwrap();
+    KEEP_ALIVE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(cli.clone());
+    cli
 }
 
 /// TLS options: trust `ca`, present `cert`/`key` when given, optionally offer ALPN.
