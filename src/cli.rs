@@ -1,5 +1,5 @@
 //! Command-line interface: `awslink run`, `awslink config check`, `awslink check`,
-//! `awslink cert create|csr|show`.
+//! `awslink cert create|csr|show`, `awslink health`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,25 @@ pub enum Command {
     /// Device certificate commands: create a key and certificate or CSR, show a certificate.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Exit 0 when a running awslink holds the buffer directory and it is usable (for Docker's
+    /// HEALTHCHECK); otherwise exit 1 with the reason (2: configuration error). Never opens the
+    /// buffer database.
+    Health(HealthArgs),
+}
+
+/// `awslink health`: the configuration (as for `run`) and the optional checks.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The configuration and its overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also require a metrics document from awslink on the local broker within SECS (at least
+    /// metricsIntervalSecs): the connector is alive, not just its process.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_age: Option<u64>,
+    /// Unhealthy when the buffer's file system has less than this many MiB available.
+    #[arg(long, value_name = "MB", default_value_t = 16)]
+    pub min_free_mb: u64,
 }
 
 /// `awslink check`: the configuration (as for `run`) and the time allowed per step.

@@ -6,6 +6,7 @@ mod certs;
 mod check;
 mod cli;
 mod config;
+mod health;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ fn main() -> ExitCode {
         Command::Cert(CertCommand::Create(args)) => certs::create(&args),
         Command::Cert(CertCommand::Csr(args)) => certs::csr(&args),
         Command::Cert(CertCommand::Show(args)) => certs::show(&args),
+        Command::Health(args) => {
+            load(&args.config).and_then(|(config, _)| health::run(&config, &args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

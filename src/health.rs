@@ -1,0 +1,371 @@
+//! `awslink health`: a liveness check for Docker's HEALTHCHECK, systemd watchdogs and scripts,
+//! run next to a running `awslink run` (issue 8).
+//!
+//! It never opens the sled database: the running awslink holds sled's lock on `{buffer}/db`
+//! (an exclusive `flock`, taken by sled 0.34 through fs2), and a second open would fail. Instead:
+//!
+//! 1. the configuration loads (exit 2 otherwise, as for `run`);
+//! 2. the buffer directory exists and this user can create and remove a file in it;
+//! 3. the file system has at least `--min-free-mb` MiB available to this user;
+//! 4. someone holds the lock on `{buffer}/db`: a non-blocking *shared* `flock` attempt that fails
+//!    means a running awslink owns the buffer. If the attempt succeeds nobody does, the lock is
+//!    released at once and awslink "is not running". (An awslink starting in that microsecond
+//!    would find the lock taken, exit 2, and be restarted by its restart policy.)
+//! 5. with `--max-age SECS`, a metrics document arrives on the local broker's
+//!    `edge/awslink/metrics` within SECS: the actors are alive, not just the process.
+//!
+//! Exit codes: 0 healthy, 1 unhealthy (one line: what is wrong and what to do), 2 configuration
+//! error.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use awslink_actors::status_publisher::METRICS_TOPIC;
+use paho_mqtt as mqtt;
+
+use crate::cli::HealthArgs;
+use crate::config::Config;
+
+/// An unhealthy verdict (exit 1) or a configuration error (exit 2), with its one-line message.
+pub type Failure = (u8, String);
+
+/// Runs the checks on a loaded configuration; prints one line and returns `Ok` when healthy.
+pub fn run(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
+    if let Some(max_age) = args.max_age {
+        check_max_age(config, max_age)?;
+    }
+    let dir = config.buffer.path.as_path();
+    check_directory(dir)?;
+    check_writable(dir)?;
+    let free_mb = free_megabytes(dir);
+    if let Some(free) = free_mb {
+        if free < args.min_free_mb {
+            return Err(unhealthy(format!(
+                "buffer directory {} has {free} MiB free, less than --min-free-mb {}; free disk space or enlarge the volume",
+                dir.display(),
+                args.min_free_mb
+            )));
+        }
+    }
+    check_lock_held(dir)?;
+    let metrics = match args.max_age {
+        Some(max_age) => format!(
+            ", metrics received within {max_age} s from {}",
+            config.local.uri
+        ),
+        None => String::new(),
+    };
+    if let Some(max_age) = args.max_age {
+        wait_for_metrics(config, Duration::from_secs(max_age))?;
+    }
+    let free = free_mb.map_or(String::new(), |f| format!(", {f} MiB free"));
+    println!(
+        "healthy: awslink is running on buffer directory {}{free}{metrics}",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn unhealthy(message: String) -> Failure {
+    (1, message)
+}
+
+/// `--max-age` must leave room for at least one metrics period.
+fn check_max_age(config: &Config, max_age: u64) -> Result<(), Failure> {
+    let interval = config.metrics_interval.as_secs();
+    if config.metrics_interval.is_zero() {
+        return Err((
+            2,
+            "--max-age needs metrics: config key \"metricsIntervalSecs\" is 0; set it above 0 or drop --max-age".into(),
+        ));
+    }
+    if max_age < interval {
+        return Err((
+            2,
+            format!(
+                "--max-age {max_age} is shorter than config key \"metricsIntervalSecs\" ({interval}); a healthy awslink may not publish metrics within it: use --max-age {} or more",
+                interval + interval.div_ceil(2).max(1)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_directory(dir: &Path) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(unhealthy(format!(
+            "buffer directory {} is not a directory; point buffer.path at a directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(unhealthy(format!(
+            "awslink is not running: buffer directory {} does not exist (awslink run creates it); start awslink or check buffer.path",
+            dir.display()
+        ))),
+        Err(e) => Err(unhealthy(format!(
+            "buffer directory {}: {e}; it must be accessible to the user running awslink",
+            dir.display()
+        ))),
+    }
+}
+
+/// Creates and removes `{dir}/.awslink-health-{pid}` (sled ignores files it did not write).
+fn check_writable(dir: &Path) -> Result<(), Failure> {
+    let probe = dir.join(format!(".awslink-health-{}", std::process::id()));
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| {
+            unhealthy(format!(
+                "buffer directory {} is not writable by this user: {e}; chown it to the user running awslink (uid {}) or fix the volume mount",
+                dir.display(),
+                current_uid()
+            ))
+        })?;
+    drop(created);
+    std::fs::remove_file(&probe).map_err(|e| {
+        unhealthy(format!(
+            "cannot remove {} from the buffer directory: {e}; remove it by hand and check the directory's permissions",
+            probe.display()
+        ))
+    })
+}
+
+/// This process's uid, read from `/proc/self` (for messages only; `?` when unknown).
+fn current_uid() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid().to_string();
+        }
+    }
+    "?".into()
+}
+
+/// Is `{dir}/db` locked by another process (a running awslink)?
+fn check_lock_held(dir: &Path) -> Result<(), Failure> {
+    let db = dir.join("db");
+    let file = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(unhealthy(format!(
+                "awslink is not running: buffer directory {} has no database yet ({} missing); start awslink run",
+                dir.display(),
+                db.display()
+            )))
+        }
+        Err(e) => {
+            return Err(unhealthy(format!(
+                "cannot open {}: {e}; the buffer directory must belong to the user running awslink",
+                db.display()
+            )))
+        }
+    };
+    match lock::try_lock_shared(&file) {
+        Ok(lock::Attempt::HeldByOther) => Ok(()),
+        Ok(lock::Attempt::Acquired) => {
+            // Released at once: a starting awslink must find the database free.
+            let _ = lock::unlock(&file);
+            drop(file);
+            Err(unhealthy(format!(
+                "awslink is not running: nothing holds the lock on {}; start it (awslink run) or read its log for why it stopped",
+                db.display()
+            )))
+        }
+        Err(e) => Err(unhealthy(format!(
+            "cannot test the lock on {}: {e}; the buffer directory must be on a local file system that supports flock",
+            db.display()
+        ))),
+    }
+}
+
+/// `flock(2)`, the lock sled 0.34 takes (fs2's `try_lock_exclusive`). The awslink crate has no
+/// libc dependency; the C library is linked anyway, so the one function is declared here.
+#[cfg(unix)]
+mod lock {
+    use std::fs::File;
+    use std::io;
+    use std::os::raw::c_int;
+    use std::os::unix::io::AsRawFd;
+
+    // The same values on Linux, the BSDs and macOS.
+    const LOCK_SH: c_int = 1;
+    const LOCK_NB: c_int = 4;
+    const LOCK_UN: c_int = 8;
+
+    extern "C" {
+        fn flock(fd: c_int, operation: c_int) -> c_int;
+    }
+
+    /// The outcome of a non-blocking lock attempt.
+    pub enum Attempt {
+        /// We hold the lock now (nobody else did).
+        Acquired,
+        /// Another open file description holds an exclusive lock.
+        HeldByOther,
+    }
+
+    fn call(file: &File, operation: c_int) -> io::Result<()> {
+        loop {
+            // SAFETY: flock only reads the descriptor number; `file` keeps it open for the call.
+            let ret = unsafe { flock(file.as_raw_fd(), operation) };
+            if ret == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// A non-blocking shared lock: it conflicts only with sled's exclusive one, so two health
+    /// checks at the same moment do not mistake each other for awslink.
+    pub fn try_lock_shared(file: &File) -> io::Result<Attempt> {
+        match call(file, LOCK_SH | LOCK_NB) {
+            Ok(()) => Ok(Attempt::Acquired),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Attempt::HeldByOther),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases the lock.
+    pub fn unlock(file: &File) -> io::Result<()> {
+        call(file, LOCK_UN)
+    }
+}
+
+/// Space available to unprivileged users on the file system of `dir`, in MiB (`None` where
+/// `statvfs` is not wired up).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn free_megabytes(dir: &Path) -> Option<u64> {
+    use std::ffi::CString;
+    use std::os::raw::{c_char, c_int, c_ulong};
+    use std::os::unix::ffi::OsStrExt;
+
+    /// The leading fields of glibc's `struct statvfs64` (the same on 32- and 64-bit targets);
+    /// the tail is padding, larger than the rest of the real struct.
+    #[repr(C)]
+    #[allow(dead_code)] // filled in by the C library; only f_bsize, f_frsize, f_bavail are read
+    struct StatVfs64 {
+        f_bsize: c_ulong,
+        f_frsize: c_ulong,
+        f_blocks: u64,
+        f_bfree: u64,
+        f_bavail: u64,
+        rest: [u64; 16],
+    }
+    extern "C" {
+        fn statvfs64(path: *const c_char, buf: *mut StatVfs64) -> c_int;
+    }
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut buf = StatVfs64 {
+        f_bsize: 0,
+        f_frsize: 0,
+        f_blocks: 0,
+        f_bfree: 0,
+        f_bavail: 0,
+        rest: [0; 16],
+    };
+    // SAFETY: `path` is NUL-terminated and outlives the call; `buf` is a writable struct at least
+    // as large as glibc's `struct statvfs64` with the same leading layout.
+    let ret = unsafe { statvfs64(path.as_ptr(), &mut buf) };
+    if ret != 0 {
+        return None;
+    }
+    let unit = if buf.f_frsize > 0 {
+        buf.f_frsize
+    } else {
+        buf.f_bsize
+    };
+    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+    let unit = u64::from(unit);
+    Some(buf.f_bavail.saturating_mul(unit) / (1024 * 1024))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn free_megabytes(_dir: &Path) -> Option<u64> {
+    None
+}
+
+/// Connects to the local broker as `awslink-health-{pid}` (clean session) and waits up to
+/// `max_age` for a metrics document from the running awslink.
+fn wait_for_metrics(config: &Config, max_age: Duration) -> Result<(), Failure> {
+    let local = &config.local;
+    let client_id = format!("awslink-health-{}", std::process::id());
+    let client = mqtt::Client::new(
+        mqtt::CreateOptionsBuilder::new()
+            .server_uri(&local.uri)
+            .client_id(&client_id)
+            .persistence(None)
+            .finalize(),
+    )
+    .map_err(|e| (2, format!("config key \"localAddress\" {}: {e}", local.uri)))?;
+    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+    opts.clean_session(true)
+        .connect_timeout(max_age.min(Duration::from_secs(10)));
+    if let Some(user) = &local.username {
+        opts.user_name(user);
+    }
+    if let Some(password) = &local.password {
+        opts.password(password.as_str());
+    }
+    if local.uri.starts_with("ssl://") || local.uri.starts_with("mqtts://") {
+        let mut ssl = mqtt::SslOptionsBuilder::new();
+        ssl.enable_server_cert_auth(true).verify(true);
+        let files = [
+            ("localCACert", &local.ca_cert),
+            ("localCert", &local.cert),
+            ("localKey", &local.key),
+        ];
+        for (key, path) in files {
+            let Some(path) = path else { continue };
+            let set = match key {
+                "localCACert" => ssl.trust_store(path),
+                "localCert" => ssl.key_store(path),
+                _ => ssl.private_key(path),
+            };
+            set.map_err(|e| (2, format!("config key \"{key}\": {}: {e}", path.display())))?;
+        }
+        opts.ssl_options(ssl.finalize());
+    }
+    let rx = client.start_consuming();
+    let started = Instant::now();
+    client.connect(opts.finalize()).map_err(|e| {
+        unhealthy(format!(
+            "cannot connect to the local broker {}: {e}; is Mosquitto running?",
+            local.uri
+        ))
+    })?;
+    let result = client
+        .subscribe(METRICS_TOPIC, 0)
+        .map_err(|e| {
+            unhealthy(format!(
+                "cannot subscribe to {METRICS_TOPIC} on {}: {e}; the broker's ACL must allow it",
+                local.uri
+            ))
+        })
+        .and_then(|_| {
+            let deadline = started + max_age;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(Some(msg)) if msg.topic() == METRICS_TOPIC => return Ok(()),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        return Err(unhealthy(format!(
+                            "no metrics from awslink on {METRICS_TOPIC} at {} within {} s: awslink holds its buffer but is stuck or not connected to the local broker; restart it",
+                            local.uri,
+                            max_age.as_secs()
+                        )))
+                    }
+                }
+            }
+        });
+    let _ = client.disconnect(None);
+    result
+}
