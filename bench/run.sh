@@ -1,0 +1,447 @@
+#!/usr/bin/env bash
+# awslink vs. a Mosquitto bridge, side by side (issue 8). Same brokers, certificates and load for
+# (a) a carefully configured Mosquitto bridge and (b) awslink in `batched` and `fsync` mode.
+#
+#   bash bench/run.sh                 # everything (~15 min)
+#   bash bench/run.sh --quick         # smaller counts, shorter outage (~5 min)
+#   bash bench/run.sh --scenario 1    # one scenario (repeatable: --scenario 1 --scenario 5)
+#   options: --no-build, --no-profile, --systems "bridge batched fsync"
+#
+# Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
+# an awslink built with symbols from $PROF_TARGET_DIR (default: $CARGO_TARGET_DIR-prof) if present,
+# otherwise the stripped release binary (build the former with:
+#   CARGO_TARGET_DIR=<dir>-prof CARGO_PROFILE_RELEASE_STRIP=false \
+#     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p awslink).
+# Prints the table and writes bench/results/<date>.json (+ <date>.md, <date>-perf.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge batched fsync"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    --no-profile) PROFILE=0 ;;
+    --scenario) SCENARIOS="$SCENARIOS ${2//,/ }"; shift ;;
+    --systems) SYSTEMS="$2"; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5"}
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+# Footprint (5) is measured during the runs of scenarios 1 (RSS, CPU) and 3 (disk per message).
+if has 5; then has 1 || SCENARIOS="$SCENARIOS 1"; has 3 || SCENARIOS="$SCENARIOS 3"; fi
+
+if [ $QUICK = 1 ]; then
+  S1_COUNT=20000 S1_LAT_COUNT=6000 S2_COUNT=1000 S3_OUTAGE=15 S3_PRE=3 S3_POST=10 S4_COUNT=8000 PROBE_COUNT=500
+else
+  S1_COUNT=100000 S1_LAT_COUNT=20000 S2_COUNT=5000 S3_OUTAGE=60 S3_PRE=5 S3_POST=20 S4_COUNT=20000 PROBE_COUNT=2000
+fi
+SIZE=200 LAT_RATE=2000 S2_RATE=1000 S3_RATE=100 S4_RATE=2000
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PROF_TARGET_DIR=${PROF_TARGET_DIR:-$TARGET_DIR-prof}
+BIN=$TARGET_DIR/release
+if [ $BUILD = 1 ]; then
+  cargo build --release --quiet -p awslink -p aws-iot-emulator -p awslink-bench
+fi
+for b in awslink aws-iot-emulator awslink-bench; do
+  [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build first or drop --no-build)" >&2; exit 1; }
+done
+for t in mosquitto mosquitto_pub mosquitto_sub openssl jq python3; do
+  command -v "$t" >/dev/null || { echo "needs $t on PATH" >&2; exit 1; }
+done
+TOOL=$BIN/awslink-bench
+
+DATE=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d -t awslink-bench.XXXXXX)
+M=$WORK/measurements.jsonl
+: > "$M"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf '\033[1m[%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
+fail() { printf '\033[31mbench failed: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# Polls "$@" every 0.1 s until it succeeds, at most $TIMEOUT seconds (default 20).
+wait_for() {
+  local deadline=$((SECONDS + ${TIMEOUT:-20}))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ns() { date +%s%N; }
+# rec SCENARIO METRIC SYSTEM VALUE [UNIT]: one measurement (VALUE is JSON: a number, null, "text").
+rec() {
+  local v=$4
+  [ -n "$v" ] || v=null
+  jq -nc --arg s "$1" --arg m "$2" --arg y "$3" --argjson v "$v" --arg u "${5:-}" \
+    '{scenario:$s, metric:$m, system:$y, value:$v, unit:$u}' >> "$M"
+}
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
+log "work directory $WORK, binaries $BIN"
+
+# ---- certificates (as scripts/demo.sh): CA, server for localhost, device CN=dev --------------
+CERTS=$WORK/certs
+mkdir -p "$CERTS"
+(
+  cd "$CERTS"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=awslink bench CA" -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile server.ext -out server.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=dev" \
+    -keyout device.key -out device.csr 2>/dev/null
+  openssl x509 -req -in device.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -out device.pem 2>/dev/null
+  chmod 600 ./*.key
+)
+
+# ---- machine ----------------------------------------------------------------------------------
+disk_dev=$(df --output=source "$WORK" | tail -1)
+jq -n --arg nproc "$(nproc)" \
+  --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
+  --arg kernel "$(uname -r)" --arg mem "$(free -h | awk '/^Mem:/ {print $2}')" \
+  --arg disk "$disk_dev $(lsblk -dno NAME,ROTA,SIZE,MODEL "$disk_dev" 2>/dev/null | tr -s ' ' || true) fs=$(df --output=fstype "$WORK" | tail -1)" \
+  --arg mosquitto "$(mosquitto -h 2>/dev/null | head -1)" --arg date "$DATE" \
+  --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg quick "$QUICK" \
+  '{date:$date, nproc:($nproc|tonumber), cpu:$cpu, kernel:$kernel, memory:$mem, disk:$disk,
+    mosquitto:$mosquitto, loadavg_at_start:$load, quick:($quick=="1")}' > "$WORK/machine.json"
+
+# ---- one stack: emulator (+ sink on its private broker), optional outage proxy, local broker
+# ---- (bridging for "bridge"), awslink for "batched"/"fsync" ------------------------------------
+# start_stack SYSTEM DIR LIMITS(on|off) PROXY(0|1)
+start_stack() {
+  SYS=$1 D=$2 LIMITS=$3 USE_PROXY=$4
+  mkdir -p "$D"
+  EMU_PORT=$(free_port) PRIV_PORT=$(free_port) LOCAL_PORT=$(free_port)
+  local flags=(--no-shadows)
+  [ "$LIMITS" = off ] && flags+=(--no-limits)
+  RUST_LOG=warn "$BIN/aws-iot-emulator" --listen "127.0.0.1:$EMU_PORT" --ca-cert "$CERTS/ca.pem" \
+    --server-cert "$CERTS/server.pem" --server-key "$CERTS/server.key" --broker-port "$PRIV_PORT" \
+    --stats-file "$D/emu-stats.json" "${flags[@]}" >"$D/emulator.log" 2>&1 &
+  EMU_PID=$!; PIDS+=("$EMU_PID")
+  wait_for grep -q "listening on" "$D/emulator.log" || fail "emulator did not start ($D/emulator.log)"
+  CLOUD_PORT=$EMU_PORT
+  if [ "$USE_PROXY" = 1 ]; then
+    CLOUD_PORT=$(free_port)
+    "$TOOL" proxy --listen-port "$CLOUD_PORT" --target-port "$EMU_PORT" --down-file "$D/cloud-down" \
+      --ready-file "$D/proxy-ready" >"$D/proxy.log" 2>&1 &
+    PIDS+=($!)
+    wait_for test -f "$D/proxy-ready" || fail "proxy did not start"
+  fi
+  mkdir -p "$D/mosquitto"
+  cat > "$D/mosquitto.conf" <<EOF
+listener $LOCAL_PORT 127.0.0.1
+allow_anonymous true
+user root
+persistence true
+persistence_location $D/mosquitto/
+autosave_interval 1
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 100
+log_dest file $D/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+EOF
+  if [ "$SYS" = bridge ]; then
+    cat >> "$D/mosquitto.conf" <<EOF
+
+# The bridge as a careful user configures it for AWS IoT Core.
+connection aws
+address localhost:$CLOUD_PORT
+bridge_cafile $CERTS/ca.pem
+bridge_certfile $CERTS/device.pem
+bridge_keyfile $CERTS/device.key
+bridge_insecure false
+bridge_protocol_version mqttv311
+remote_clientid dev
+try_private false
+notifications false
+cleansession false
+start_type automatic
+restart_timeout 1 5
+keepalive_interval 60
+topic "" out 1 telemetry telemetry/bench/dev
+EOF
+  fi
+  start_mosquitto
+  if [ "$SYS" != bridge ]; then
+    local quota='{}'
+    [ "$LIMITS" = off ] && quota='{"publishPerSecond": 100000, "bytesPerSecond": 1099511627776}'
+    jq -n --arg addr "mqtts://localhost:$CLOUD_PORT" --arg ca "$CERTS/ca.pem" \
+      --arg cert "$CERTS/device.pem" --arg key "$CERTS/device.key" \
+      --arg local "tcp://127.0.0.1:$LOCAL_PORT" --arg buf "$D/journal" --arg dur "$SYS" \
+      --argjson quota "$quota" \
+      '{address:$addr, caCert:$ca, cert:$cert, key:$key, tenantId:"bench", localAddress:$local,
+        logLevel:"WARN", metricsIntervalSecs:0,
+        buffer:{path:$buf, durability:$dur}, quota:$quota,
+        reconnect:{minDelayMs:1000, maxDelayMs:5000}}' > "$D/awslink.json"
+    start_awslink
+  fi
+  TIMEOUT=30 wait_for jq -e '.connections_open >= 1' "$D/emu-stats.json" \
+    || fail "$SYS did not connect to the emulator (see $D)"
+  FWD_PID=$([ "$SYS" = bridge ] && echo "$MOSQ_PID" || echo "$AWSLINK_PID")
+}
+
+start_mosquitto() {
+  mosquitto -c "$D/mosquitto.conf" >>"$D/mosquitto.out" 2>&1 &
+  MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
+  wait_for mosquitto_pub -h 127.0.0.1 -p "$LOCAL_PORT" -t bench/ping -m x || fail "mosquitto did not start ($D)"
+}
+
+start_awslink() {
+  "$AWSLINK" run --config "$D/awslink.json" >>"$D/awslink.log" 2>&1 &
+  AWSLINK_PID=$!; PIDS+=("$AWSLINK_PID")
+  wait_for sh -c "mosquitto_sub -h 127.0.0.1 -p $LOCAL_PORT -t edge/connection/remote/status -C 1 -W 2 | grep -q '\"connected\":true'" \
+    || fail "awslink did not connect (see $D/awslink.log)"
+}
+
+stop_stack() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+
+# start_sink NAME EXPECT IDLE MAX
+start_sink() {
+  "$TOOL" sink --port "$PRIV_PORT" --expect "$2" --idle-secs "$3" --max-secs "$4" \
+    --ready-file "$D/$1.ready" --out "$D/$1.csv" >"$D/$1.log" 2>&1 &
+  SINK_PID=$!; PIDS+=("$SINK_PID")
+  wait_for test -f "$D/$1.ready" || fail "sink did not start"
+}
+
+# loadgen NAME ARGS...: runs in the foreground, summary in $D/NAME.json
+loadgen() {
+  local name=$1; shift
+  "$TOOL" loadgen --port "$LOCAL_PORT" --size "$SIZE" --summary "$D/$name.json" "$@" >"$D/$name.log" 2>&1
+}
+
+analyze() { # analyze OUT EXPECT [more args]
+  local out=$1 expect=$2; shift 2
+  "$TOOL" analyze --expect "$expect" --out "$out" "$@"
+}
+
+AWSLINK=$BIN/awslink
+S1_DISK_RATE=""
+
+# ---- scenario 1 (+ footprint RSS/CPU of scenario 5) --------------------------------------------
+scenario1() {
+  local sys=$1 D=$WORK/s1-$sys
+  log "scenario 1 [$sys]: $S1_COUNT x ${SIZE} B as fast as possible, then $S1_LAT_COUNT at $LAT_RATE msg/s"
+  start_stack "$sys" "$D" off 0
+  sleep 2
+  local fwd=$FWD_PID rss_idle mosq_rss_idle
+  rss_idle=$(rss_kib "$fwd"); mosq_rss_idle=$(rss_kib "$MOSQ_PID")
+  # throughput
+  start_sink tput "$S1_COUNT" 20 300
+  local c0 m0; c0=$(cpu_ticks "$fwd"); m0=$(cpu_ticks "$MOSQ_PID")
+  loadgen tput --count "$S1_COUNT" || fail "loadgen failed ($D/tput.log)"
+  wait "$SINK_PID" || true
+  local c1 m1; c1=$(cpu_ticks "$fwd"); m1=$(cpu_ticks "$MOSQ_PID")
+  analyze "$D/tput-analysis.json" "$S1_COUNT" --events "$D/tput.csv"
+  rec 1 throughput_msg_s "$sys" "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s end to end"
+  rec 1 ingest_msg_s "$sys" "$(jq .rate_achieved "$D/tput.json")" "msg/s acked by local broker"
+  rec 1 lost_in_throughput_run "$sys" "$(jq .lost "$D/tput-analysis.json")" msgs
+  local per100k; per100k=$(python3 -c "print(round(($c1-$c0)/$CLK_TCK*100000/$S1_COUNT, 2))")
+  local mper100k; mper100k=$(python3 -c "print(round(($m1-$m0)/$CLK_TCK*100000/$S1_COUNT, 2))")
+  # latency at a fixed rate, sampling RSS
+  start_sink lat "$S1_LAT_COUNT" 20 300
+  local peak=0 mpeak=0 r
+  loadgen lat --count "$S1_LAT_COUNT" --start-seq 1000000 --rate "$LAT_RATE" &
+  local lg=$!
+  while kill -0 "$lg" 2>/dev/null; do
+    r=$(rss_kib "$fwd"); [ "$r" -gt "$peak" ] && peak=$r
+    r=$(rss_kib "$MOSQ_PID"); [ "$r" -gt "$mpeak" ] && mpeak=$r
+    sleep 0.5
+  done
+  wait "$lg" || fail "loadgen failed ($D/lat.log)"
+  wait "$SINK_PID" || true
+  analyze "$D/lat-analysis.json" "$S1_LAT_COUNT" --start-seq 1000000 --events "$D/lat.csv"
+  rec 1 latency_p50_ms "$sys" "$(jq .latency.p50_ms "$D/lat-analysis.json")" "ms at $LAT_RATE msg/s"
+  rec 1 latency_p99_ms "$sys" "$(jq .latency.p99_ms "$D/lat-analysis.json")" "ms at $LAT_RATE msg/s"
+  rec 1 latency_max_ms "$sys" "$(jq .latency.max_ms "$D/lat-analysis.json")" "ms at $LAT_RATE msg/s"
+  if [ "$sys" = bridge ]; then
+    rec 5 rss_idle_kib "$sys" "$rss_idle" "KiB (forwarder process)"
+    rec 5 rss_at_2000_kib "$sys" "$peak" "KiB peak"
+    rec 5 cpu_s_per_100k "$sys" "$per100k" "CPU s (forwarder process)"
+  else
+    rec 5 rss_idle_kib "$sys" "$rss_idle" "KiB (forwarder process)"
+    rec 5 rss_at_2000_kib "$sys" "$peak" "KiB peak"
+    rec 5 cpu_s_per_100k "$sys" "$per100k" "CPU s (forwarder process)"
+    rec 5 edge_rss_idle_kib "$sys" "$((rss_idle + mosq_rss_idle))" "KiB edge total (awslink + local mosquitto)"
+    rec 5 edge_rss_at_2000_kib "$sys" "$((peak + mpeak))" "KiB edge total (awslink + local mosquitto)"
+    rec 5 edge_cpu_s_per_100k "$sys" "$(python3 -c "print(round($per100k+$mper100k, 2))")" "CPU s edge total (awslink + local mosquitto)"
+  fi
+  [ "$sys" = bridge ] && {
+    rec 5 edge_rss_idle_kib "$sys" "$rss_idle" "KiB edge total (awslink + local mosquitto)"
+    rec 5 edge_rss_at_2000_kib "$sys" "$peak" "KiB edge total (awslink + local mosquitto)"
+    rec 5 edge_cpu_s_per_100k "$sys" "$per100k" "CPU s edge total (awslink + local mosquitto)"
+  }
+  stop_stack
+}
+
+disk_probe() {
+  log "raw disk: sled insert($SIZE B) + flush, $PROBE_COUNT rounds"
+  "$TOOL" flush-probe --dir "$WORK/flush-probe" --count "$PROBE_COUNT" --size "$SIZE" --out "$WORK/flush-probe.json"
+  rm -rf "$WORK/flush-probe"
+  S1_DISK_RATE=$(jq .flushes_per_s "$WORK/flush-probe.json")
+  rec 1 throughput_msg_s "disk flush" "$S1_DISK_RATE" "msg/s end to end"
+}
+
+profile_s1() {
+  local bin=$BIN/awslink sym="stripped release binary: dso-level only"
+  if [ -x "$PROF_TARGET_DIR/release/awslink" ]; then bin=$PROF_TARGET_DIR/release/awslink sym="built with symbols ($PROF_TARGET_DIR)"; fi
+  command -v perf >/dev/null || { log "perf not found: no profile"; return; }
+  local D=$WORK/s1-profile
+  log "profile: scenario 1 throughput, awslink batched under perf ($sym)"
+  AWSLINK=$bin start_stack batched "$D" off 0
+  start_sink tput "$S1_COUNT" 20 300
+  perf record -F 999 -g -o "$D/perf.data" -p "$AWSLINK_PID" >"$D/perf.log" 2>&1 &
+  local perf_pid=$!
+  sleep 1
+  loadgen tput --count "$S1_COUNT" || fail "loadgen failed under perf"
+  wait "$SINK_PID" || true
+  kill -INT "$perf_pid"; wait "$perf_pid" || true
+  local out=$RESULTS/$DATE-perf.txt
+  {
+    echo "# perf record -F 999 -g -p <awslink batched>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
+    echo "## by thread (comm)"
+    perf report -i "$D/perf.data" --stdio --no-children --sort comm --percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -30
+    echo "## by shared object"
+    perf report -i "$D/perf.data" --stdio --no-children --sort dso --percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -30
+    echo "## top symbols (self)"
+    perf report -i "$D/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -60
+    echo "## top symbols (children, i.e. inclusive)"
+    perf report -i "$D/perf.data" --stdio --children --sort symbol --percent-limit 4 -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -50
+  } > "$out"
+  analyze "$D/tput-analysis.json" "$S1_COUNT" --events "$D/tput.csv"
+  rec 1 throughput_under_perf_msg_s batched "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s (perf attached)"
+  log "profile written to $out"
+  stop_stack
+}
+
+# ---- scenario 2: AWS limits on -----------------------------------------------------------------
+scenario2() {
+  local sys=$1 D=$WORK/s2-$sys
+  log "scenario 2 [$sys]: AWS limits on, $S2_COUNT msgs offered at $S2_RATE msg/s"
+  start_stack "$sys" "$D" on 0
+  local max=$(( S2_COUNT / 90 + 40 ))
+  start_sink s2 "$S2_COUNT" 15 "$max"
+  local t0; t0=$(now_ns)
+  loadgen s2 --count "$S2_COUNT" --rate "$S2_RATE" || fail "loadgen failed ($D/s2.log)"
+  wait "$SINK_PID" || true
+  analyze "$D/s2-analysis.json" "$S2_COUNT" --events "$D/s2.csv"
+  sleep 0.5
+  rec 2 delivered "$sys" "$(jq .delivered "$D/s2-analysis.json")" msgs
+  rec 2 lost "$sys" "$(jq .lost "$D/s2-analysis.json")" msgs
+  rec 2 throttled_by_endpoint "$sys" "$(jq .publishes_throttled "$D/emu-stats.json")" "publishes dropped"
+  local lost; lost=$(jq .lost "$D/s2-analysis.json")
+  if [ "$lost" = 0 ]; then
+    rec 2 time_to_deliver_all_s "$sys" "$(jq .elapsed_s "$D/s2-analysis.json")" s
+  else
+    rec 2 time_to_deliver_all_s "$sys" '"never"' s
+  fi
+  rec 2 duplicates "$sys" "$(jq .duplicates "$D/s2-analysis.json")" msgs
+  stop_stack
+}
+
+# ---- scenario 3: outage and drain (+ disk bytes per buffered message of scenario 5) ------------
+scenario3() {
+  local sys=$1 D=$WORK/s3-$sys
+  local total=$(( (S3_PRE + S3_OUTAGE + S3_POST) * S3_RATE ))
+  log "scenario 3 [$sys]: $S3_RATE msg/s for $((S3_PRE + S3_OUTAGE + S3_POST)) s, cloud away for $S3_OUTAGE s"
+  start_stack "$sys" "$D" off 1
+  start_sink s3 "$total" $((S3_OUTAGE + 30)) $((S3_PRE + S3_OUTAGE + S3_POST + 200))
+  loadgen s3 --count "$total" --rate "$S3_RATE" &
+  local lg=$!
+  sleep "$S3_PRE"
+  local store=$D/journal
+  [ "$sys" = bridge ] && store=$D/mosquitto
+  sleep 1.2 # a mosquitto autosave
+  local du0; du0=$(du -sb "$store" | cut -f1)
+  local down_ns; down_ns=$(now_ns)
+  touch "$D/cloud-down"
+  sleep "$S3_OUTAGE"
+  local up_ns; up_ns=$(now_ns)
+  local du1; du1=$(du -sb "$store" | cut -f1)
+  rm -f "$D/cloud-down"
+  wait "$lg" || fail "loadgen failed ($D/s3.log)"
+  wait "$SINK_PID" || true
+  analyze "$D/s3-analysis.json" "$total" --up-ns "$up_ns" --events "$D/s3.csv"
+  local buffered; buffered=$(python3 -c "print(round(($up_ns-$down_ns)/1e9*$S3_RATE))")
+  rec 3 lost "$sys" "$(jq .lost "$D/s3-analysis.json")" msgs
+  rec 3 duplicates "$sys" "$(jq .duplicates "$D/s3-analysis.json")" msgs
+  rec 3 drain_s "$sys" "$(jq .drain.drain_s "$D/s3-analysis.json")" "s after the cloud came back"
+  rec 3 live_delivered_during_drain "$sys" \
+    "$(jq .drain.live_published_during_drain_delivered_before_backlog_done "$D/s3-analysis.json")" \
+    "live msgs delivered before the backlog was done"
+  rec 3 live_p50_latency_during_drain_ms "$sys" "$(jq .drain.live_latency_during_drain.p50_ms "$D/s3-analysis.json")" ms
+  rec 3 reordered "$sys" "$(jq .reordered "$D/s3-analysis.json")" msgs
+  rec 5 disk_bytes_per_buffered_msg "$sys" "$(python3 -c "print(round(($du1-$du0)/max(1,$buffered), 1))")" \
+    "bytes ($SIZE B payload; journal dir / mosquitto.db growth)"
+  stop_stack
+}
+
+# ---- scenario 4: kill -9 mid-stream ------------------------------------------------------------
+scenario4() {
+  local sys=$1 D=$WORK/s4-$sys
+  log "scenario 4 [$sys]: $S4_COUNT at $S4_RATE msg/s, kill -9 of the forwarder after 3 s, restart"
+  start_stack "$sys" "$D" off 0
+  start_sink s4 "$S4_COUNT" 30 300
+  loadgen s4 --count "$S4_COUNT" --rate "$S4_RATE" &
+  local lg=$!
+  sleep 3
+  kill -9 "$FWD_PID"; wait "$FWD_PID" 2>/dev/null || true
+  local t; t=$(now_ns)
+  if [ "$sys" = bridge ]; then start_mosquitto; else start_awslink; fi
+  rec 4 restart_s "$sys" "$(python3 -c "print(round(($(now_ns)-$t)/1e9, 2))")" "s until ready again"
+  wait "$lg" || log "loadgen reported unacknowledged messages ($D/s4.log)"
+  wait "$SINK_PID" || true
+  analyze "$D/s4-analysis.json" "$S4_COUNT" --events "$D/s4.csv"
+  rec 4 lost "$sys" "$(jq .lost "$D/s4-analysis.json")" msgs
+  rec 4 duplicates "$sys" "$(jq .duplicates "$D/s4-analysis.json")" msgs
+  rec 4 loadgen_retries "$sys" "$(jq .retried "$D/s4.json" 2>/dev/null || echo null)" "publishes repeated by the load generator"
+  stop_stack
+}
+
+for s in 1 2 3 4; do
+  has $s || continue
+  if [ $s = 1 ]; then disk_probe; fi
+  for sys in $SYSTEMS; do "scenario$s" "$sys"; done
+  if [ $s = 1 ] && [ $PROFILE = 1 ]; then profile_s1; fi
+done
+if has 5; then
+  rec 5 stripped_binary_bytes fsync "$(stat -c %s "$BIN/awslink")" "bytes (awslink; strip=true)"
+  rec 5 stripped_binary_bytes batched "$(stat -c %s "$BIN/awslink")" "bytes (awslink; strip=true)"
+  rec 5 stripped_binary_bytes bridge "$(stat -c %s "$(command -v mosquitto)")" "bytes (mosquitto, + shared libs)"
+fi
+
+"$TOOL" report --measurements "$M" --machine "$WORK/machine.json" \
+  --out "$RESULTS/$DATE.json" --markdown "$RESULTS/$DATE.md"
+log "results: $RESULTS/$DATE.json"
