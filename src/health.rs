@@ -50,15 +50,13 @@ pub fn run(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
         }
     }
     check_lock_held(dir)?;
-    let metrics = match args.max_age {
-        Some(max_age) => format!(
-            ", metrics received within {max_age} s from {}",
-            config.local.uri
-        ),
-        None => String::new(),
-    };
+    let mut metrics = String::new();
     if let Some(max_age) = args.max_age {
         wait_for_metrics(config, Duration::from_secs(max_age))?;
+        metrics = format!(
+            ", metrics received within {max_age} s from {}",
+            config.local.uri
+        );
     }
     let free = free_mb.map_or(String::new(), |f| format!(", {f} MiB free"));
     println!(
