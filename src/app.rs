@@ -64,6 +64,7 @@ pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
             max_bytes: config.buffer.max_bytes,
             when_full: config.buffer.when_full,
         },
+        min_free_bytes: config.buffer.min_free_bytes,
     })
 }
 

@@ -406,7 +406,8 @@ impl LocalBroker {
     /// Runs every 200 ms while paused: journal the overflow, reconnect when below 90% of the
     /// limits (hysteresis, so the intake does not flap).
     fn try_resume(&mut self, ctx: &mut Context<Self>) {
-        if !self.ingest.retry_overflow() || !self.ingest.journal.has_room(0.9) {
+        let journal = &self.ingest.journal;
+        if !journal.disk_ok(1.5) || !self.ingest.retry_overflow() || !journal.has_room(0.9) {
             return;
         }
         if let Some(handle) = self.paused.take() {
@@ -427,7 +428,9 @@ impl Handler<Pause> for LocalBroker {
         }
         self.pauses += 1;
         let why = match msg.0 {
-            PauseReason::Full => "buffer full (whenFull rejectNew)",
+            PauseReason::Full => {
+                "buffer full (whenFull rejectNew) or disk space below buffer.minFreeBytes"
+            }
             PauseReason::JournalError => "the journal refuses writes",
         };
         warn!("{why}: pausing the local intake; Mosquitto holds new messages for the {:?} session until there is room", self.config.client_id);

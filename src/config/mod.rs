@@ -59,6 +59,8 @@ pub struct BufferSettings {
     pub cache_bytes: u64,
     /// Commands from the cloud not yet delivered locally are kept this long across restarts.
     pub downlink_ttl: Duration,
+    /// Free disk space the journal leaves; below it the local intake pauses.
+    pub min_free_bytes: u64,
 }
 
 /// `reconnect` settings.
@@ -354,6 +356,7 @@ fn read_buffer(b: &mut Reader<'_>) -> Result<BufferSettings, ConfigError> {
         flush_every_ms: b.integer("flushEveryMs", 10, 1, 10_000)?,
         cache_bytes: b.integer("cacheBytes", 8_388_608, 65_536, 1 << 34)?,
         downlink_ttl: Duration::from_secs(b.integer("downlinkTtlSecs", 3600, 0, 30 * 86_400)?),
+        min_free_bytes: b.integer("minFreeBytes", 67_108_864, 1_048_576, 1 << 40)?,
     })
 }
 

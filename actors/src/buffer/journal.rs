@@ -68,6 +68,9 @@ pub struct JournalConfig {
     pub durability: Durability,
     /// Queue limits.
     pub limits: Limits,
+    /// Free space the journal leaves on its filesystem: below it, appends ask the caller to pause
+    /// and below half of it they are refused (sled does not recover from a full disk).
+    pub min_free_bytes: u64,
 }
 
 /// What an append did.
@@ -77,8 +80,9 @@ pub struct Appended {
     pub seq: u64,
     /// Oldest entries removed to make room (`DropOldest`).
     pub dropped: u64,
-    /// `RejectNew` and the queue is now at or over its limits: the caller must stop taking
-    /// messages (the entry is kept: it was already received, and refusing it would lose it).
+    /// `RejectNew` and the queue is now at or over its limits, or the disk is below
+    /// `min_free_bytes`: the caller must stop taking messages (the entry is kept: it was already
+    /// received, and refusing it would lose it).
     pub full: bool,
 }
 
@@ -115,6 +119,14 @@ pub enum JournalError {
         /// What is wrong.
         detail: String,
     },
+    /// The filesystem is nearly full; sled is not asked to write.
+    #[error("buffer directory {path}: only {free} bytes free, below buffer.minFreeBytes/2; free disk space")]
+    DiskLow {
+        /// The buffer directory.
+        path: PathBuf,
+        /// Bytes available.
+        free: u64,
+    },
     /// Other sled errors.
     #[error("buffer directory {path}: {detail}")]
     Other {
@@ -142,6 +154,7 @@ struct Inner {
     downlink: sled::Tree,
     durability: Durability,
     limits: Limits,
+    min_free_bytes: u64,
     dropped: AtomicU64,
     next_seq: AtomicU64,
     queued: AtomicU64,
@@ -197,6 +210,7 @@ impl Journal {
                 downlink,
                 durability: config.durability,
                 limits: config.limits,
+                min_free_bytes: config.min_free_bytes,
                 dropped: AtomicU64::new(0),
                 next_seq: AtomicU64::new(next_seq),
                 queued: AtomicU64::new(queued),
@@ -211,6 +225,13 @@ impl Journal {
     pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
         let value = encode(msg);
         let len = value.len() as u64;
+        let free = self.free_bytes();
+        if free < self.inner.min_free_bytes / 2 {
+            return Err(JournalError::DiskLow {
+                path: self.inner.path.clone(),
+                free,
+            });
+        }
         let dropped = self.make_room(len)?;
         let seq = self.inner.next_seq.fetch_add(1, Ordering::SeqCst);
         self.inner
@@ -222,7 +243,8 @@ impl Journal {
         if self.inner.durability == Durability::Fsync {
             self.flush()?;
         }
-        let full = self.inner.limits.when_full == WhenFull::RejectNew && !self.has_room(1.0);
+        let full = (self.inner.limits.when_full == WhenFull::RejectNew && !self.has_room(1.0))
+            || free.saturating_sub(len) < self.inner.min_free_bytes;
         Ok(Appended { seq, dropped, full })
     }
 
@@ -231,6 +253,16 @@ impl Journal {
         let limits = self.inner.limits;
         (self.queued() as f64) < limits.max_messages as f64 * fraction
             && (self.queued_bytes() as f64) < limits.max_bytes as f64 * fraction
+    }
+
+    /// Bytes available to this process on the buffer's filesystem (`u64::MAX` if unknown).
+    pub fn free_bytes(&self) -> u64 {
+        fs2::available_space(&self.inner.path).unwrap_or(u64::MAX)
+    }
+
+    /// True when the filesystem has `factor` × `min_free_bytes` available (resume threshold).
+    pub fn disk_ok(&self, factor: f64) -> bool {
+        self.free_bytes() as f64 >= self.inner.min_free_bytes as f64 * factor
     }
 
     /// Applies the full policy so that one more entry of `len` bytes fits. An entry larger than
@@ -342,6 +374,19 @@ impl Journal {
             });
         }
         Ok(out)
+    }
+
+    /// Deletes every quarantined message; returns how many there were.
+    pub fn purge_quarantine(&self) -> Result<usize> {
+        let n = self.inner.quarantine.len();
+        self.inner.quarantine.clear().map_err(|e| self.error(e))?;
+        self.flush()?;
+        Ok(n)
+    }
+
+    /// Number of cloud messages stored for the local broker.
+    pub fn downlink_len(&self) -> usize {
+        self.inner.downlink.len()
     }
 
     /// Number of messages waiting for delivery.
@@ -545,6 +590,7 @@ mod tests {
             cache_bytes: 1 << 20,
             durability: Durability::Fsync,
             limits: Limits::UNLIMITED,
+            min_free_bytes: 0,
         }
     }
 
