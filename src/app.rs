@@ -90,6 +90,9 @@ pub fn run(config: Config, device_id: String) -> Result<(), RunError> {
 }
 
 async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> i32 {
+    // Before any actor starts: a SIGTERM during start-up must still mean a clean stop (as PID 1
+    // in a container, an unhandled SIGTERM would be ignored until the grace period ends).
+    let signal = wait_for_signal();
     let identity = Identity {
         tenant_id: config.tenant_id.clone(),
         device_id: device_id.clone(),
@@ -222,7 +225,7 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         config.metrics_interval,
     ));
 
-    let signal = wait_for_signal().await;
+    let signal = signal.await;
     info!("{signal} received: shutting down");
     let shutdown = async {
         if let Err(e) = supervisor.send(Shutdown).await {
@@ -248,17 +251,21 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
     0
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on the first signal.
+fn wait_for_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; stop awslink with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            error!("cannot install signal handlers; stop awslink with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

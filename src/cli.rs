@@ -35,6 +35,37 @@ pub enum Command {
     /// HEALTHCHECK); otherwise exit 1 with the reason (2: configuration error). Never opens the
     /// buffer database.
     Health(HealthArgs),
+    /// Look into or clean the buffer of a stopped awslink (sled lets one process open it).
+    #[command(subcommand)]
+    Buffer(BufferCommand),
+}
+
+/// `awslink buffer …`.
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// Queue depth, bytes, oldest age, stored commands and quarantined messages.
+    Inspect(BufferArgs),
+    /// Delete what is selected.
+    Purge(PurgeArgs),
+}
+
+/// Which buffer directory.
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// The buffer directory ("buffer.path").
+    #[arg(long, default_value = "/var/lib/awslink")]
+    pub path: PathBuf,
+}
+
+/// `awslink buffer purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// The buffer directory.
+    #[command(flatten)]
+    pub buffer: BufferArgs,
+    /// Delete the quarantined messages (those AWS IoT would never accept).
+    #[arg(long)]
+    pub quarantine: bool,
 }
 
 /// `awslink health`: the configuration (as for `run`) and the optional checks.

@@ -2,6 +2,7 @@
 //! 2 configuration (or buffer directory) error.
 
 mod app;
+mod buffer_cmd;
 mod certs;
 mod check;
 mod cli;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use cli::{CertCommand, Cli, Command, ConfigArgs, ConfigCommand};
+use cli::{BufferCommand, CertCommand, Cli, Command, ConfigArgs, ConfigCommand};
 use config::{files, Config, ConfigError};
 
 fn main() -> ExitCode {
@@ -30,6 +31,10 @@ fn main() -> ExitCode {
         Command::Health(args) => {
             load(&args.config).and_then(|(config, _)| health::run(&config, &args))
         }
+        Command::Buffer(BufferCommand::Inspect(args)) => buffer_cmd::inspect(&args.path)
+            .map(|report| print!("{report}"))
+            .map_err(|e| (2, e)),
+        Command::Buffer(BufferCommand::Purge(args)) => purge(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +46,18 @@ fn main() -> ExitCode {
 }
 
 type Failure = (u8, String);
+
+fn purge(args: &cli::PurgeArgs) -> Result<(), Failure> {
+    if !args.quarantine {
+        return Err((2, "say what to purge: --quarantine".into()));
+    }
+    let n = buffer_cmd::purge_quarantine(&args.buffer.path).map_err(|e| (2, e))?;
+    println!(
+        "deleted {n} quarantined messages from {}",
+        args.buffer.path.display()
+    );
+    Ok(())
+}
 
 fn config_failure(e: ConfigError) -> Failure {
     (2, e.to_string())

@@ -1,0 +1,155 @@
+//! `awslink buffer inspect` and `awslink buffer purge --quarantine`: look into (or clean) the
+//! journal of a stopped awslink.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
+use awslink_actors::metrics::unix_ms;
+
+fn open(path: &Path) -> Result<Journal, String> {
+    if !path.is_dir() {
+        return Err(format!(
+            "buffer directory {} does not exist",
+            path.display()
+        ));
+    }
+    let config = JournalConfig {
+        path: path.to_path_buf(),
+        cache_bytes: 1 << 20,
+        durability: Durability::Fsync,
+        limits: Limits::UNLIMITED,
+        min_free_bytes: 0,
+    };
+    Journal::open(&config).map_err(|e| match e {
+        JournalError::Locked { path } => format!(
+            "buffer directory {} is in use by a running awslink; stop it first (sled lets one process open the buffer)",
+            path.display()
+        ),
+        other => other.to_string(),
+    })
+}
+
+fn age(now_ms: u64, then_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(then_ms) / 1000;
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+/// The report of `awslink buffer inspect`.
+pub fn inspect(path: &Path) -> Result<String, String> {
+    let journal = open(path)?;
+    let now = unix_ms();
+    let mut out = String::new();
+    let _ = writeln!(out, "buffer {}", path.display());
+    let _ = writeln!(
+        out,
+        "  queued           {} messages, {} bytes",
+        journal.queued(),
+        journal.queued_bytes()
+    );
+    let oldest = journal.oldest_enqueued_ms().map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        out,
+        "  oldest queued    {}",
+        oldest.map_or("-".into(), |t| age(now, t) + " ago")
+    );
+    let _ = writeln!(
+        out,
+        "  commands stored  {} (waiting for the local broker)",
+        journal.downlink_len()
+    );
+    let quarantined = journal.quarantined().map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "  quarantined      {}", quarantined.len());
+    for q in quarantined {
+        let _ = writeln!(
+            out,
+            "    {} ago  {}  {} bytes  {}",
+            age(now, q.msg.enqueued_ms),
+            q.msg.topic,
+            q.msg.payload.len(),
+            q.reason
+        );
+    }
+    Ok(out)
+}
+
+/// `awslink buffer purge --quarantine`: deletes the quarantined messages; returns the count.
+pub fn purge_quarantine(path: &Path) -> Result<usize, String> {
+    open(path)?.purge_quarantine().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use awslink_actors::messages::CloudMessage;
+
+    #[test]
+    fn inspect_lists_queue_and_quarantine_and_purge_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffer");
+        {
+            let j = open_new(&path);
+            let msg = CloudMessage {
+                topic: "telemetry/t/d".into(),
+                payload: b"12345".to_vec(),
+                qos: 1,
+                enqueued_ms: unix_ms(),
+            };
+            j.append(&msg).unwrap();
+            j.quarantine_new(
+                &CloudMessage {
+                    payload: vec![0; 300],
+                    ..msg
+                },
+                "payload too large",
+            )
+            .unwrap();
+        }
+        let report = wait_open(|| inspect(&path));
+        assert!(report.contains("queued           1 messages"), "{report}");
+        assert!(report.contains("quarantined      1"), "{report}");
+        assert!(
+            report.contains("telemetry/t/d  300 bytes  payload too large"),
+            "{report}"
+        );
+        assert_eq!(wait_open(|| purge_quarantine(&path)), 1);
+        assert!(wait_open(|| inspect(&path)).contains("quarantined      0"));
+    }
+
+    #[test]
+    fn a_locked_or_missing_buffer_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = inspect(&dir.path().join("nope")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        let path = dir.path().join("buffer");
+        let _running = open_new(&path);
+        let err = inspect(&path).unwrap_err();
+        assert!(
+            err.contains("is in use by a running awslink; stop it first"),
+            "{err}"
+        );
+    }
+
+    fn open_new(path: &Path) -> Journal {
+        std::fs::create_dir_all(path).unwrap();
+        open(path).unwrap()
+    }
+
+    /// sled releases its lock shortly after the last handle in this process is dropped.
+    fn wait_open<T>(mut f: impl FnMut() -> Result<T, String>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match f() {
+                Ok(v) => return v,
+                Err(e) if e.contains("in use") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
