@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_iot_emulator::{Emulator, EmulatorConfig};
+use aws_iot_emulator::EmulatorConfig;
 use rand::Rng;
 use serde_json::json;
-use support::proxy::Proxy;
+use support::cloud::CloudRig;
 use support::*;
 
 const DEVICE: &str = "gw-3";
@@ -19,26 +19,10 @@ const TOTAL: u32 = 20_000;
 
 #[test]
 fn kill_9_five_times_and_two_cloud_cuts_lose_none_of_20000_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::generate(dir.path(), DEVICE);
-    let cfg =
-        EmulatorConfig::new(&certs.ca, &certs.server_cert, &certs.server_key).without_limits();
-    let emulator = Emulator::start(cfg).unwrap();
-    let proxy = Proxy::start(emulator.port());
-    let local = Mosquitto::plain();
-    let cloud = Probe::connect(
-        &format!("tcp://127.0.0.1:{}", emulator.broker_port()),
-        "cloud-app",
-        &["telemetry/#"],
-    );
-    let mut awslink = Awslink::start(&AwslinkSetup {
-        dir: dir.path(),
-        cloud_port: proxy.port,
-        local_uri: local.uri(),
-        certs: &certs,
-        device_id: DEVICE,
-        extra: json!({"quota": {"publishPerSecond": 100000, "bytesPerSecond": 1073741824u64}, "metricsIntervalSecs": 0}),
-    });
+    let extra = json!({"quota": {"publishPerSecond": 100000, "bytesPerSecond": 1073741824u64}, "metricsIntervalSecs": 0});
+    let mut rig = CloudRig::start(DEVICE, EmulatorConfig::without_limits, extra);
+    let cloud = rig.cloud(&["telemetry/#"]);
+    let (local, proxy) = (&rig.local, &rig.proxy);
 
     // The publisher streams numbered QoS 1 messages; Mosquitto holds them while awslink is dead.
     let published = Arc::new(AtomicU32::new(0));
@@ -69,8 +53,8 @@ fn kill_9_five_times_and_two_cloud_cuts_lose_none_of_20000_messages() {
             || (published.load(Ordering::SeqCst) >= *point).then_some(()),
         );
         if *what == "kill" {
-            awslink.kill();
-            awslink.restart();
+            rig.awslink.kill();
+            rig.awslink.restart();
         } else {
             proxy.cut();
             proxy.resume();

@@ -5,73 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use aws_iot_emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
-use support::proxy::Proxy;
+use support::cloud::CloudRig;
 use support::*;
 
 const DEVICE: &str = "gw-2";
 const STATUS: &str = "edge/connection/remote/status";
 const T: Duration = Duration::from_secs(30);
-
-/// Local Mosquitto → awslink → relay → emulator; `cloud` listens on the emulator's private broker.
-struct CloudRig {
-    awslink: Awslink,
-    proxy: Proxy,
-    emulator: Emulator,
-    local: Mosquitto,
-    _certs: Certs,
-    _dir: tempfile::TempDir,
-}
-
-impl CloudRig {
-    fn start(emulator: impl FnOnce(EmulatorConfig) -> EmulatorConfig, extra: Value) -> CloudRig {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = Certs::generate(dir.path(), DEVICE);
-        let emulator = Emulator::start(emulator(EmulatorConfig::new(
-            &certs.ca,
-            &certs.server_cert,
-            &certs.server_key,
-        )))
-        .expect("emulator starts");
-        let proxy = Proxy::start(emulator.port());
-        let local = Mosquitto::plain();
-        let awslink = Awslink::start(&AwslinkSetup {
-            dir: dir.path(),
-            cloud_port: proxy.port,
-            local_uri: local.uri(),
-            certs: &certs,
-            device_id: DEVICE,
-            extra,
-        });
-        CloudRig {
-            awslink,
-            proxy,
-            emulator,
-            local,
-            _certs: certs,
-            _dir: dir,
-        }
-    }
-
-    /// A subscriber on the emulator's private broker: what "AWS" received.
-    fn cloud(&self, filters: &[&str]) -> Probe {
-        Probe::connect(
-            &format!("tcp://127.0.0.1:{}", self.emulator.broker_port()),
-            "cloud-app",
-            filters,
-        )
-    }
-
-    fn local(&self, id: &str, filters: &[&str]) -> Probe {
-        Probe::connect(&self.local.uri(), id, filters)
-    }
-
-    /// Waits until awslink's periodic metrics show `needle` (e.g. `journaled=1000`).
-    fn wait_for_metric(&self, needle: &str) {
-        self.awslink.wait_for_log(needle, T);
-    }
-}
 
 fn expect_status(probe: &Probe, connected: bool) -> Value {
     probe.expect_json(STATUS, T, &format!("status connected={connected}"), |v| {
@@ -87,7 +27,7 @@ fn numbers(msgs: &[paho_mqtt::Message]) -> Vec<u32> {
 
 #[test]
 fn three_thousand_messages_at_1000_per_second_are_paced_under_the_aws_quota() {
-    let rig = CloudRig::start(|c| c, json!({}));
+    let rig = CloudRig::start(DEVICE, |c| c, json!({}));
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
     let cloud = rig.cloud(&["telemetry/#"]);
@@ -124,6 +64,7 @@ fn three_thousand_messages_at_1000_per_second_are_paced_under_the_aws_quota() {
 #[test]
 fn a_full_buffer_with_drop_oldest_keeps_the_newest_500_and_counts_500_dropped() {
     let rig = CloudRig::start(
+        DEVICE,
         |c| c,
         json!({"buffer": {"maxMessages": 500, "whenFull": "dropOldest"}}),
     );
@@ -158,6 +99,7 @@ fn a_full_buffer_with_drop_oldest_keeps_the_newest_500_and_counts_500_dropped() 
 #[test]
 fn a_full_buffer_with_reject_new_delivers_all_1000_once_the_cloud_returns() {
     let rig = CloudRig::start(
+        DEVICE,
         |c| c,
         json!({"buffer": {"maxMessages": 500, "whenFull": "rejectNew"}}),
     );
@@ -229,7 +171,7 @@ fn max_metric(log: &str, prefix: &str) -> u64 {
 
 #[test]
 fn an_oversize_message_is_quarantined_and_does_not_block_its_neighbours() {
-    let rig = CloudRig::start(|c| c, json!({}));
+    let rig = CloudRig::start(DEVICE, |c| c, json!({}));
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
     let cloud = rig.cloud(&["event/#"]);
@@ -255,7 +197,7 @@ fn an_oversize_message_is_quarantined_and_does_not_block_its_neighbours() {
 
 #[test]
 fn a_black_holed_link_is_detected_by_keep_alive_and_nothing_is_lost() {
-    let rig = CloudRig::start(|c| c, json!({"keepAliveSecs": 5}));
+    let rig = CloudRig::start(DEVICE, |c| c, json!({"keepAliveSecs": 5}));
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
     let cloud = rig.cloud(&["telemetry/#"]);
@@ -284,7 +226,7 @@ fn a_black_holed_link_is_detected_by_keep_alive_and_nothing_is_lost() {
 
 #[test]
 fn a_command_that_arrives_while_mosquitto_is_down_survives_an_awslink_crash() {
-    let mut rig = CloudRig::start(|c| c, json!({}));
+    let mut rig = CloudRig::start(DEVICE, |c| c, json!({}));
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
     let cloud = rig.cloud(&[]);
@@ -349,6 +291,7 @@ fn a_full_disk_pauses_the_intake_loses_nothing_and_recovers_when_space_returns()
     };
     let buffer = dir.path().join("disk").join("buffer");
     let rig = CloudRig::start(
+        DEVICE,
         |c| c,
         json!({"buffer": {"path": buffer, "minFreeBytes": 3 << 20}}),
     );

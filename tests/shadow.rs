@@ -5,9 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use aws_iot_emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
-use support::proxy::Proxy;
+use support::cloud::CloudRig;
 use support::*;
 
 const DEVICE: &str = "acme:gw1";
@@ -15,63 +14,17 @@ const STATUS: &str = "edge/connection/remote/status";
 const T: Duration = Duration::from_secs(20);
 const RESPONSES: &str = "command//+/req/#";
 
-struct Rig {
-    awslink: Awslink,
-    proxy: Proxy,
-    emulator: Emulator,
-    local: Mosquitto,
-    _certs: Certs,
-    _dir: tempfile::TempDir,
+/// The emulator rig, connected.
+fn start() -> CloudRig {
+    let rig = CloudRig::start(DEVICE, |c| c, json!({}));
+    let status = rig.local("status-watch", &[STATUS]);
+    status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
+    rig
 }
 
-impl Rig {
-    fn start() -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = Certs::generate(dir.path(), DEVICE);
-        let emulator = Emulator::start(EmulatorConfig::new(
-            &certs.ca,
-            &certs.server_cert,
-            &certs.server_key,
-        ))
-        .unwrap();
-        let proxy = Proxy::start(emulator.port());
-        let local = Mosquitto::plain();
-        let awslink = Awslink::start(&AwslinkSetup {
-            dir: dir.path(),
-            cloud_port: proxy.port,
-            local_uri: local.uri(),
-            certs: &certs,
-            device_id: DEVICE,
-            extra: json!({}),
-        });
-        let rig = Rig {
-            awslink,
-            proxy,
-            emulator,
-            local,
-            _certs: certs,
-            _dir: dir,
-        };
-        let status = rig.local_probe("status-watch", &[STATUS]);
-        status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
-        rig
-    }
-
-    fn local_probe(&self, id: &str, filters: &[&str]) -> Probe {
-        Probe::connect(&self.local.uri(), id, filters)
-    }
-
-    /// A cloud application on the emulator's private broker, using the shadow API directly.
-    fn cloud_app(&self) -> Probe {
-        let prefix = format!("$aws/things/{DEVICE}/shadow");
-        let filters = [format!("{prefix}/#")];
-        let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
-        Probe::connect(
-            &format!("tcp://127.0.0.1:{}", self.emulator.broker_port()),
-            "cloud-app",
-            &filters,
-        )
-    }
+/// A cloud application using the shadow API on the emulator's private broker.
+fn cloud_app(rig: &CloudRig) -> Probe {
+    rig.cloud(&[&format!("$aws/things/{DEVICE}/shadow/#")])
 }
 
 fn ditto(action: &str, path: &str, value: Option<Value>, correlation: &str) -> Vec<u8> {
@@ -116,9 +69,9 @@ fn cloud_get(cloud: &Probe, shadow: &str) -> Value {
 
 #[test]
 fn a_reported_property_is_visible_to_a_cloud_get_and_answered_locally() {
-    let rig = Rig::start();
-    let device = rig.local_probe("device-app", &[RESPONSES]);
-    let cloud = rig.cloud_app();
+    let rig = start();
+    let device = rig.local("device-app", &[RESPONSES]);
+    let cloud = cloud_app(&rig);
     device.publish(
         "event",
         &ditto(
@@ -156,9 +109,9 @@ fn a_reported_property_is_visible_to_a_cloud_get_and_answered_locally() {
 
 #[test]
 fn desired_state_reaches_the_device_and_its_report_clears_the_delta() {
-    let rig = Rig::start();
-    let device = rig.local_probe("device-app", &[RESPONSES]);
-    let cloud = rig.cloud_app();
+    let rig = start();
+    let device = rig.local("device-app", &[RESPONSES]);
+    let cloud = cloud_app(&rig);
     device.publish(
         "event",
         &ditto(
@@ -210,8 +163,8 @@ fn desired_state_reaches_the_device_and_its_report_clears_the_delta() {
 
 #[test]
 fn a_version_conflict_comes_back_as_a_ditto_409_with_the_correlation_id() {
-    let rig = Rig::start();
-    let device = rig.local_probe("device-app", &[RESPONSES]);
+    let rig = start();
+    let device = rig.local("device-app", &[RESPONSES]);
     device.publish(
         "event",
         &ditto(
@@ -244,8 +197,8 @@ fn a_version_conflict_comes_back_as_a_ditto_409_with_the_correlation_id() {
 
 #[test]
 fn malformed_ditto_gets_a_local_400_and_never_reaches_the_cloud() {
-    let rig = Rig::start();
-    let device = rig.local_probe("device-app", &[RESPONSES]);
+    let rig = start();
+    let device = rig.local("device-app", &[RESPONSES]);
     device.publish(
         "event",
         &ditto("modify", "/policies/x", Some(json!(1)), "bad-1"),
@@ -269,10 +222,10 @@ fn malformed_ditto_gets_a_local_400_and_never_reaches_the_cloud() {
 
 #[test]
 fn an_update_made_while_the_cloud_is_away_is_applied_after_reconnect() {
-    let rig = Rig::start();
-    let status = rig.local_probe("status-watch", &[STATUS]);
+    let rig = start();
+    let status = rig.local("status-watch", &[STATUS]);
     status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
-    let device = rig.local_probe("device-app", &[RESPONSES]);
+    let device = rig.local("device-app", &[RESPONSES]);
     rig.proxy.cut();
     status.expect_json(STATUS, T, "disconnected", |v| v["connected"] == false);
     device.publish(
@@ -282,7 +235,7 @@ fn an_update_made_while_the_cloud_is_away_is_applied_after_reconnect() {
     );
     rig.proxy.resume();
     assert_eq!(response(&device, "off-1")["status"], 204);
-    let cloud = rig.cloud_app();
+    let cloud = cloud_app(&rig);
     cloud.publish(
         &format!("$aws/things/{DEVICE}/shadow/get"),
         br#"{"clientToken":"g"}"#,

@@ -285,20 +285,11 @@ impl Actor for CloudLink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let client = match self.create_client(ctx.address()) {
-            Ok(c) => c,
-            Err(detail) => {
-                return self.report_down(
-                    DownReason {
-                        cause: DownCause::Error,
-                        detail,
-                    },
-                    ctx,
-                )
-            }
-        };
-        let opts = match self.connect_options() {
-            Ok(o) => o,
+        let prepared = self
+            .create_client(ctx.address())
+            .and_then(|c| Ok((c, self.connect_options()?)));
+        let (client, opts) = match prepared {
+            Ok(p) => p,
             Err(detail) => {
                 return self.report_down(
                     DownReason {

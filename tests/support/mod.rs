@@ -489,4 +489,5 @@ pub fn awslink_command(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+pub mod cloud;
 pub mod proxy;

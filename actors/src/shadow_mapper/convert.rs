@@ -309,9 +309,9 @@ pub fn client_token(correlation_id: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 enum Target {
     /// The whole thing (`/`): attributes and every feature.
-    Thing { child: Option<String> },
+    Thing,
     /// `/features` as a whole.
-    Features { child: Option<String> },
+    Features,
     /// Inside one shadow: `section` is `reported` or `desired`, `keys` the path below it.
     Shadow {
         shadow: ShadowId,
@@ -367,14 +367,14 @@ fn target(cmd: &DittoCommand, device_id: &str) -> Result<Target, DittoError> {
         Some(c) => named(format!("{c}:{f}")),
     };
     match segments.first().map(String::as_str) {
-        None => Ok(Target::Thing { child }),
+        None => Ok(Target::Thing),
         Some("attributes") => Ok(Target::Shadow {
             shadow: attributes_shadow,
             section: Section::Reported,
             keys: segments[1..].to_vec(),
         }),
         Some("features") => match segments.get(1) {
-            None => Ok(Target::Features { child }),
+            None => Ok(Target::Features),
             Some(f) => {
                 let shadow = feature_shadow(f);
                 let (section, keys) = match segments.get(2).map(String::as_str) {
@@ -502,77 +502,53 @@ pub fn to_shadow_requests(
         }
         None => None,
     };
-    let target = target(cmd, device_id)?;
-    let mut requests = Vec::new();
-    match (target, cmd.action) {
-        (Target::Thing { child }, action) | (Target::Features { child }, action)
-            if action == Action::Retrieve =>
-        {
-            let _ = child;
+    // Whole-thing and /features commands fan out into one command per shadow; the filters
+    // were applied to the value above already.
+    let sub = |path: String, value: Option<Value>| {
+        let sub = DittoCommand {
+            path,
+            value,
+            ..cmd.clone()
+        };
+        to_shadow_requests(&sub, device_id, reported, &Filters::default(), rules)
+    };
+    let each_feature = |features: Map<String, Value>| -> Result<Vec<ShadowRequest>, DittoError> {
+        let per_feature: Vec<Vec<ShadowRequest>> = features
+            .into_iter()
+            .map(|(f, body)| sub(format!("/features/{f}"), Some(body)))
+            .collect::<Result<_, _>>()?;
+        Ok(per_feature.concat())
+    };
+    let mut requests = match (target(cmd, device_id)?, cmd.action) {
+        (Target::Thing | Target::Features, Action::Retrieve) => {
             return Err(DittoError(format!(
                 "retrieve of {:?} is not supported: retrieve /attributes or /features/{{id}}",
                 cmd.path
             )));
         }
-        (Target::Thing { child }, action) => {
-            let thing = value.unwrap_or(Value::Null);
-            let attributes_path = DittoCommand {
-                path: "/attributes".into(),
-                value: thing.get("attributes").cloned(),
-                ..cmd.clone()
-            };
-            if action == Action::Delete || thing.get("attributes").is_some() {
-                requests.extend(to_shadow_requests(
-                    &attributes_path,
-                    device_id,
-                    reported,
-                    &Filters::default(),
-                    rules,
-                )?);
-            }
-            let _ = child;
-            if let Some(Value::Object(features)) = thing.get("features") {
-                for (f, body) in features {
-                    let sub = DittoCommand {
-                        path: format!("/features/{f}"),
-                        value: Some(body.clone()),
-                        ..cmd.clone()
-                    };
-                    requests.extend(to_shadow_requests(
-                        &sub,
-                        device_id,
-                        reported,
-                        &Filters::default(),
-                        rules,
-                    )?);
-                }
-            }
-        }
-        (Target::Features { .. }, Action::Delete) => {
+        (Target::Features, Action::Delete) => {
             return Err(DittoError(
                 "delete of /features as a whole is not supported: delete each /features/{id}"
                     .into(),
             ));
         }
-        (Target::Features { .. }, action) => {
+        (Target::Thing, action) => {
+            let mut thing = value.unwrap_or(Value::Null);
+            let mut out = Vec::new();
+            let attributes = thing.get("attributes").cloned();
+            if action == Action::Delete || attributes.is_some() {
+                out.extend(sub("/attributes".into(), attributes)?);
+            }
+            if let Some(Value::Object(features)) = thing.get_mut("features").map(Value::take) {
+                out.extend(each_feature(features)?);
+            }
+            out
+        }
+        (Target::Features, _) => {
             let Some(Value::Object(features)) = value else {
                 return Err(DittoError("/features needs an object of features".into()));
             };
-            for (f, body) in features {
-                let sub = DittoCommand {
-                    path: format!("/features/{f}"),
-                    value: Some(body),
-                    action,
-                    ..cmd.clone()
-                };
-                requests.extend(to_shadow_requests(
-                    &sub,
-                    device_id,
-                    reported,
-                    &Filters::default(),
-                    rules,
-                )?);
-            }
+            each_feature(features)?
         }
         (
             Target::Shadow {
@@ -596,9 +572,9 @@ pub fn to_shadow_requests(
             {
                 body.insert("version".into(), json!(version));
             }
-            requests.push(request);
+            vec![request]
         }
-    }
+    };
     for r in &mut requests {
         check_rules(r, rules)?;
     }
