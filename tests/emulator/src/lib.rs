@@ -2,7 +2,8 @@
 //!
 //! No open-source broker behaves like AWS IoT Core, so this crate puts a TLS front with
 //! AWS's connection policy ([`policy`]) before a private plain Mosquitto ([`broker`]) and
-//! runs a Device Shadow service ([`shadow`]) on that broker. The behaviour follows
+//! runs a Device Shadow service ([`shadow`]) and, given the CA key, the fleet provisioning
+//! service ([`provisioning`]) on that broker. The behaviour follows
 //! `shared/AWS-IOT.md`; where AWS is unclear the stricter reading was chosen (see README.md).
 //!
 //! ```no_run
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod error;
 pub mod mqtt_packet;
 pub mod policy;
+pub mod provisioning;
 pub mod rate;
 pub mod relay;
 pub mod shadow;
@@ -88,6 +90,11 @@ pub struct EmulatorConfig {
     pub shadow_file: Option<PathBuf>,
     /// Write [`Stats`] as JSON here every 200 ms and at stop.
     pub stats_file: Option<PathBuf>,
+    /// The CA's private key: when set, the fleet provisioning service runs and issues
+    /// certificates from `ca_cert`.
+    pub ca_key: Option<PathBuf>,
+    /// Provisioning templates RegisterThing knows (default: `awslink-demo`).
+    pub provisioning_templates: Vec<provisioning::Template>,
 }
 
 impl Default for EmulatorConfig {
@@ -113,6 +120,10 @@ impl Default for EmulatorConfig {
             shadow_limits: shadow::ShadowLimits::default(),
             shadow_file: None,
             stats_file: None,
+            ca_key: None,
+            provisioning_templates: vec![provisioning::Template::new(
+                provisioning::DEFAULT_TEMPLATE,
+            )],
         }
     }
 }
@@ -180,6 +191,7 @@ impl EmulatorConfig {
 pub struct Emulator {
     relay: Relay,
     shadow: Option<shadow::ShadowService>,
+    provisioning: Option<provisioning::ProvisioningService>,
     broker: Broker,
     stats: StatsHandle,
     writer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -198,6 +210,14 @@ impl Emulator {
             require_alpn: cfg.require_alpn,
         };
         let acceptor = tls::acceptor(&tls_settings)?;
+        let provisioner = match &cfg.ca_key {
+            Some(key) => Some(provisioning::Provisioner::load(
+                &cfg.ca_cert,
+                key,
+                cfg.provisioning_templates.clone(),
+            )?),
+            None => None,
+        };
         let broker = Broker::start(&cfg.mosquitto_bin, cfg.broker_port)?;
         let stats = StatsHandle::default();
         let shadow = if cfg.shadows {
@@ -209,6 +229,14 @@ impl Emulator {
             )?)
         } else {
             None
+        };
+        let provisioning = match provisioner {
+            Some(p) => Some(provisioning::ProvisioningService::start(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, broker.port())),
+                p,
+                stats.clone(),
+            )?),
+            None => None,
         };
         let writer = match &cfg.stats_file {
             Some(path) => Some(spawn_stats_writer(stats.clone(), path.clone())?),
@@ -233,6 +261,7 @@ impl Emulator {
         Ok(Emulator {
             relay,
             shadow,
+            provisioning,
             broker,
             stats,
             writer,
@@ -276,6 +305,9 @@ impl Emulator {
         self.relay.stop();
         if let Some(mut s) = self.shadow.take() {
             s.stop();
+        }
+        if let Some(mut p) = self.provisioning.take() {
+            p.stop();
         }
         self.broker.stop();
         if let Some((stop, t)) = self.writer.take() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use aws_iot_emulator::provisioning::Template;
 use aws_iot_emulator::shadow::ShadowLimits;
 use aws_iot_emulator::{Emulator, EmulatorConfig, EmulatorError};
 use clap::Parser;
@@ -88,6 +89,14 @@ struct Cli {
     /// Write counters as JSON here every 200 ms and at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
+    /// The CA's private key (PEM): runs the fleet provisioning service, which issues device
+    /// certificates from --ca-cert.
+    #[arg(long)]
+    ca_key: Option<PathBuf>,
+    /// A provisioning template RegisterThing knows, NAME or NAME=THING_NAME_PREFIX (the thing
+    /// is named PREFIX + parameter SerialNumber); repeatable. Default: awslink-demo.
+    #[arg(long, value_name = "NAME[=PREFIX]", value_parser = Template::parse)]
+    provisioning_template: Vec<Template>,
 }
 
 fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
@@ -120,6 +129,12 @@ fn config(cli: Cli) -> EmulatorConfig {
         },
         shadow_file: cli.shadow_file,
         stats_file: cli.stats_file,
+        ca_key: cli.ca_key,
+        provisioning_templates: if cli.provisioning_template.is_empty() {
+            EmulatorConfig::default().provisioning_templates
+        } else {
+            cli.provisioning_template
+        },
     };
     if cli.no_limits {
         cfg.without_limits()

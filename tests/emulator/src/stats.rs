@@ -57,6 +57,10 @@ pub struct Stats {
     pub closed_for_policy: BTreeMap<String, u64>,
     /// Shadow requests by outcome, e.g. `update_accepted`, `get_rejected_404`.
     pub shadow_requests: BTreeMap<String, u64>,
+    /// Fleet provisioning requests by outcome, e.g. `create_from_csr_accepted`,
+    /// `provision_rejected_404`.
+    #[serde(default)]
+    pub provisioning_requests: BTreeMap<String, u64>,
     /// Open connections and the most recent closed ones.
     pub connections: Vec<ConnectionStats>,
 }
@@ -70,6 +74,14 @@ impl Stats {
     /// Shadow requests with `outcome` (0 if none).
     pub fn shadow(&self, outcome: &str) -> u64 {
         self.shadow_requests.get(outcome).copied().unwrap_or(0)
+    }
+
+    /// Fleet provisioning requests with `outcome` (0 if none).
+    pub fn provisioning(&self, outcome: &str) -> u64 {
+        self.provisioning_requests
+            .get(outcome)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The connection whose client id is `client_id`, most recent first.
@@ -152,6 +164,15 @@ impl StatsHandle {
         *self
             .lock()
             .shadow_requests
+            .entry(outcome.to_string())
+            .or_insert(0) += 1;
+    }
+
+    /// Counts one fleet provisioning request outcome.
+    pub fn provisioning(&self, outcome: &str) {
+        *self
+            .lock()
+            .provisioning_requests
             .entry(outcome.to_string())
             .or_insert(0) += 1;
     }
