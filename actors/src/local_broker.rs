@@ -407,7 +407,7 @@ impl LocalBroker {
     /// limits (hysteresis, so the intake does not flap).
     fn try_resume(&mut self, ctx: &mut Context<Self>) {
         let journal = &self.ingest.journal;
-        if !journal.disk_ok(1.5) || !self.ingest.retry_overflow() || !journal.has_room(0.9) {
+        if !journal.disk_ok(1.5) || !self.ingest.retry_overflow() || !journal.has_room(0.5) {
             return;
         }
         if let Some(handle) = self.paused.take() {

@@ -4,7 +4,8 @@
 //! AWS (and the emulator) count in *any* one-second window, so a bucket of capacity `C` refilled
 //! at `R`/s may admit `C + R` in one second. The buckets are sized so that `C + R` is 95% of the
 //! limit (5% absorbs network jitter that bunches messages at the server) and `C` is as small as
-//! possible (1% of the limit) but holds the largest single unit (a whole message's bytes).
+//! possible (1% of the limit, at least 2 so a late timer does not waste a token) but holds the
+//! largest single unit (a whole message's bytes).
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +23,10 @@ impl TokenBucket {
     /// units up to `largest_unit`. Starts full.
     pub fn for_limit(limit_per_sec: u64, largest_unit: u64, now: Instant) -> Self {
         let budget = (limit_per_sec as f64 * 0.95).max(1.0);
-        let capacity = (budget / 10.0)
+        let capacity = (budget / 100.0)
             .max(largest_unit as f64)
-            .min(budget)
-            .max(1.0);
+            .max(2.0)
+            .min(budget);
         let rate = (budget - capacity).max(budget / 10.0).max(0.1);
         TokenBucket {
             capacity,
@@ -173,14 +174,14 @@ mod tests {
     fn wait_time_is_exact() {
         let start = Instant::now();
         let mut b = TokenBucket::for_limit(100, 1, start);
-        // capacity 1, rate 94/s
-        for _ in 0..9 {
+        // capacity 2, rate 93/s
+        for _ in 0..2 {
             assert_eq!(b.wait_for(1, start), Duration::ZERO);
             b.take(1, start);
         }
         let wait = b.wait_for(1, start);
         assert!(
-            wait > Duration::from_millis(5) && wait < Duration::from_millis(7),
+            wait > Duration::from_millis(10) && wait < Duration::from_millis(11),
             "{wait:?}"
         );
         assert_eq!(b.wait_for(1, start + wait), Duration::ZERO);

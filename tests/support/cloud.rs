@@ -32,7 +32,7 @@ impl CloudRig {
             &certs.server_cert,
             &certs.server_key,
         ));
-        let emulator = Emulator::start(config).expect("emulator starts");
+        let emulator = start_emulator(config);
         let proxy = Proxy::start(emulator.port());
         let local = Mosquitto::plain();
         let awslink = Awslink::start(&AwslinkSetup {
@@ -68,4 +68,20 @@ impl CloudRig {
     pub fn wait_for_metric(&self, needle: &str) {
         self.awslink.wait_for_log(needle, Duration::from_secs(30));
     }
+}
+
+/// Starts the emulator; a start that lost a free-port race to a parallel test (its private
+/// Mosquitto's port was taken between choosing and binding) is retried with new ports.
+fn start_emulator(config: EmulatorConfig) -> Emulator {
+    let mut last = None;
+    for _ in 0..3 {
+        match Emulator::start(config.clone()) {
+            Ok(e) => return e,
+            Err(e) => {
+                eprintln!("emulator start failed, retrying: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    panic!("emulator does not start: {last:?}");
 }
