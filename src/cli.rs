@@ -1,5 +1,5 @@
 //! Command-line interface: `awslink run`, `awslink config check`, `awslink check`,
-//! `awslink cert create|csr|show`, `awslink health`.
+//! `awslink cert create|csr|show`, `awslink provision`, `awslink health`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,10 @@ pub enum Command {
     /// Device certificate commands: create a key and certificate or CSR, show a certificate.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Fleet provisioning by claim: connect with a claim certificate, have AWS IoT sign a new
+    /// key's CSR (CreateCertificateFromCsr) and register the thing (RegisterThing with a
+    /// template); writes {THING}.key (0600) and {THING}.pem. Exit 1 when AWS rejects.
+    Provision(ProvisionArgs),
     /// Exit 0 when a running awslink holds the buffer directory and it is usable (for Docker's
     /// HEALTHCHECK); otherwise exit 1 with the reason (2: configuration error). Never opens the
     /// buffer database.
@@ -90,6 +94,44 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Seconds allowed for each network step and for the probe message to come back.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
+}
+
+/// `awslink provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The AWS IoT endpoint, e.g. mqtts://xxxx-ats.iot.eu-west-1.amazonaws.com:8883.
+    #[arg(long)]
+    pub address: String,
+    /// The claim certificate (PEM) shared by the fleet.
+    #[arg(long)]
+    pub claim_cert: PathBuf,
+    /// The claim certificate's private key (PEM, not readable by group or others).
+    #[arg(long)]
+    pub claim_key: PathBuf,
+    /// CA certificate to verify the endpoint with (Amazon Root CA 1); default: the system store.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// The provisioning template name.
+    #[arg(long)]
+    pub template: String,
+    /// A template parameter KEY=VALUE (repeatable), e.g. --param SerialNumber=0042.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// The parameter that names the device: the CSR's CN and the expected thing name.
+    #[arg(long, default_value = "SerialNumber")]
+    pub device_id_param: String,
+    /// Directory for {THING}.key and {THING}.pem (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Key algorithm of the new device key.
+    #[arg(long, value_enum, default_value_t = KeyType::EcP256)]
+    pub key_type: KeyType,
+    /// Replace existing {THING}.key and {THING}.pem.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds allowed for connecting and for each answer from AWS IoT.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
 }

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod config;
 mod health;
+mod provision;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::Cert(CertCommand::Create(args)) => certs::create(&args),
         Command::Cert(CertCommand::Csr(args)) => certs::csr(&args),
         Command::Cert(CertCommand::Show(args)) => certs::show(&args),
+        Command::Provision(args) => provision::run(&args),
         Command::Health(args) => {
             load(&args.config).and_then(|(config, _)| health::run(&config, &args))
         }

@@ -1,0 +1,685 @@
+//! `awslink provision`: fleet provisioning by claim through AWS IoT's MQTT API.
+//!
+//! A new device key and a CSR are made locally; with the fleet's claim certificate the gateway
+//! connects (paho, TLS verified, SNI), subscribes to the reply topics *before* publishing, calls
+//! `CreateCertificateFromCsr` and then `RegisterThing` with the ownership token and the template
+//! parameters. The issued certificate is written next to the key as `{thing}.pem` /
+//! `{thing}.key` (0600). The private key never leaves the gateway.
+//!
+//! Exit codes: 0 provisioned, 1 AWS IoT rejected a request or the network failed, 2 the
+//! arguments or files are unusable.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use awslink_actors::tls_probe::{self, ProbeTarget};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
+use paho_mqtt as mqtt;
+use serde_json::{json, Value};
+
+use crate::certs;
+use crate::cli::{KeyType, ProvisionArgs};
+use crate::config::{self, Endpoint};
+
+/// Exit code and one line naming what failed and the fix.
+pub type Failure = (u8, String);
+
+/// The CreateCertificateFromCsr request topic (JSON payloads).
+pub const CREATE_FROM_CSR_TOPIC: &str = "$aws/certificates/create-from-csr/json";
+
+/// ALPN protocol AWS IoT requires for MQTT on port 443.
+const AWS_ALPN: &str = "x-amzn-mqtt-ca";
+
+fn usage(message: impl Into<String>) -> Failure {
+    (2, message.into())
+}
+
+fn failed(message: impl Into<String>) -> Failure {
+    (1, message.into())
+}
+
+fn crypto(what: &str) -> impl Fn(ErrorStack) -> Failure + '_ {
+    move |e| (1, format!("{what}: {e}"))
+}
+
+/// The RegisterThing request topic of `template`.
+pub fn provision_topic(template: &str) -> String {
+    format!("$aws/provisioning-templates/{template}/provision/json")
+}
+
+/// What the command line asks for, checked before anything is created or sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    endpoint: Endpoint,
+    params: BTreeMap<String, String>,
+    device_id: String,
+}
+
+fn plan(args: &ProvisionArgs) -> Result<Plan, Failure> {
+    let endpoint =
+        config::parse_endpoint(&args.address).map_err(|e| usage(format!("--address {e}")))?;
+    check_template_name(&args.template)?;
+    let params = parse_params(&args.params)?;
+    let Some(device_id) = params.get(&args.device_id_param).cloned() else {
+        return Err(usage(format!(
+            "--param {0}=VALUE is missing: it names the device (the CSR's CN and the thing name); give it, or name another parameter with --device-id-param",
+            args.device_id_param
+        )));
+    };
+    config::check_thing_name(&device_id)
+        .map_err(|e| usage(format!("--param {}: {e}", args.device_id_param)))?;
+    check_readable("--claim-cert", &args.claim_cert, false)?;
+    check_readable("--claim-key", &args.claim_key, true)?;
+    if let Some(ca) = &args.ca_cert {
+        check_readable("--ca-cert", ca, false)?;
+    }
+    Ok(Plan {
+        endpoint,
+        params,
+        device_id,
+    })
+}
+
+/// `KEY=VALUE` pairs; a key given twice is an error.
+fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut params = BTreeMap::new();
+    for p in raw {
+        let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(usage(format!(
+                "--param {p:?} is not KEY=VALUE, e.g. --param SerialNumber=0042"
+            )));
+        };
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(usage(format!("--param {k} is given twice; give it once")));
+        }
+    }
+    Ok(params)
+}
+
+/// AWS template names: `[a-zA-Z0-9_-]{1,36}`.
+fn check_template_name(name: &str) -> Result<(), Failure> {
+    let valid = !name.is_empty()
+        && name.len() <= 36
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if valid {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "--template {name:?} is not a provisioning template name (1 to 36 characters a-z A-Z 0-9 _ -); list them with: aws iot list-provisioning-templates"
+    )))
+}
+
+fn check_readable(flag: &str, path: &Path, private: bool) -> Result<(), Failure> {
+    let meta = fs::metadata(path)
+        .map_err(|e| usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(usage(format!("{flag} {} is not a file", path.display())));
+    }
+    fs::File::open(path)
+        .map_err(|e| usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if private && mode & 0o077 != 0 {
+        return Err(usage(format!(
+            "{flag}: private key {} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `awslink provision`.
+pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
+    let plan = plan(args)?;
+    let key_path = args.out_dir.join(format!("{}.key", plan.device_id));
+    let cert_path = args.out_dir.join(format!("{}.pem", plan.device_id));
+    if !args.force {
+        refuse_existing(&key_path)?;
+        refuse_existing(&cert_path)?;
+    }
+    fs::create_dir_all(&args.out_dir).map_err(|e| {
+        usage(format!(
+            "cannot create output directory {}: {e} (use --out-dir)",
+            args.out_dir.display()
+        ))
+    })?;
+    let key = new_key(args.key_type)?;
+    let csr = signing_request(&plan.device_id, &key)?;
+    let client_id = format!("provision-{}", random_hex(4));
+    println!(
+        "provisioning {:?} through {}:{} with claim certificate {} as client id {client_id:?}, template {}",
+        plan.device_id,
+        plan.endpoint.host,
+        plan.endpoint.port,
+        args.claim_cert.display(),
+        args.template
+    );
+    let timeout = Duration::from_secs(args.timeout);
+    let (client, rx) = connect(args, &plan.endpoint, &client_id, timeout)?;
+    let result = exchange(&client, &rx, args, &plan, &csr, timeout);
+    let _ = client.disconnect(None);
+    let issued = result?;
+    let cert = X509::from_pem(issued.certificate_pem.as_bytes()).map_err(|_| {
+        failed(
+            "CreateCertificateFromCsr answered with a certificatePem that is not a PEM certificate",
+        )
+    })?;
+    let matches = cert
+        .public_key()
+        .map(|k| k.public_eq(&key))
+        .unwrap_or(false);
+    if !matches {
+        return Err(failed(
+            "the issued certificate is not for the key this command made; run awslink provision again",
+        ));
+    }
+    write_files(args, &issued, &key, &cert)
+}
+
+/// What AWS IoT answered: certificate and thing.
+#[derive(Debug, Clone, PartialEq)]
+struct Issued {
+    certificate_id: String,
+    certificate_pem: String,
+    thing_name: String,
+    device_configuration: Value,
+}
+
+fn write_files(
+    args: &ProvisionArgs,
+    issued: &Issued,
+    key: &PKey<Private>,
+    cert: &X509,
+) -> Result<(), Failure> {
+    config::check_thing_name(&issued.thing_name).map_err(|e| {
+        failed(format!(
+            "RegisterThing answered with thing name {e}; check the template"
+        ))
+    })?;
+    let key_path = args.out_dir.join(format!("{}.key", issued.thing_name));
+    let cert_path = args.out_dir.join(format!("{}.pem", issued.thing_name));
+    let key_pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(crypto("key to PEM"))?;
+    let cert_pem = cert.to_pem().map_err(crypto("certificate to PEM"))?;
+    let written = write_new(&key_path, &key_pem, 0o600, args.force)
+        .and_then(|()| write_new(&cert_path, &cert_pem, 0o644, args.force));
+    if let Err((_, e)) = written {
+        return Err(failed(format!(
+            "thing {:?} is provisioned (certificate id {}) but its files could not be written: {e}",
+            issued.thing_name, issued.certificate_id
+        )));
+    }
+    println!(
+        "provisioned thing {:?} (certificate id {})",
+        issued.thing_name, issued.certificate_id
+    );
+    println!("wrote {} (mode 0600)", key_path.display());
+    println!("wrote {}", cert_path.display());
+    if issued
+        .device_configuration
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        println!("device configuration: {}", issued.device_configuration);
+    }
+    let absolute = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    println!("set in the awslink config:");
+    println!("  \"deviceId\": {:?},", issued.thing_name);
+    println!(
+        "  \"cert\": {:?},",
+        absolute(&cert_path).display().to_string()
+    );
+    println!("  \"key\": {:?}", absolute(&key_path).display().to_string());
+    println!("then run: awslink check --config FILE");
+    Ok(())
+}
+
+/// Subscribes to all reply topics, then CreateCertificateFromCsr, then RegisterThing.
+fn exchange(
+    client: &mqtt::Client,
+    rx: &mqtt::Receiver<Option<mqtt::Message>>,
+    args: &ProvisionArgs,
+    plan: &Plan,
+    csr: &str,
+    timeout: Duration,
+) -> Result<Issued, Failure> {
+    let provision = provision_topic(&args.template);
+    let replies = [
+        format!("{CREATE_FROM_CSR_TOPIC}/accepted"),
+        format!("{CREATE_FROM_CSR_TOPIC}/rejected"),
+        format!("{provision}/accepted"),
+        format!("{provision}/rejected"),
+    ];
+    subscribe(client, &replies)?;
+    let request = json!({ "certificateSigningRequest": csr });
+    publish(client, CREATE_FROM_CSR_TOPIC, &request)?;
+    let created = await_reply(
+        rx,
+        "CreateCertificateFromCsr",
+        CREATE_FROM_CSR_TOPIC,
+        timeout,
+    )
+    .map_err(|e| e.into_failure(&args.template))?;
+    let field = |name: &str| {
+        created
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| failed(format!("CreateCertificateFromCsr answered without {name}")))
+    };
+    let certificate_id = field("certificateId")?;
+    let certificate_pem = field("certificatePem")?;
+    let token = field("certificateOwnershipToken")?;
+    println!("  ok    CreateCertificateFromCsr  certificate id {certificate_id}");
+    let request = json!({ "certificateOwnershipToken": token, "parameters": plan.params });
+    publish(client, &provision, &request)?;
+    let registered = await_reply(rx, "RegisterThing", &provision, timeout)
+        .map_err(|e| e.into_failure(&args.template))?;
+    let thing_name = registered
+        .get("thingName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| failed("RegisterThing answered without thingName"))?;
+    println!(
+        "  ok    RegisterThing             thing {thing_name:?} (template {})",
+        args.template
+    );
+    Ok(Issued {
+        certificate_id,
+        certificate_pem,
+        thing_name,
+        device_configuration: registered
+            .get("deviceConfiguration")
+            .cloned()
+            .unwrap_or(Value::Null),
+    })
+}
+
+/// Why a request did not get an accepted answer.
+#[derive(Debug, Clone, PartialEq)]
+enum ReplyError {
+    /// The `/rejected` body.
+    Rejected { step: &'static str, body: Value },
+    /// The connection closed (AWS closes it for a request the policy denies).
+    Closed { step: &'static str, topic: String },
+    /// No answer in time.
+    Timeout {
+        step: &'static str,
+        topic: String,
+        secs: u64,
+    },
+}
+
+impl ReplyError {
+    fn into_failure(self, template: &str) -> Failure {
+        match self {
+            ReplyError::Rejected { step, body } => failed(rejection_message(step, template, &body)),
+            ReplyError::Closed { step, topic } => failed(format!(
+                "AWS IoT closed the connection at {step}: the claim certificate's policy must allow iot:Publish on topic/{topic}, iot:Subscribe on topicfilter/{topic}/* and iot:Receive on topic/{topic}/*"
+            )),
+            ReplyError::Timeout { step, topic, secs } => failed(format!(
+                "no answer to {step} within {secs} s on {topic}/accepted or /rejected: the claim certificate's policy must allow iot:Receive on topic/{topic}/*; or raise --timeout"
+            )),
+        }
+    }
+}
+
+/// One line for a `/rejected` answer: the AWS error code and message, and what to do.
+fn rejection_message(step: &str, template: &str, body: &Value) -> String {
+    let code = body
+        .get("errorCode")
+        .and_then(Value::as_str)
+        .unwrap_or("(no errorCode)");
+    let status = body
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .map_or_else(|| "?".to_string(), |s| s.to_string());
+    let message = body
+        .get("errorMessage")
+        .and_then(Value::as_str)
+        .unwrap_or("(no errorMessage)");
+    let fix = match code {
+        "ResourceNotFoundException" => format!(
+            "the template {template:?} does not exist in this account and region: check --template (aws iot list-provisioning-templates)"
+        ),
+        "InvalidCSR" => "AWS IoT refused the CSR: use --key-type ec-p256 or rsa-2048".to_string(),
+        "InvalidCertificateOwnershipToken" => {
+            "the ownership token was refused (used or expired): run awslink provision again".to_string()
+        }
+        "InvalidParameters" | "InvalidParameter" => format!(
+            "the template {template:?} needs other parameters: check the --param values against it (aws iot describe-provisioning-template --template-name {template})"
+        ),
+        _ if status.starts_with('4') && status != "429" => format!(
+            "check the template {template:?} (its pre-provisioning hook, parameters and enabled state) and the claim certificate's policy"
+        ),
+        _ => "try again later".to_string(),
+    };
+    format!("provisioning rejected at {step}: {code} ({status}): {message}; {fix}")
+}
+
+/// The next answer on `{topic}/accepted` or `{topic}/rejected`.
+fn await_reply(
+    rx: &mqtt::Receiver<Option<mqtt::Message>>,
+    step: &'static str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Value, ReplyError> {
+    let accepted = format!("{topic}/accepted");
+    let rejected = format!("{topic}/rejected");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Some(msg)) if msg.topic() == accepted || msg.topic() == rejected => {
+                let body: Value =
+                    serde_json::from_slice(msg.payload()).unwrap_or_else(|_| json!({}));
+                if msg.topic() == accepted {
+                    return Ok(body);
+                }
+                return Err(ReplyError::Rejected { step, body });
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(ReplyError::Closed {
+                    step,
+                    topic: topic.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ReplyError::Timeout {
+                    step,
+                    topic: topic.to_string(),
+                    secs: timeout.as_secs(),
+                })
+            }
+        }
+    }
+}
+
+fn subscribe(client: &mqtt::Client, topics: &[String]) -> Result<(), Failure> {
+    let qos = vec![1; topics.len()];
+    let refused = |detail: String| {
+        failed(format!(
+            "subscribe to the reply topics refused ({detail}): the claim certificate's policy must allow iot:Subscribe on topicfilter/$aws/certificates/create-from-csr/json/* and topicfilter/$aws/provisioning-templates/TEMPLATE/provision/json/*"
+        ))
+    };
+    let response = client
+        .subscribe_many(topics, &qos)
+        .map_err(|e| refused(e.to_string()))?;
+    if let Some(codes) = response.subscribe_many_response() {
+        if let Some(code) = codes.iter().find(|c| **c >= 0x80) {
+            return Err(refused(format!("SUBACK return code 0x{code:02X}")));
+        }
+    }
+    println!(
+        "  ok    SUBSCRIBE                 {} reply topics",
+        topics.len()
+    );
+    Ok(())
+}
+
+fn publish(client: &mqtt::Client, topic: &str, payload: &Value) -> Result<(), Failure> {
+    let message = mqtt::MessageBuilder::new()
+        .topic(topic)
+        .payload(payload.to_string())
+        .qos(1)
+        .finalize();
+    client.publish(message).map_err(|e| {
+        failed(format!(
+            "PUBLISH to {topic} failed ({e}): the claim certificate's policy must allow iot:Publish on topic/{topic}"
+        ))
+    })
+}
+
+/// Connects with the claim certificate: server certificate and host name verified, SNI set.
+fn connect(
+    args: &ProvisionArgs,
+    endpoint: &Endpoint,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<(mqtt::Client, mqtt::Receiver<Option<mqtt::Message>>), Failure> {
+    let uri = format!("ssl://{}:{}", endpoint.host, endpoint.port);
+    let create = mqtt::CreateOptionsBuilder::new()
+        .server_uri(uri)
+        .client_id(client_id)
+        .persistence(None)
+        .finalize();
+    let mut client = mqtt::Client::new(create)
+        .map_err(|e| failed(format!("cannot create the MQTT client: {e}")))?;
+    client.set_timeout(timeout + Duration::from_secs(1));
+    let rx = client.start_consuming();
+    let alpn: Vec<String> = if endpoint.port == 443 {
+        vec![AWS_ALPN.to_string()]
+    } else {
+        Vec::new()
+    };
+    let mut ssl = mqtt::SslOptionsBuilder::new();
+    ssl.enable_server_cert_auth(true).verify(true);
+    if let Some(ca) = &args.ca_cert {
+        ssl.trust_store(ca)
+            .map_err(|e| usage(format!("--ca-cert {}: {e}", ca.display())))?;
+    }
+    ssl.key_store(&args.claim_cert)
+        .map_err(|e| usage(format!("--claim-cert {}: {e}", args.claim_cert.display())))?;
+    ssl.private_key(&args.claim_key)
+        .map_err(|e| usage(format!("--claim-key {}: {e}", args.claim_key.display())))?;
+    if !alpn.is_empty() {
+        let protos: Vec<&str> = alpn.iter().map(String::as_str).collect();
+        ssl.alpn_protos(&protos);
+    }
+    let options = mqtt::ConnectOptionsBuilder::new_v3()
+        .ssl_options(ssl.finalize())
+        .keep_alive_interval(Duration::from_secs(30))
+        .connect_timeout(timeout)
+        .clean_session(true)
+        .finalize();
+    match client.connect(options) {
+        Ok(_) => {
+            println!("  ok    CONNECT                   claim certificate accepted");
+            Ok((client, rx))
+        }
+        Err(mqtt::Error::ConnectReturn(code)) => Err(failed(format!(
+            "CONNACK refused ({code}): the claim certificate's policy must allow iot:Connect on client/{client_id} (claim policies often allow only client ids the template expects)"
+        ))),
+        Err(e) => Err(connect_failure(args, endpoint, client_id, alpn, &e.to_string())),
+    }
+}
+
+/// Paho says only that the connect failed: repeat the TLS handshake to name the reason.
+fn connect_failure(
+    args: &ProvisionArgs,
+    endpoint: &Endpoint,
+    client_id: &str,
+    alpn: Vec<String>,
+    paho_error: &str,
+) -> Failure {
+    let target = ProbeTarget {
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        ca_cert: args.ca_cert.clone(),
+        cert: Some(args.claim_cert.clone()),
+        key: Some(args.claim_key.clone()),
+        alpn,
+        timeout: Duration::from_secs(3),
+    };
+    match tls_probe::probe(&target) {
+        Err(reason) if reason.detail.contains("client certificate rejected") => {
+            let id = certs::aws_certificate_id_of(&args.claim_cert).unwrap_or_else(|| "?".into());
+            failed(format!(
+                "claim certificate rejected by the server: {} is not registered or not ACTIVE in AWS IoT (certificate id {id}); register the claim certificate and attach the claim policy",
+                args.claim_cert.display()
+            ))
+        }
+        Err(reason) => failed(format!(
+            "cannot connect to {}:{}: {} (run awslink check with the claim certificate for a step-by-step diagnosis)",
+            endpoint.host, endpoint.port, reason.detail
+        )),
+        Ok(()) => failed(format!(
+            "the server closed the connection after CONNECT ({paho_error}): the claim certificate's policy must allow iot:Connect for client id {client_id:?}"
+        )),
+    }
+}
+
+fn refuse_existing(path: &Path) -> Result<(), Failure> {
+    if path.exists() {
+        return Err(usage(format!(
+            "{} already exists; refusing to overwrite it (use --force to replace it, or --out-dir for another directory)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+// The key, CSR and file helpers below mirror src/certs.rs (private there); the same rules
+// apply: keys are 0600 from the moment the file exists, replaced only with --force.
+
+fn new_key(key_type: KeyType) -> Result<PKey<Private>, Failure> {
+    match key_type {
+        KeyType::EcP256 => {
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
+                .map_err(crypto("EC P-256 group"))?;
+            let ec = EcKey::generate(&group).map_err(crypto("EC key generation"))?;
+            PKey::from_ec_key(ec).map_err(crypto("EC key"))
+        }
+        KeyType::Rsa2048 => {
+            let rsa = Rsa::generate(2048).map_err(crypto("RSA key generation"))?;
+            PKey::from_rsa(rsa).map_err(crypto("RSA key"))
+        }
+    }
+}
+
+fn signing_request(device_id: &str, key: &PKey<Private>) -> Result<String, Failure> {
+    let build = || -> Result<Vec<u8>, ErrorStack> {
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_nid(Nid::COMMONNAME, device_id)?;
+        let mut b = X509ReqBuilder::new()?;
+        b.set_version(0)?;
+        b.set_subject_name(&name.build())?;
+        b.set_pubkey(key)?;
+        b.sign(key, MessageDigest::sha256())?;
+        b.build().to_pem()
+    };
+    let pem = build().map_err(crypto("certificate signing request"))?;
+    Ok(String::from_utf8_lossy(&pem).into_owned())
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32, replace: bool) -> Result<(), Failure> {
+    if !replace {
+        return write_exclusive(path, data, mode).map_err(|e| write_error(path, e));
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let written = write_exclusive(&tmp, data, mode).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(|e| write_error(path, e))
+}
+
+fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        return usage(format!(
+            "{} already exists (use --force to replace it)",
+            path.display()
+        ));
+    }
+    usage(format!("cannot write {}: {e}", path.display()))
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        return format!("{:08x}", std::process::id());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_key_value_pairs() {
+        let p = parse_params(&["SerialNumber=0042".into(), "Site=a=b".into()]).unwrap();
+        assert_eq!(p.get("SerialNumber").map(String::as_str), Some("0042"));
+        assert_eq!(p.get("Site").map(String::as_str), Some("a=b"));
+        assert_eq!(parse_params(&["novalue".into()]).unwrap_err().0, 2);
+        assert_eq!(parse_params(&["=x".into()]).unwrap_err().0, 2);
+        let twice = parse_params(&["a=1".into(), "a=2".into()]).unwrap_err();
+        assert!(twice.1.contains("twice"), "{twice:?}");
+    }
+
+    #[test]
+    fn template_names_follow_aws() {
+        assert!(check_template_name("awslink-demo_2").is_ok());
+        for bad in ["", "a b", "a/b", &"x".repeat(37)] {
+            assert_eq!(check_template_name(bad).unwrap_err().0, 2, "{bad}");
+        }
+        assert_eq!(
+            provision_topic("t"),
+            "$aws/provisioning-templates/t/provision/json"
+        );
+    }
+
+    #[test]
+    fn rejections_name_the_aws_error_and_the_fix() {
+        let body = json!({"statusCode": 404, "errorCode": "ResourceNotFoundException",
+                          "errorMessage": "The provisioning template nope does not exist"});
+        let m = rejection_message("RegisterThing", "nope", &body);
+        assert!(
+            m.starts_with("provisioning rejected at RegisterThing: ResourceNotFoundException (404): The provisioning template nope does not exist; "),
+            "{m}"
+        );
+        assert!(m.contains("--template"), "{m}");
+        let m = rejection_message("CreateCertificateFromCsr", "t", &json!({}));
+        assert!(m.contains("(no errorCode) (?)"), "{m}");
+        let closed = ReplyError::Closed {
+            step: "RegisterThing",
+            topic: provision_topic("t"),
+        }
+        .into_failure("t");
+        assert_eq!(closed.0, 1);
+        assert!(closed
+            .1
+            .contains("iot:Publish on topic/$aws/provisioning-templates/t/provision/json"));
+    }
+
+    #[test]
+    fn the_csr_carries_the_device_id_and_verifies() {
+        let key = new_key(KeyType::EcP256).unwrap();
+        let pem = signing_request("sn-1", &key).unwrap();
+        let req = openssl::x509::X509Req::from_pem(pem.as_bytes()).unwrap();
+        assert!(req.verify(&key).unwrap());
+        let cn = req
+            .subject_name()
+            .entries_by_nid(Nid::COMMONNAME)
+            .next()
+            .unwrap();
+        assert_eq!(cn.data().as_slice(), b"sn-1");
+    }
+}
