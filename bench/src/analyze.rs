@@ -120,9 +120,10 @@ pub fn run(a: Args) -> Result<()> {
         let live: Vec<(u64, u64)> = first.values().copied().filter(|(s, _)| *s >= up).collect();
         let live_before = backlog_done.map_or(0, |d| live.iter().filter(|(_, r)| *r < d).count());
         let backlog = first.values().filter(|(s, _)| *s < up).count();
+        // Live messages published while the backlog was still draining: how long they waited.
         let during: Vec<f64> = live
             .iter()
-            .filter(|(_, r)| !matches!(backlog_done, Some(d) if *r > d))
+            .filter(|(s, _)| matches!(backlog_done, Some(d) if *s < d))
             .map(|(s, r)| r.saturating_sub(*s) as f64 / 1e6)
             .collect();
         out["drain"] = json!({

@@ -78,7 +78,8 @@ pub fn run(a: Args) -> Result<()> {
     let settle =
         |entry: (u64, u64, mqtt::DeliveryToken), acked: &mut u64, failed: &mut Vec<(u64, u64)>| {
             let (seq, sent, tok) = entry;
-            match tok.wait_for(Duration::from_secs(30)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tok.wait_for(left.clamp(Duration::from_millis(1), Duration::from_secs(30))) {
                 Ok(()) => *acked += 1,
                 Err(_) => failed.push((seq, sent)),
             }

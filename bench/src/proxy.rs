@@ -1,11 +1,10 @@
 //! A TCP relay between a forwarder and the emulator. While the "down" file exists it closes
-//! every relayed connection and closes new ones right after accepting them: the cloud is away,
+//! every relayed connection and refuses (or accepts and closes) new ones: the cloud is away,
 //! while the emulator and its private broker (and the sink on it) keep running.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::Result;
@@ -25,6 +24,19 @@ pub struct Args {
     /// Created once listening.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// How the cloud is away: `refuse` closes the port (connection refused), `eof` accepts TCP
+    /// and closes it at once (the TLS handshake sees EOF, as behind a load balancer or proxy).
+    #[arg(long, value_enum, default_value = "refuse")]
+    mode: DownMode,
+}
+
+/// How the relay behaves while the cloud is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DownMode {
+    /// Close the listening port.
+    Refuse,
+    /// Accept and close immediately.
+    Eof,
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream) {
@@ -45,32 +57,51 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
 
 /// Runs the relay until killed.
 pub fn run(a: Args) -> Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", a.listen_port))
-        .map_err(|e| format!("listen on 127.0.0.1:{}: {e}", a.listen_port))?;
+    let bind = |port: u16| -> std::io::Result<TcpListener> {
+        let l = TcpListener::bind(("127.0.0.1", port))?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    };
+    let mut listener = Some(
+        bind(a.listen_port).map_err(|e| format!("listen on 127.0.0.1:{}: {e}", a.listen_port))?,
+    );
     if let Some(f) = &a.ready_file {
         std::fs::write(f, b"ready\n").map_err(|e| format!("{}: {e}", f.display()))?;
     }
-    let live: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
-    {
-        let live = Arc::clone(&live);
-        let down = a.down_file.clone();
-        std::thread::spawn(move || loop {
-            if down.exists() {
-                if let Ok(mut v) = live.lock() {
-                    for s in v.drain(..) {
-                        let _ = s.shutdown(Shutdown::Both);
-                    }
+    let mut live: Vec<TcpStream> = Vec::new();
+    loop {
+        let down = a.down_file.exists();
+        if down {
+            for s in live.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            if a.mode == DownMode::Refuse {
+                // Closed port: connection refused, as when the endpoint process is gone.
+                listener = None;
+            }
+        } else if listener.is_none() {
+            match bind(a.listen_port) {
+                Ok(l) => listener = Some(l),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        });
-    }
-    for conn in listener.incoming() {
-        let Ok(client) = conn else { continue };
-        if a.down_file.exists() {
+        }
+        let accepted = match &listener {
+            Some(l) => l.accept().ok(),
+            None => None,
+        };
+        let Some((client, _)) = accepted else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if down {
+            // EOF mode: TCP connects, then the peer closes before the TLS handshake completes.
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
+        let _ = client.set_nonblocking(false);
         let Ok(server) = TcpStream::connect(("127.0.0.1", a.target_port)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
@@ -85,13 +116,10 @@ pub fn run(a: Args) -> Result<()> {
         ) else {
             continue;
         };
-        if let Ok(mut v) = live.lock() {
-            v.retain(|s| s.peer_addr().is_ok());
-            v.push(c3);
-            v.push(s3);
-        }
+        live.retain(|s| s.peer_addr().is_ok());
+        live.push(c3);
+        live.push(s3);
         std::thread::spawn(move || pump(client, s2));
         std::thread::spawn(move || pump(server, c2));
     }
-    Ok(())
 }
