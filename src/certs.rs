@@ -122,7 +122,8 @@ fn file_in(dir: &Path, device_id: &str, ext: &str) -> PathBuf {
     dir.join(format!("{device_id}.{ext}"))
 }
 
-fn refuse_existing(path: &Path) -> Result<(), Failure> {
+/// Refuses to touch an existing file (exit 2 naming it).
+pub(crate) fn refuse_existing(path: &Path) -> Result<(), Failure> {
     if path.exists() {
         return Err(usage(format!(
             "{} already exists; refusing to overwrite it (use --force to replace it, or --out-dir for another directory)",
@@ -143,7 +144,7 @@ fn ensure_dir(dir: &Path) -> Result<(), Failure> {
 
 /// Writes `data` to `path`, created with `mode` (never wider, whatever the umask). Without
 /// `replace` an existing file is an error; with it the file is written beside and renamed over.
-fn write_new(path: &Path, data: &[u8], mode: u32, replace: bool) -> Result<(), Failure> {
+pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32, replace: bool) -> Result<(), Failure> {
     if !replace {
         return write_exclusive(path, data, mode).map_err(|e| write_error(path, e));
     }
@@ -181,7 +182,8 @@ fn write_error(path: &Path, e: std::io::Error) -> Failure {
     ))
 }
 
-fn new_key(key_type: KeyType) -> Result<PKey<Private>, Failure> {
+/// A new private key of the requested type.
+pub(crate) fn new_key(key_type: KeyType) -> Result<PKey<Private>, Failure> {
     match key_type {
         KeyType::EcP256 => {
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
@@ -232,7 +234,8 @@ fn build_self_signed(device_id: &str, key: &PKey<Private>, days: u32) -> Result<
     Ok(b.build())
 }
 
-fn signing_request(device_id: &str, key: &PKey<Private>) -> Result<Vec<u8>, Failure> {
+/// A PEM CSR with subject CN = `device_id`, signed by `key`.
+pub(crate) fn signing_request(device_id: &str, key: &PKey<Private>) -> Result<Vec<u8>, Failure> {
     let build = || -> Result<Vec<u8>, ErrorStack> {
         let mut b = X509ReqBuilder::new()?;
         b.set_version(0)?;

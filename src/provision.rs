@@ -10,25 +10,20 @@
 //! arguments or files are unusable.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use awslink_actors::tls_probe::{self, ProbeTarget};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
+use openssl::x509::X509;
 use paho_mqtt as mqtt;
 use serde_json::{json, Value};
 
-use crate::certs;
-use crate::cli::{KeyType, ProvisionArgs};
+use crate::certs::{self, new_key, refuse_existing, signing_request, write_new};
+use crate::cli::ProvisionArgs;
 use crate::config::{self, Endpoint};
 
 /// Exit code and one line naming what failed and the fix.
@@ -156,7 +151,7 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
         ))
     })?;
     let key = new_key(args.key_type)?;
-    let csr = signing_request(&plan.device_id, &key)?;
+    let csr = String::from_utf8_lossy(&signing_request(&plan.device_id, &key)?).into_owned();
     let client_id = format!("provision-{}", random_hex(4));
     println!(
         "provisioning {:?} through {}:{} with claim certificate {} as client id {client_id:?}, template {}",
@@ -533,84 +528,6 @@ fn connect_failure(
     }
 }
 
-fn refuse_existing(path: &Path) -> Result<(), Failure> {
-    if path.exists() {
-        return Err(usage(format!(
-            "{} already exists; refusing to overwrite it (use --force to replace it, or --out-dir for another directory)",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-// The key, CSR and file helpers below mirror src/certs.rs (private there); the same rules
-// apply: keys are 0600 from the moment the file exists, replaced only with --force.
-
-fn new_key(key_type: KeyType) -> Result<PKey<Private>, Failure> {
-    match key_type {
-        KeyType::EcP256 => {
-            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
-                .map_err(crypto("EC P-256 group"))?;
-            let ec = EcKey::generate(&group).map_err(crypto("EC key generation"))?;
-            PKey::from_ec_key(ec).map_err(crypto("EC key"))
-        }
-        KeyType::Rsa2048 => {
-            let rsa = Rsa::generate(2048).map_err(crypto("RSA key generation"))?;
-            PKey::from_rsa(rsa).map_err(crypto("RSA key"))
-        }
-    }
-}
-
-fn signing_request(device_id: &str, key: &PKey<Private>) -> Result<String, Failure> {
-    let build = || -> Result<Vec<u8>, ErrorStack> {
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::COMMONNAME, device_id)?;
-        let mut b = X509ReqBuilder::new()?;
-        b.set_version(0)?;
-        b.set_subject_name(&name.build())?;
-        b.set_pubkey(key)?;
-        b.sign(key, MessageDigest::sha256())?;
-        b.build().to_pem()
-    };
-    let pem = build().map_err(crypto("certificate signing request"))?;
-    Ok(String::from_utf8_lossy(&pem).into_owned())
-}
-
-fn write_new(path: &Path, data: &[u8], mode: u32, replace: bool) -> Result<(), Failure> {
-    if !replace {
-        return write_exclusive(path, data, mode).map_err(|e| write_error(path, e));
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let written = write_exclusive(&tmp, data, mode).and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(|e| write_error(path, e))
-}
-
-fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
-}
-
-fn write_error(path: &Path, e: std::io::Error) -> Failure {
-    if e.kind() == std::io::ErrorKind::AlreadyExists {
-        return usage(format!(
-            "{} already exists (use --force to replace it)",
-            path.display()
-        ));
-    }
-    usage(format!("cannot write {}: {e}", path.display()))
-}
-
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     if openssl::rand::rand_bytes(&mut bytes).is_err() {
@@ -671,13 +588,13 @@ mod tests {
 
     #[test]
     fn the_csr_carries_the_device_id_and_verifies() {
-        let key = new_key(KeyType::EcP256).unwrap();
+        let key = new_key(crate::cli::KeyType::EcP256).unwrap();
         let pem = signing_request("sn-1", &key).unwrap();
-        let req = openssl::x509::X509Req::from_pem(pem.as_bytes()).unwrap();
+        let req = openssl::x509::X509Req::from_pem(&pem).unwrap();
         assert!(req.verify(&key).unwrap());
         let cn = req
             .subject_name()
-            .entries_by_nid(Nid::COMMONNAME)
+            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
             .next()
             .unwrap();
         assert_eq!(cn.data().as_slice(), b"sn-1");
