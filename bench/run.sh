@@ -6,6 +6,7 @@
 #   bash bench/run.sh --quick         # smaller counts, shorter outage (~5 min)
 #   bash bench/run.sh --scenario 1    # one scenario (repeatable: --scenario 1 --scenario 5)
 #   options: --no-build, --no-profile, --systems "bridge batched fsync"
+#   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1
 #
 # Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
 # an awslink built with symbols from $PROF_TARGET_DIR (default: $CARGO_TARGET_DIR-prof) if present,
@@ -330,8 +331,9 @@ profile_s1() {
   if [ -x "$PROF_TARGET_DIR/release/awslink" ]; then bin=$PROF_TARGET_DIR/release/awslink sym="built with symbols ($PROF_TARGET_DIR)"; fi
   command -v perf >/dev/null || { log "perf not found: no profile"; return; }
   local D=$WORK/s1-profile
-  log "profile: scenario 1 throughput, awslink batched under perf ($sym)"
-  AWSLINK=$bin start_stack batched "$D" off 0
+  local psys=${PROFILE_SYSTEM:-batched}
+  log "profile: scenario 1 throughput, awslink $psys under perf ($sym)"
+  AWSLINK=$bin start_stack "$psys" "$D" off 0
   start_sink tput "$S1_COUNT" 20 300
   perf record -F 999 -g -o "$D/perf.data" -p "$AWSLINK_PID" >"$D/perf.log" 2>&1 &
   local perf_pid=$!
@@ -339,20 +341,22 @@ profile_s1() {
   loadgen tput --count "$S1_COUNT" || fail "loadgen failed under perf"
   wait "$SINK_PID" || true
   kill -INT "$perf_pid"; wait "$perf_pid" || true
-  local out=$RESULTS/$DATE-perf.txt
+  local out=$RESULTS/$DATE-perf-$psys.txt
   {
-    echo "# perf record -F 999 -g -p <awslink batched>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
-    echo "## by thread (comm)"
-    perf report -i "$D/perf.data" --stdio --no-children --sort comm --percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -30
-    echo "## by shared object"
-    perf report -i "$D/perf.data" --stdio --no-children --sort dso --percent-limit 1 2>/dev/null | grep -v '^$' | grep -v '^#' | head -30
-    echo "## top symbols (self)"
-    perf report -i "$D/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -60
-    echo "## top symbols (children, i.e. inclusive)"
-    perf report -i "$D/perf.data" --stdio --children --sort symbol --percent-limit 4 -g none 2>/dev/null | grep -v '^$' | grep -v '^#' | head -50
+    echo "# perf record -F 999 -g -p <awslink $psys>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
+    echo "## by thread (comm), self time"
+    perf report -i "$D/perf.data" --stdio --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+    echo "## by shared object, self time"
+    perf report -i "$D/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    echo "## top symbols, self time"
+    perf report -i "$D/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+    echo "## top symbols inside the awslink binary (Rust, sled, paho C), self time"
+    perf report -i "$D/perf.data" --stdio --no-children --sort symbol -g none --dsos awslink --percent-limit 0.2 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+    echo "## inclusive (kernel call chains are complete; Rust frames have no frame pointers)"
+    perf report -i "$D/perf.data" --stdio --children --sort symbol -g none --percent-limit 3 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
   } > "$out"
   analyze "$D/tput-analysis.json" "$S1_COUNT" --events "$D/tput.csv"
-  rec 1 throughput_under_perf_msg_s batched "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s (perf attached)"
+  rec 1 throughput_under_perf_msg_s "$psys" "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s (perf attached)"
   log "profile written to $out"
   stop_stack
 }
@@ -404,12 +408,16 @@ scenario3() {
   rm -f "$D/cloud-down"
   wait "$lg" || log "loadgen: the local broker did not acknowledge every message ($D/s3.log)"
   wait "$SINK_PID" || true
+  echo "down_ns=$down_ns up_ns=$up_ns" > "$D/outage.txt"
   analyze "$D/s3-analysis.json" "$total" --up-ns "$up_ns" --events "$D/s3.csv"
   local buffered; buffered=$(python3 -c "print(round(($up_ns-$down_ns)/1e9*$S3_RATE))")
   rec 3 lost "$sys" "$(jq .lost "$D/s3-analysis.json")" "msgs (cloud away: $S3_DOWN_MODE)"
   rec 3 local_broker_never_acked "$sys" "$(jq .unacked "$D/s3.json")" "publishes the local broker never acknowledged"
   rec 3 duplicates "$sys" "$(jq .duplicates "$D/s3-analysis.json")" msgs
   rec 3 drain_s "$sys" "$(jq .drain.drain_s "$D/s3-analysis.json")" "s after the cloud came back"
+  rec 3 reconnect_s "$sys" "$(jq .drain.reconnect_s "$D/s3-analysis.json")" "s from cloud back to first arrival"
+  rec 3 drain_after_reconnect_s "$sys" "$(jq .drain.drain_after_reconnect_s "$D/s3-analysis.json")" "s from first arrival to backlog done"
+  rec 3 backlog_msg_s_after_reconnect "$sys" "$(jq .drain.backlog_msg_s_after_reconnect "$D/s3-analysis.json")" "msg/s backlog drain rate"
   rec 3 live_delivered_during_drain "$sys" \
     "$(jq .drain.live_published_during_drain_delivered_before_backlog_done "$D/s3-analysis.json")" \
     "live msgs delivered before the backlog was done"
@@ -450,9 +458,9 @@ for s in 1 2 3 4; do
   if [ $s = 1 ] && [ $PROFILE = 1 ]; then profile_s1; fi
 done
 if has 5; then
-  rec 5 stripped_binary_bytes fsync "$(stat -c %s "$BIN/awslink")" "bytes (awslink; strip=true)"
-  rec 5 stripped_binary_bytes batched "$(stat -c %s "$BIN/awslink")" "bytes (awslink; strip=true)"
-  rec 5 stripped_binary_bytes bridge "$(stat -c %s "$(command -v mosquitto)")" "bytes (mosquitto, + shared libs)"
+  rec 5 stripped_binary_bytes fsync "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"
+  rec 5 stripped_binary_bytes batched "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"
+  rec 5 stripped_binary_bytes bridge "$(stat -c %s "$(command -v mosquitto)")" "bytes (stripped executable; both link the system libssl)"
 fi
 
 "$TOOL" report --measurements "$M" --machine "$WORK/machine.json" \

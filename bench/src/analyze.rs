@@ -126,9 +126,22 @@ pub fn run(a: Args) -> Result<()> {
             .filter(|(s, _)| matches!(backlog_done, Some(d) if *s < d))
             .map(|(s, r)| r.saturating_sub(*s) as f64 / 1e6)
             .collect();
+        // First arrival after the cloud came back: the forwarder has reconnected.
+        let reconnected = first.values().map(|(_, r)| *r).filter(|r| *r >= up).min();
+        let after_up = first.values().filter(|(s, r)| *s < up && *r >= up).count();
+        let drain_after_reconnect = match (reconnected, backlog_done) {
+            (Some(c), Some(d)) if d >= c => Some((d - c) as f64 / 1e9),
+            _ => None,
+        };
         out["drain"] = json!({
             "backlog_delivered": backlog,
+            "backlog_delivered_after_up": after_up,
             "drain_s": backlog_done.map(|d| d.saturating_sub(up) as f64 / 1e9),
+            "reconnect_s": reconnected.map(|c| c.saturating_sub(up) as f64 / 1e9),
+            "drain_after_reconnect_s": drain_after_reconnect,
+            "backlog_msg_s_after_reconnect": drain_after_reconnect
+                .filter(|d| *d > 0.0)
+                .map(|d| after_up as f64 / d),
             "live_published_during_drain_delivered_before_backlog_done": live_before,
             "live_latency_during_drain": latency_summary(during),
             "live_latency_all": latency_summary(
