@@ -24,6 +24,7 @@ pub mod policy;
 pub mod provisioning;
 pub mod rate;
 pub mod relay;
+pub mod service_client;
 pub mod shadow;
 pub mod stats;
 pub mod testcerts;

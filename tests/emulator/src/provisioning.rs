@@ -15,7 +15,7 @@
 //! `{"statusCode","errorCode","errorMessage"}`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -36,10 +36,8 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Req, X509};
 use serde_json::{json, Map, Value};
 
 use crate::error::EmulatorError;
-use crate::mqtt_packet::{
-    encode_connect, encode_puback, encode_publish, encode_subscribe, kind, parse_fixed_header,
-    parse_packet, Packet,
-};
+use crate::mqtt_packet::{encode_puback, encode_publish, parse_fixed_header, parse_packet, Packet};
+use crate::service_client::{self, PacketReader, ServiceConnection};
 use crate::shadow::Reply;
 use crate::stats::StatsHandle;
 
@@ -547,40 +545,6 @@ pub struct ProvisioningService {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Reads whole MQTT packets from a blocking stream.
-struct PacketReader {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl PacketReader {
-    fn next(&mut self) -> std::io::Result<Vec<u8>> {
-        loop {
-            if let Some(h) = parse_fixed_header(&self.buf).map_err(std::io::Error::other)? {
-                if self.buf.len() >= h.total_len() {
-                    let rest = self.buf.split_off(h.total_len());
-                    return Ok(std::mem::replace(&mut self.buf, rest));
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn next_packet_of(&mut self, packet_type: u8) -> std::io::Result<Vec<u8>> {
-        loop {
-            let p = self.next()?;
-            if p.first().map(|b| b >> 4) == Some(packet_type) {
-                return Ok(p);
-            }
-        }
-    }
-}
-
 impl ProvisioningService {
     /// Connects to the broker at `broker`, subscribes to the request topics and serves until
     /// stopped.
@@ -589,47 +553,11 @@ impl ProvisioningService {
         provisioner: Provisioner,
         stats: StatsHandle,
     ) -> Result<ProvisioningService, EmulatorError> {
-        let err = |what: &str, e: std::io::Error| {
-            EmulatorError::io(format!("provisioning service: {what}"), e)
-        };
-        let stream = TcpStream::connect(broker).map_err(|e| err("connect to private broker", e))?;
-        stream.set_nodelay(true).map_err(|e| err("nodelay", e))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| err("timeout", e))?;
-        let mut writer = stream.try_clone().map_err(|e| err("clone socket", e))?;
-        let socket = stream.try_clone().map_err(|e| err("clone socket", e))?;
-        let mut reader = PacketReader {
-            stream,
-            buf: Vec::new(),
-        };
-        writer
-            .write_all(&encode_connect(CLIENT_ID, 0, true))
-            .map_err(|e| err("send CONNECT", e))?;
-        let connack = reader
-            .next_packet_of(kind::CONNACK)
-            .map_err(|e| err("read CONNACK", e))?;
-        if connack.get(3) != Some(&0) {
-            return Err(EmulatorError::Broker(format!(
-                "provisioning service CONNACK refused: {connack:?}"
-            )));
-        }
-        let filters: Vec<(&str, u8)> = REQUEST_FILTERS.iter().map(|f| (*f, 1)).collect();
-        writer
-            .write_all(&encode_subscribe(1, &filters))
-            .map_err(|e| err("send SUBSCRIBE", e))?;
-        let suback = reader
-            .next_packet_of(kind::SUBACK)
-            .map_err(|e| err("read SUBACK", e))?;
-        if suback.iter().skip(4).any(|rc| *rc >= 0x80) {
-            return Err(EmulatorError::Broker(format!(
-                "provisioning service SUBSCRIBE refused: {suback:?}"
-            )));
-        }
-        reader
-            .stream
-            .set_read_timeout(None)
-            .map_err(|e| err("timeout", e))?;
+        let ServiceConnection {
+            reader,
+            writer,
+            socket,
+        } = service_client::connect("provisioning service", broker, CLIENT_ID, &REQUEST_FILTERS)?;
         let thread = std::thread::Builder::new()
             .name("emu-provisioning".into())
             .spawn(move || serve(reader, writer, provisioner, stats))
@@ -663,7 +591,7 @@ fn serve(
 ) {
     let mut next_id: u16 = 1;
     loop {
-        let bytes = match reader.next() {
+        let bytes = match reader.next_packet() {
             Ok(b) => b,
             Err(e) => {
                 debug!("provisioning service stops: {e}");

@@ -2,20 +2,18 @@
 //! topics, answers with QoS 1 publishes, counts outcomes and optionally persists to a file.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 
 use super::{Entry, ShadowLimits, ShadowStore, REQUEST_FILTERS};
 use crate::error::EmulatorError;
-use crate::mqtt_packet::{
-    encode_connect, encode_puback, encode_publish, encode_subscribe, kind, parse_fixed_header,
-    parse_packet, Packet,
-};
+use crate::mqtt_packet::{encode_puback, encode_publish, parse_fixed_header, parse_packet, Packet};
+use crate::service_client::{self, PacketReader, ServiceConnection};
 use crate::stats::StatsHandle;
 
 /// The shadow service's MQTT client id on the private broker.
@@ -25,40 +23,6 @@ pub const CLIENT_ID: &str = "aws-iot-emulator-shadow-service";
 pub struct ShadowService {
     socket: TcpStream,
     thread: Option<JoinHandle<()>>,
-}
-
-/// Reads whole MQTT packets from a blocking stream.
-struct PacketReader {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl PacketReader {
-    fn next(&mut self) -> std::io::Result<Vec<u8>> {
-        loop {
-            if let Some(h) = parse_fixed_header(&self.buf).map_err(std::io::Error::other)? {
-                if self.buf.len() >= h.total_len() {
-                    let rest = self.buf.split_off(h.total_len());
-                    return Ok(std::mem::replace(&mut self.buf, rest));
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn next_packet_of(&mut self, packet_type: u8) -> std::io::Result<Vec<u8>> {
-        loop {
-            let p = self.next()?;
-            if p.first().map(|b| b >> 4) == Some(packet_type) {
-                return Ok(p);
-            }
-        }
-    }
 }
 
 fn load(path: &Path) -> Result<BTreeMap<String, Entry>, EmulatorError> {
@@ -102,45 +66,11 @@ impl ShadowService {
             None => BTreeMap::new(),
         };
         let store = ShadowStore::with_entries(limits, entries);
-        let err = |what: &str, e: std::io::Error| EmulatorError::Shadow(format!("{what}: {e}"));
-        let stream = TcpStream::connect(broker).map_err(|e| err("connect to private broker", e))?;
-        stream.set_nodelay(true).map_err(|e| err("nodelay", e))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| err("timeout", e))?;
-        let mut writer = stream.try_clone().map_err(|e| err("clone socket", e))?;
-        let socket = stream.try_clone().map_err(|e| err("clone socket", e))?;
-        let mut reader = PacketReader {
-            stream,
-            buf: Vec::new(),
-        };
-        writer
-            .write_all(&encode_connect(CLIENT_ID, 0, true))
-            .map_err(|e| err("send CONNECT", e))?;
-        let connack = reader
-            .next_packet_of(kind::CONNACK)
-            .map_err(|e| err("read CONNACK", e))?;
-        if connack.get(3) != Some(&0) {
-            return Err(EmulatorError::Shadow(format!(
-                "CONNACK refused: {connack:?}"
-            )));
-        }
-        let filters: Vec<(&str, u8)> = REQUEST_FILTERS.iter().map(|f| (*f, 1)).collect();
-        writer
-            .write_all(&encode_subscribe(1, &filters))
-            .map_err(|e| err("send SUBSCRIBE", e))?;
-        let suback = reader
-            .next_packet_of(kind::SUBACK)
-            .map_err(|e| err("read SUBACK", e))?;
-        if suback.iter().skip(4).any(|rc| *rc >= 0x80) {
-            return Err(EmulatorError::Shadow(format!(
-                "SUBSCRIBE refused: {suback:?}"
-            )));
-        }
-        reader
-            .stream
-            .set_read_timeout(None)
-            .map_err(|e| err("timeout", e))?;
+        let ServiceConnection {
+            reader,
+            writer,
+            socket,
+        } = service_client::connect("shadow service", broker, CLIENT_ID, &REQUEST_FILTERS)?;
         let thread = std::thread::Builder::new()
             .name("emu-shadow".into())
             .spawn(move || serve(reader, writer, store, file, stats))
@@ -175,7 +105,7 @@ fn serve(
 ) {
     let mut next_id: u16 = 1;
     loop {
-        let bytes = match reader.next() {
+        let bytes = match reader.next_packet() {
             Ok(b) => b,
             Err(e) => {
                 debug!("shadow service stops: {e}");
