@@ -210,7 +210,10 @@ impl Ingest {
                 self.journal.dropped()
             );
         }
-        self.peers.journaled.do_send(Journaled { last_seq: seq });
+        // One notice per burst: the Buffer reads everything appended up to when it handles it.
+        if self.journal.announce() {
+            self.peers.journaled.do_send(Journaled { last_seq: seq });
+        }
     }
 
     /// Asks the actor to pause the intake. (Not from here: paho-mqtt runs this callback under

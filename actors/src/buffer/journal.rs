@@ -157,6 +157,8 @@ struct Inner {
     durability: Durability,
     limits: Limits,
     min_free_bytes: u64,
+    /// Appends not yet announced to the drain (one notification covers a burst).
+    unannounced: std::sync::atomic::AtomicBool,
     free_cached: AtomicU64,
     free_checked_ms: AtomicU64,
     appended_since_check: AtomicU64,
@@ -216,6 +218,7 @@ impl Journal {
                 durability: config.durability,
                 limits: config.limits,
                 min_free_bytes: config.min_free_bytes,
+                unannounced: std::sync::atomic::AtomicBool::new(false),
                 free_cached: AtomicU64::new(0),
                 free_checked_ms: AtomicU64::new(0),
                 appended_since_check: AtomicU64::new(0),
@@ -322,6 +325,16 @@ impl Journal {
                 }
             }
         }
+    }
+
+    /// Marks that entries were appended; true when the drain must be told (no notice pending).
+    pub fn announce(&self) -> bool {
+        !self.inner.unannounced.swap(true, Ordering::AcqRel)
+    }
+
+    /// The drain calls this before reading: later appends announce themselves again.
+    pub fn take_announcement(&self) {
+        self.inner.unannounced.store(false, Ordering::Release);
     }
 
     /// Entries removed by `dropOldest` since the journal was opened.

@@ -122,6 +122,7 @@ impl Actor for Buffer {
 impl Handler<Journaled> for Buffer {
     type Result = ();
     fn handle(&mut self, _msg: Journaled, ctx: &mut Self::Context) {
+        self.journal.take_announcement(); // before reading, so no append goes unannounced
         self.pump(ctx);
     }
 }
