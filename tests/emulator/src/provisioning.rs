@@ -15,10 +15,8 @@
 //! `{"statusCode","errorCode","errorMessage"}`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -36,8 +34,7 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Req, X509};
 use serde_json::{json, Map, Value};
 
 use crate::error::EmulatorError;
-use crate::mqtt_packet::{encode_puback, encode_publish, parse_fixed_header, parse_packet, Packet};
-use crate::service_client::{self, PacketReader, ServiceConnection};
+use crate::service_client::Service;
 use crate::shadow::Reply;
 use crate::stats::StatsHandle;
 
@@ -540,91 +537,37 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The running service; stopped on drop.
-pub struct ProvisioningService {
-    socket: TcpStream,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct ProvisioningService(Service);
 
 impl ProvisioningService {
     /// Connects to the broker at `broker`, subscribes to the request topics and serves until
     /// stopped.
     pub fn start(
         broker: SocketAddr,
-        provisioner: Provisioner,
+        mut provisioner: Provisioner,
         stats: StatsHandle,
     ) -> Result<ProvisioningService, EmulatorError> {
-        let ServiceConnection {
-            reader,
-            writer,
-            socket,
-        } = service_client::connect("provisioning service", broker, CLIENT_ID, &REQUEST_FILTERS)?;
-        let thread = std::thread::Builder::new()
-            .name("emu-provisioning".into())
-            .spawn(move || serve(reader, writer, provisioner, stats))
-            .map_err(|e| EmulatorError::io("spawn provisioning thread", e))?;
-        Ok(ProvisioningService {
-            socket,
-            thread: Some(thread),
-        })
+        let service = Service::start(
+            "provisioning service",
+            "emu-provisioning",
+            broker,
+            CLIENT_ID,
+            &REQUEST_FILTERS,
+            move |topic, payload| {
+                let Some(handled) = provisioner.handle(topic, payload, Instant::now()) else {
+                    return Vec::new();
+                };
+                debug!("provisioning {topic} -> {}", handled.outcome);
+                stats.provisioning(&handled.outcome);
+                vec![handled.reply]
+            },
+        )?;
+        Ok(ProvisioningService(service))
     }
 
     /// Disconnects from the broker and waits for the service thread.
     pub fn stop(&mut self) {
-        let _ = self.socket.shutdown(Shutdown::Both);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for ProvisioningService {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn serve(
-    mut reader: PacketReader,
-    mut writer: TcpStream,
-    mut provisioner: Provisioner,
-    stats: StatsHandle,
-) {
-    let mut next_id: u16 = 1;
-    loop {
-        let bytes = match reader.next_packet() {
-            Ok(b) => b,
-            Err(e) => {
-                debug!("provisioning service stops: {e}");
-                return;
-            }
-        };
-        let header = match parse_fixed_header(&bytes) {
-            Ok(Some(h)) => h,
-            _ => continue,
-        };
-        let Ok(Packet::Publish(p)) = parse_packet(&header, &bytes) else {
-            continue;
-        };
-        let mut out = Vec::new();
-        if let Some(id) = p.packet_id {
-            out.extend_from_slice(&encode_puback(id));
-        }
-        if let Some(handled) = provisioner.handle(p.topic, p.payload, Instant::now()) {
-            debug!("provisioning {} -> {}", p.topic, handled.outcome);
-            stats.provisioning(&handled.outcome);
-            next_id = next_id.checked_add(1).unwrap_or(1);
-            out.extend_from_slice(&encode_publish(
-                &handled.reply.topic,
-                handled.reply.payload.to_string().as_bytes(),
-                1,
-                next_id,
-                false,
-            ));
-        }
-        if let Err(e) = writer.write_all(&out) {
-            debug!("provisioning service stops: {e}");
-            return;
-        }
+        self.0.stop();
     }
 }
 

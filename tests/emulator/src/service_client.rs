@@ -3,11 +3,18 @@
 //! and then reads whole packets.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use log::debug;
+
 use crate::error::EmulatorError;
-use crate::mqtt_packet::{encode_connect, encode_subscribe, kind, parse_fixed_header};
+use crate::mqtt_packet::{
+    encode_connect, encode_puback, encode_publish, encode_subscribe, kind, parse_fixed_header,
+    parse_packet, Packet,
+};
+use crate::shadow::Reply;
 
 /// Reads whole MQTT packets from a blocking stream.
 pub struct PacketReader {
@@ -108,4 +115,85 @@ pub fn connect(
         writer,
         socket,
     })
+}
+
+/// A running service: a thread answering request PUBLISHes on the private broker; stopped on
+/// drop.
+pub struct Service {
+    socket: TcpStream,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Service {
+    /// Connects as `client_id`, subscribes to `filters`, and runs `handle(topic, payload)` for
+    /// every request in a thread named `thread_name`; the replies it returns are published at
+    /// QoS 1 after the request's PUBACK.
+    pub fn start(
+        service: &'static str,
+        thread_name: &str,
+        broker: SocketAddr,
+        client_id: &str,
+        filters: &[&str],
+        mut handle: impl FnMut(&str, &[u8]) -> Vec<Reply> + Send + 'static,
+    ) -> Result<Service, EmulatorError> {
+        let ServiceConnection {
+            mut reader,
+            mut writer,
+            socket,
+        } = connect(service, broker, client_id, filters)?;
+        let thread = std::thread::Builder::new()
+            .name(thread_name.into())
+            .spawn(move || {
+                let mut next_id: u16 = 1;
+                loop {
+                    let bytes = match reader.next_packet() {
+                        Ok(b) => b,
+                        Err(e) => return debug!("{service} stops: {e}"),
+                    };
+                    let Ok(Some(header)) = parse_fixed_header(&bytes) else {
+                        continue;
+                    };
+                    let Ok(Packet::Publish(p)) = parse_packet(&header, &bytes) else {
+                        continue;
+                    };
+                    let mut out = Vec::new();
+                    if let Some(id) = p.packet_id {
+                        out.extend_from_slice(&encode_puback(id));
+                    }
+                    for r in handle(p.topic, p.payload) {
+                        next_id = next_id.checked_add(1).unwrap_or(1);
+                        let payload = r.payload.to_string();
+                        out.extend_from_slice(&encode_publish(
+                            &r.topic,
+                            payload.as_bytes(),
+                            1,
+                            next_id,
+                            false,
+                        ));
+                    }
+                    if let Err(e) = writer.write_all(&out) {
+                        return debug!("{service} stops: {e}");
+                    }
+                }
+            })
+            .map_err(|e| EmulatorError::io(format!("spawn {service} thread"), e))?;
+        Ok(Service {
+            socket,
+            thread: Some(thread),
+        })
+    }
+
+    /// Disconnects from the broker and waits for the service thread.
+    pub fn stop(&mut self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
