@@ -13,6 +13,21 @@ const DEVICE: &str = "gw-2";
 const STATUS: &str = "edge/connection/remote/status";
 const T: Duration = Duration::from_secs(30);
 
+/// With the cloud cut (status seen disconnected), publishes `n` numbered telemetry messages;
+/// returns a subscriber on the cloud side that was listening before the cut.
+fn publish_offline(rig: &CloudRig, n: u32) -> Probe {
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud(&["telemetry/#"]);
+    rig.proxy.cut();
+    expect_status(&status, false);
+    let sensor = rig.local("sensor", &[]);
+    for i in 0..n {
+        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
+    }
+    cloud
+}
+
 fn expect_status(probe: &Probe, connected: bool) -> Value {
     probe.expect_json(STATUS, T, &format!("status connected={connected}"), |v| {
         v["connected"] == connected
@@ -68,16 +83,7 @@ fn a_full_buffer_with_drop_oldest_keeps_the_newest_500_and_counts_500_dropped() 
         |c| c,
         json!({"buffer": {"maxMessages": 500, "whenFull": "dropOldest"}}),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-
-    let sensor = rig.local("sensor", &[]);
-    for i in 0..1000u32 {
-        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
-    }
+    let cloud = publish_offline(&rig, 1000);
     rig.wait_for_metric("journaled=1000 quarantined=0 dropped=500");
     rig.proxy.resume();
     let got = cloud.collect(500, T);
@@ -103,16 +109,7 @@ fn a_full_buffer_with_reject_new_delivers_all_1000_once_the_cloud_returns() {
         |c| c,
         json!({"buffer": {"maxMessages": 500, "whenFull": "rejectNew"}}),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-
-    let sensor = rig.local("sensor", &[]);
-    for i in 0..1000u32 {
-        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
-    }
+    let cloud = publish_offline(&rig, 1000);
     // At 500 queued awslink pauses its local session; Mosquitto keeps the rest for it.
     rig.wait_for_metric("paused=1");
     rig.proxy.resume();
