@@ -129,13 +129,7 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
         None
     };
     let local_config = LocalConfig {
-        uri: config.local.uri.clone(),
-        client_id: config.local.client_id.clone(),
-        username: config.local.username.clone(),
-        password: config.local.password.clone(),
-        ca_cert: config.local.ca_cert.clone(),
-        cert: config.local.cert.clone(),
-        key: config.local.key.clone(),
+        connection: config.local.clone(),
         status_topic: config.status_topic.clone(),
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,

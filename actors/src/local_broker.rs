@@ -22,10 +22,10 @@ use crate::shadow_mapper::ShadowIngest;
 use crate::status_publisher::{last_will_payload, THING_REQUEST_TOPIC};
 use crate::topics::{self, Downlink, Identity, UplinkError};
 
-/// How to reach the local broker.
-#[derive(Clone)]
-pub struct LocalConfig {
-    /// `tcp://host:port` or `ssl://host:port`.
+/// How to reach the local broker (the `local*` configuration keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConnection {
+    /// paho URI: `tcp://host:port` or `ssl://host:port`.
     pub uri: String,
     /// Fixed client id of the persistent session.
     pub client_id: String,
@@ -39,6 +39,13 @@ pub struct LocalConfig {
     pub cert: Option<PathBuf>,
     /// Client key for a TLS local broker.
     pub key: Option<PathBuf>,
+}
+
+/// Everything the LocalBroker needs.
+#[derive(Clone)]
+pub struct LocalConfig {
+    /// The broker and the session.
+    pub connection: LocalConnection,
     /// Where the retained status (and the last will) goes.
     pub status_topic: String,
     /// Tenant and device ids for topic mapping.
@@ -294,8 +301,8 @@ impl LocalBroker {
 
     fn create_client(&self) -> Result<mqtt::AsyncClient, String> {
         let client = mqtt::CreateOptionsBuilder::new()
-            .server_uri(&self.config.uri)
-            .client_id(&self.config.client_id)
+            .server_uri(&self.config.connection.uri)
+            .client_id(&self.config.connection.client_id)
             .persistence(None)
             .send_while_disconnected(true)
             .allow_disconnected_send_at_anytime(true)
@@ -331,9 +338,9 @@ impl LocalBroker {
     }
 
     fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
-        let c = &self.config;
+        let c = &self.config.connection;
         let will = mqtt::MessageBuilder::new()
-            .topic(&c.status_topic)
+            .topic(&self.config.status_topic)
             .payload(last_will_payload())
             .qos(1)
             .retained(true)
@@ -436,7 +443,7 @@ impl Handler<Pause> for LocalBroker {
             }
             PauseReason::JournalError => "the journal refuses writes",
         };
-        warn!("{why}: pausing the local intake; Mosquitto holds new messages for the {:?} session until there is room", self.config.client_id);
+        warn!("{why}: pausing the local intake; Mosquitto holds new messages for the {:?} session until there is room", self.config.connection.client_id);
         if let Some(client) = &self.client {
             drop(client.disconnect(None));
         }
@@ -456,7 +463,7 @@ impl Handler<ConnectResult> for LocalBroker {
             }
             warn!(
                 "cannot connect to the local broker {}: {e}; retrying in 1 s",
-                self.config.uri
+                self.config.connection.uri
             );
             ctx.run_later(Duration::from_secs(1), |act, ctx| act.connect(ctx));
         }

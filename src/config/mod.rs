@@ -85,24 +85,8 @@ pub struct QuotaSettings {
     pub max_payload_bytes: u64,
 }
 
-/// Local broker connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSettings {
-    /// paho URI (`tcp://` or `ssl://`).
-    pub uri: String,
-    /// Fixed client id of the persistent session.
-    pub client_id: String,
-    /// Username.
-    pub username: Option<String>,
-    /// Password (never logged).
-    pub password: Option<String>,
-    /// CA for TLS.
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate for TLS.
-    pub cert: Option<PathBuf>,
-    /// Client key for TLS.
-    pub key: Option<PathBuf>,
-}
+/// Local broker connection (the LocalBroker's own settings type).
+pub use awslink_actors::local_broker::LocalConnection as LocalSettings;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
