@@ -24,14 +24,15 @@ struct Rig {
 
 impl Rig {
     fn start(extra: Value) -> Rig {
-        Self::start_with(extra, |c| TlsListener {
-            ca: c.ca.clone(),
-            cert: c.server_cert.clone(),
-            key: c.server_key.clone(),
-        })
+        Self::start_with(|_| extra, server_tls)
     }
 
-    fn start_with(extra: Value, cloud_tls: impl Fn(&Certs) -> TlsListener) -> Rig {
+    /// `extra` (awslink config) and `cloud_tls` (the cloud broker's listener) may use the
+    /// generated certificates.
+    fn start_with(
+        extra: impl FnOnce(&Certs) -> Value,
+        cloud_tls: impl Fn(&Certs) -> TlsListener,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(dir.path(), DEVICE);
         let local = Mosquitto::plain();
@@ -42,7 +43,7 @@ impl Rig {
             local_uri: local.uri(),
             certs: &certs,
             device_id: DEVICE,
-            extra,
+            extra: extra(&certs),
         });
         Rig {
             awslink,
@@ -65,6 +66,15 @@ impl Rig {
 
     fn local_probe(&self, id: &str, filters: &[&str]) -> Probe {
         Probe::connect(&self.local.uri(), id, filters)
+    }
+}
+
+/// The cloud broker's listener with the server certificate for `localhost`.
+fn server_tls(c: &Certs) -> TlsListener {
+    TlsListener {
+        ca: c.ca.clone(),
+        cert: c.server_cert.clone(),
+        key: c.server_key.clone(),
     }
 }
 
@@ -287,24 +297,11 @@ fn status_goes_connected_disconnected_connected() {
 
 #[test]
 fn an_untrusted_client_certificate_is_refused_reported_and_retried_under_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::generate(dir.path(), DEVICE);
-    let local = Mosquitto::plain();
-    let cloud = Mosquitto::tls(TlsListener {
-        ca: certs.ca.clone(),
-        cert: certs.server_cert.clone(),
-        key: certs.server_key.clone(),
-    });
-    let setup = AwslinkSetup {
-        dir: dir.path(),
-        cloud_port: cloud.port,
-        local_uri: local.uri(),
-        certs: &certs,
-        device_id: DEVICE,
-        extra: json!({"cert": certs.untrusted_cert, "key": certs.untrusted_key, "deviceId": DEVICE}),
-    };
-    let awslink = Awslink::start(&setup);
-    let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+    let rig = Rig::start_with(
+        |c| json!({"cert": c.untrusted_cert, "key": c.untrusted_key, "deviceId": DEVICE}),
+        server_tls,
+    );
+    let (awslink, status) = (&rig.awslink, rig.local_probe("status-watch", &[STATUS]));
     let down = expect_status(&status, false);
     assert_eq!(down["cause"], "CONNECTION_NOT_AUTHENTICATED", "{down}");
     assert!(
@@ -323,24 +320,15 @@ fn an_untrusted_client_certificate_is_refused_reported_and_retried_under_backoff
 
 #[test]
 fn a_server_certificate_for_another_host_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::generate(dir.path(), DEVICE);
-    let local = Mosquitto::plain();
-    let cloud = Mosquitto::tls(TlsListener {
-        ca: certs.ca.clone(),
-        cert: certs.wrong_name_cert.clone(),
-        key: certs.wrong_name_key.clone(),
-    });
-    let setup = AwslinkSetup {
-        dir: dir.path(),
-        cloud_port: cloud.port,
-        local_uri: local.uri(),
-        certs: &certs,
-        device_id: DEVICE,
-        extra: json!({}),
-    };
-    let awslink = Awslink::start(&setup);
-    let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+    let rig = Rig::start_with(
+        |_| json!({}),
+        |c| TlsListener {
+            ca: c.ca.clone(),
+            cert: c.wrong_name_cert.clone(),
+            key: c.wrong_name_key.clone(),
+        },
+    );
+    let (awslink, status) = (&rig.awslink, rig.local_probe("status-watch", &[STATUS]));
     let down = expect_status(&status, false);
     assert_eq!(down["cause"], "CONNECTION_ERROR", "{down}");
     assert_eq!(
