@@ -173,20 +173,16 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
     };
     let shadow_mapper = shadow_ingest
         .map(|ingest| shadow_ctx.run(ShadowMapper::new(ingest, local.clone().recipient())));
-    let (link_buffer, link_local, link_shadow) =
-        (buffer.clone(), local.clone(), shadow_mapper.clone());
+    let (link_local, link_shadow) = (local.clone(), shadow_mapper.clone());
     let start_link: LinkFactory = Box::new(move |attempt, events| {
         let peers = LinkPeers {
             events,
-            delivered: link_buffer.clone().recipient(),
-            rejected: link_buffer.clone().recipient(),
             inbound: link_local.clone().recipient(),
             shadow_inbound: link_shadow.clone().map(Addr::recipient),
             downlink_store: Some(link_store.clone()),
         };
         let link = CloudLink::new(link_config.clone(), peers, attempt).start();
         LinkHandle {
-            publish: link.clone().recipient(),
             disconnect: link.recipient(),
         }
     });

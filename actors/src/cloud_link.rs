@@ -1,20 +1,20 @@
 //! CloudLink: the one MQTT connection to AWS IoT. Mutual TLS with peer and hostname verification,
 //! SNI, no automatic reconnect: on failure or loss it reports `LinkEvent::Down` and stops; the
-//! Supervisor starts a fresh one. Publishes at QoS 1 and answers `Delivered` on PUBACK.
+//! Supervisor starts a fresh one. Once up it hands a [`Publisher`] (its paho client) to the
+//! Buffer via the Supervisor, and watches that the endpoint answers what the Buffer sends.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use log::{debug, info, warn};
+use log::{info, warn};
 use paho_mqtt as mqtt;
 
 use crate::buffer::journal::Journal;
-use crate::messages::{
-    CloudInbound, CloudMessage, Delivered, Disconnect, DownCause, DownReason, LinkEvent, Publish,
-    Rejected,
-};
+use crate::messages::{CloudInbound, CloudMessage, Disconnect, DownCause, DownReason, LinkEvent};
 use crate::metrics::unix_ms;
+use crate::publisher::{Progress, Publisher};
 use crate::tls_probe::{self, ProbeTarget};
 
 /// How often the link checks that the endpoint still answers.
@@ -56,10 +56,6 @@ pub struct LinkConfig {
 pub struct LinkPeers {
     /// The Supervisor.
     pub events: Recipient<LinkEvent>,
-    /// The Buffer, for PUBACKs.
-    pub delivered: Recipient<Delivered>,
-    /// The Buffer, for failed publishes.
-    pub rejected: Recipient<Rejected>,
     /// Where commands from the cloud go.
     pub inbound: Recipient<CloudInbound>,
     /// Where Device Shadow replies (`$aws/things/…/shadow/…`) go, when the mapper runs.
@@ -95,10 +91,8 @@ pub struct CloudLink {
     client: Option<mqtt::AsyncClient>,
     up: bool,
     reported_down: bool,
-    /// Publishes sent and not yet answered by the endpoint.
-    outstanding: usize,
-    /// Since when the endpoint has not answered any of them (reset by each answer).
-    waiting_since: Option<Instant>,
+    /// Publishes the Buffer sent on this link and the endpoint has not answered yet.
+    progress: Arc<Progress>,
 }
 
 #[derive(Message)]
@@ -108,8 +102,6 @@ enum Internal {
     Subscribed(Result<(), String>),
     Lost,
     Down(DownReason),
-    /// The endpoint answered one publish (PUBACK or error).
-    Answered,
 }
 
 impl CloudLink {
@@ -122,8 +114,7 @@ impl CloudLink {
             client: None,
             up: false,
             reported_down: false,
-            outstanding: 0,
-            waiting_since: None,
+            progress: Arc::new(Progress::default()),
         }
     }
 
@@ -148,13 +139,12 @@ impl CloudLink {
     /// periods after the last packet it *sent*. With publishes outstanding, silence for one
     /// keep-alive period is proof enough.
     fn check_progress(&mut self, ctx: &mut Context<Self>) {
-        let Some(since) = self.waiting_since else {
+        let Some((outstanding, silent)) = self.progress.stalled() else {
             return;
         };
-        if since.elapsed() > self.config.keep_alive {
+        if silent > self.config.keep_alive {
             let detail = format!(
-                "connection lost: keep-alive timeout ({} publishes unacknowledged for {} s)",
-                self.outstanding,
+                "connection lost: keep-alive timeout ({outstanding} publishes unacknowledged for {} s)",
                 self.config.keep_alive.as_secs()
             );
             self.report_down(
@@ -374,11 +364,14 @@ impl Handler<Internal> for CloudLink {
                 });
             }
             Internal::Subscribed(Ok(())) => {
+                let Some(client) = &self.client else { return };
                 self.up = true;
                 ctx.run_interval(WATCHDOG_TICK, |act, ctx| act.check_progress(ctx));
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
+                let publisher = Publisher::new(client.clone(), self.progress.clone(), self.attempt);
                 self.peers.events.do_send(LinkEvent::Up {
                     attempt: self.attempt,
+                    publisher,
                 });
             }
             Internal::Subscribed(Err(detail)) => self.report_down(
@@ -403,58 +396,7 @@ impl Handler<Internal> for CloudLink {
                 )
             }
             Internal::Down(reason) => self.report_down(reason, ctx),
-            Internal::Answered => {
-                self.outstanding = self.outstanding.saturating_sub(1);
-                self.waiting_since = (self.outstanding > 0).then(Instant::now);
-            }
         }
-    }
-}
-
-impl Handler<Publish> for CloudLink {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
-        let seq = msg.seq;
-        let Some(client) = self.client.as_ref().filter(|_| self.up) else {
-            // The Buffer re-sends everything in flight when the Supervisor reports the next link.
-            debug!("publish {seq} dropped: cloud link not connected");
-            return;
-        };
-        let message = mqtt::MessageBuilder::new()
-            .topic(msg.msg.topic)
-            .payload(msg.msg.payload)
-            .qos(msg.msg.qos.clamp(0, 1))
-            .finalize();
-        let token = client.publish(message);
-        if self.outstanding == 0 {
-            self.waiting_since = Some(Instant::now());
-        }
-        self.outstanding += 1;
-        let delivered = self.peers.delivered.clone();
-        let rejected = self.peers.rejected.clone();
-        let me = ctx.address();
-        actix_rt::spawn(async move {
-            let result = token.await;
-            me.do_send(Internal::Answered);
-            match result {
-                Ok(_) => delivered.do_send(Delivered { seq }),
-                Err(e) => {
-                    debug!("publish {seq} failed: {e}");
-                    let permanent = matches!(
-                        e,
-                        mqtt::Error::BadUtf8String
-                            | mqtt::Error::BadQos
-                            | mqtt::Error::TopicNameTruncated
-                    );
-                    rejected.do_send(Rejected {
-                        seq,
-                        reason: e.to_string(),
-                        permanent,
-                    });
-                }
-            }
-        });
     }
 }
 

@@ -3,11 +3,11 @@
 //! The actors of awslink and the typed messages between them (see `ARCHITECTURE.md`).
 //!
 //! ```text
-//!  local apps ⇄ Mosquitto ⇄ LocalBroker ──(journal append)──▶ Buffer ──Publish──▶ CloudLink ⇄ AWS IoT
-//!                               ▲                               ▲ ◀─Delivered/Rejected─┘  │
-//!                               └──────── LocalPublish ◀────────┼──── CloudInbound ◀──────┘
-//!  Supervisor: starts a CloudLink per attempt, LinkEvent Up/Down, backoff, LinkChanged → Buffer,
-//!              ConnectionStatus → StatusPublisher
+//!  local apps ⇄ Mosquitto ⇄ LocalBroker ──(journal append)──▶ Buffer ──(Publisher)──▶ AWS IoT
+//!                               ▲                               ▲ ◀── Acked ──┘         │
+//!                               └──────── LocalPublish ◀────────┼── CloudInbound ◀── CloudLink
+//!  Supervisor: starts a CloudLink per attempt, LinkEvent Up{publisher}/Down, backoff,
+//!              LinkChanged → Buffer, ConnectionStatus → StatusPublisher
 //!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
 //! ```
 //!
@@ -21,6 +21,7 @@ pub mod cloud_link;
 pub mod local_broker;
 pub mod messages;
 pub mod metrics;
+pub mod publisher;
 pub mod quota;
 pub mod shadow_mapper;
 pub mod status_publisher;

@@ -1,6 +1,9 @@
-//! Every message that crosses an actor boundary. Plain data: owned values, no trait objects.
+//! Every message that crosses an actor boundary. Plain data (owned values, no trait objects),
+//! except the link's [`Publisher`] handle that the Supervisor passes to the Buffer.
 
 use actix::prelude::*;
+
+use crate::publisher::Publisher;
 
 /// A message on its way to AWS IoT: the already-mapped cloud topic and the untouched payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,36 +24,6 @@ pub struct CloudMessage {
 pub struct Journaled {
     /// Journal key of the newest entry appended.
     pub last_seq: u64,
-}
-
-/// Buffer → CloudLink: publish this journal entry.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Publish {
-    /// Journal key; comes back in [`Delivered`] or [`Rejected`].
-    pub seq: u64,
-    /// What to publish.
-    pub msg: CloudMessage,
-}
-
-/// CloudLink → Buffer: AWS acknowledged (PUBACK) or, for QoS 0, the message was written.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub struct Delivered {
-    /// Journal key of the delivered entry.
-    pub seq: u64,
-}
-
-/// CloudLink → Buffer: the publish failed. `permanent` entries are quarantined; others stay for a re-send.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub struct Rejected {
-    /// Journal key of the entry.
-    pub seq: u64,
-    /// Why, for the log and the quarantine record.
-    pub reason: String,
-    /// True when re-sending can never succeed.
-    pub permanent: bool,
 }
 
 /// Why a connection to the cloud is not (or no longer) up, in Kanto's cause codes.
@@ -92,6 +65,8 @@ pub enum LinkEvent {
     Up {
         /// The attempt number the Supervisor gave the link.
         attempt: u64,
+        /// Where the Buffer publishes while this link is up.
+        publisher: Publisher,
     },
     /// The attempt failed or the connection was lost; the link actor stops itself.
     Down {
@@ -103,11 +78,11 @@ pub enum LinkEvent {
 }
 
 /// Supervisor → Buffer: where to publish now (`Some`) or that the link is gone (`None`).
-#[derive(Message, Clone)]
+#[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct LinkChanged {
-    /// The current CloudLink's publish inbox, or `None` while disconnected.
-    pub publisher: Option<Recipient<Publish>>,
+    /// The current CloudLink's publishing half, or `None` while disconnected.
+    pub publisher: Option<Publisher>,
 }
 
 /// Supervisor → CloudLink: disconnect cleanly and stop (shutdown).

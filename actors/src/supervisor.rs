@@ -11,14 +11,12 @@ use rand::Rng;
 use crate::backoff::BackoffPolicy;
 use crate::messages::{
     ActorMetrics, ConnectionStatus, Disconnect, DownCause, DownReason, GetMetrics, LinkChanged,
-    LinkEvent, Publish, Shutdown,
+    LinkEvent, Shutdown,
 };
 use crate::metrics::unix_secs;
 
-/// The two inboxes of a running CloudLink the Supervisor needs.
+/// What the Supervisor needs of a running CloudLink (its publisher comes with `LinkEvent::Up`).
 pub struct LinkHandle {
-    /// Where the Buffer publishes while this link is up.
-    pub publish: Recipient<Publish>,
     /// Used at shutdown.
     pub disconnect: Recipient<Disconnect>,
 }
@@ -91,12 +89,14 @@ impl Handler<LinkEvent> for Supervisor {
 
     fn handle(&mut self, event: LinkEvent, ctx: &mut Self::Context) {
         match event {
-            LinkEvent::Up { attempt } if attempt == self.attempt => {
-                let Some(link) = &self.current else { return };
+            LinkEvent::Up { attempt, publisher } if attempt == self.attempt => {
+                if self.current.is_none() {
+                    return;
+                }
                 self.up_since = Some(Instant::now());
                 self.last_down = None;
                 self.buffer.do_send(LinkChanged {
-                    publisher: Some(link.publish.clone()),
+                    publisher: Some(publisher),
                 });
                 self.status.do_send(ConnectionStatus {
                     connected: true,

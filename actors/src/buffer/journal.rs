@@ -353,6 +353,21 @@ impl Journal {
         Ok(Some((seq, msg)))
     }
 
+    /// Up to `max` entries with key ≥ `from`, in key order, read with one range scan. An entry
+    /// that cannot be decoded comes back as its key and what is wrong with it.
+    pub fn entries_from(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+        let mut out = Vec::with_capacity(max.min(256));
+        for item in self.inner.queue.range(from.to_be_bytes()..).take(max) {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            out.push((decode_key(&key), decode(&value)));
+        }
+        Ok(out)
+    }
+
     /// Removes a delivered entry. Removing a missing key is not an error (duplicate PUBACKs).
     pub fn remove(&self, seq: u64) -> Result<()> {
         if let Some(old) = self

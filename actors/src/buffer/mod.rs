@@ -1,35 +1,53 @@
 //! The Buffer actor: drains the journal to the cloud in key order with a bounded in-flight
-//! window, deletes an entry only on `Delivered`, and re-sends everything undelivered after a
-//! reconnect (at-least-once, order kept).
+//! window, publishing on the current link's [`Publisher`] and keeping the delivery tokens;
+//! deletes an entry only on its PUBACK, and re-sends everything undelivered after a reconnect
+//! (at-least-once, order kept).
 
 pub mod journal;
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{error, warn};
+use paho_mqtt as mqtt;
 
-use crate::messages::{
-    ActorMetrics, Delivered, Flush, GetMetrics, Journaled, LinkChanged, Publish, Rejected,
-};
+use crate::messages::{ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
 use crate::metrics::unix_ms;
+use crate::publisher::{is_permanent, AckNotice, Acked, Publisher};
 use crate::quota::Quota;
 use journal::Journal;
 
 /// AWS IoT allows 100 unacknowledged QoS 1 publishes per connection.
 pub const DEFAULT_WINDOW: usize = 100;
 
+/// After a publish failed for a reason that may pass (the link is going down), wait this long
+/// before sending again, unless the Supervisor reports a new link first.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// One publish waiting for its PUBACK.
+struct InFlight {
+    seq: u64,
+    token: mqtt::DeliveryToken,
+}
+
 /// Owns the drain of the journal.
 pub struct Buffer {
     journal: Journal,
-    publisher: Option<Recipient<Publish>>,
-    in_flight: BTreeSet<u64>,
+    publisher: Option<Publisher>,
+    /// Oldest first; at most `window` entries.
+    in_flight: VecDeque<InFlight>,
+    notice: Arc<AckNotice>,
+    waker: Waker,
     /// Next journal key to read; everything below it is either delivered or in flight.
     cursor: u64,
     window: usize,
     quota: Option<Quota>,
-    /// A pump is scheduled for when the quota allows the next message.
+    /// A pump is scheduled for later (the quota says wait, or a publish just failed).
     throttled: bool,
     throttle_waits: u64,
     throttle_wait_total: Duration,
@@ -43,10 +61,14 @@ impl Buffer {
     /// A buffer over `journal` that keeps at most `window` publishes unacknowledged and, with a
     /// `quota`, never sends faster than it allows.
     pub fn new(journal: Journal, window: usize, quota: Option<Quota>) -> Self {
+        let notice = Arc::new(AckNotice::default());
+        let waker = notice.waker();
         Buffer {
             journal,
             publisher: None,
-            in_flight: BTreeSet::new(),
+            in_flight: VecDeque::new(),
+            notice,
+            waker,
             cursor: 0,
             window: window.max(1),
             quota,
@@ -60,51 +82,121 @@ impl Buffer {
         }
     }
 
-    /// Sends journal entries until the window is full, the quota says wait, or the journal is
-    /// drained.
+    /// Sends what the window, the quota and the journal allow, then takes the publishes that
+    /// already finished, until neither makes progress.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let Some(publisher) = self.publisher.clone() else {
+        loop {
+            self.fill(ctx);
+            if !self.reap(ctx) {
+                return;
+            }
+        }
+    }
+
+    /// Sends journal entries until the window is full, the quota says wait, or the journal is
+    /// drained. Reads the journal in one range scan per round.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        if self.throttled || self.publisher.is_none() {
             return;
-        };
-        if self.throttled {
-            return; // a pump is already scheduled for when the quota allows
         }
         while self.in_flight.len() < self.window {
-            match self.journal.first_from(self.cursor) {
-                Ok(Some((seq, msg))) => {
-                    if let Some(quota) = &mut self.quota {
-                        let now = Instant::now();
-                        let bytes = (msg.topic.len() + msg.payload.len()) as u64;
-                        let wait = quota.wait_for(bytes, now);
-                        if !wait.is_zero() {
-                            self.throttled = true;
-                            self.throttle_waits += 1;
-                            self.throttle_wait_total += wait;
-                            ctx.run_later(wait, |act, ctx| {
-                                act.throttled = false;
-                                act.pump(ctx);
-                            });
-                            return;
-                        }
-                        quota.take(bytes, now);
-                    }
-                    self.cursor = seq + 1;
-                    self.in_flight.insert(seq);
-                    self.sent += 1;
-                    publisher.do_send(Publish { seq, msg });
-                }
-                Ok(None) => break,
-                Err(journal::JournalError::BadEntry { seq, detail }) => {
-                    error!("journal entry {seq} is unreadable ({detail}); moving it to quarantine");
-                    self.cursor = seq + 1;
-                    self.quarantine(seq, &format!("unreadable journal entry: {detail}"));
-                }
+            let room = self.window - self.in_flight.len();
+            let entries = match self.journal.entries_from(self.cursor, room) {
+                Ok(entries) if entries.is_empty() => return,
+                Ok(entries) => entries,
                 Err(e) => {
                     error!("cannot read the journal: {e}");
-                    break;
+                    return;
+                }
+            };
+            for (seq, entry) in entries {
+                let msg = match entry {
+                    Ok(msg) => msg,
+                    Err(detail) => {
+                        error!(
+                            "journal entry {seq} is unreadable ({detail}); moving it to quarantine"
+                        );
+                        self.cursor = seq + 1;
+                        self.quarantine(seq, &format!("unreadable journal entry: {detail}"));
+                        continue;
+                    }
+                };
+                if let Some(quota) = &mut self.quota {
+                    let now = Instant::now();
+                    let bytes = (msg.topic.len() + msg.payload.len()) as u64;
+                    let wait = quota.wait_for(bytes, now);
+                    if !wait.is_zero() {
+                        self.throttle_waits += 1;
+                        self.throttle_wait_total += wait;
+                        self.pump_later(wait, ctx);
+                        return;
+                    }
+                    quota.take(bytes, now);
+                }
+                let Some(publisher) = &self.publisher else {
+                    return;
+                };
+                self.cursor = seq + 1;
+                self.sent += 1;
+                let token = publisher.publish(msg);
+                self.in_flight.push_back(InFlight { seq, token });
+            }
+        }
+    }
+
+    fn pump_later(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        self.throttled = true;
+        ctx.run_later(wait, |act, ctx| {
+            act.throttled = false;
+            act.pump(ctx);
+        });
+    }
+
+    /// Polls every outstanding delivery token (which also registers the waker on new ones):
+    /// PUBACKed entries leave the journal, failed ones are quarantined (permanent) or sent again
+    /// after [`RETRY_AFTER`]. True when the window has room again and sending may go on now.
+    fn reap(&mut self, ctx: &mut Context<Self>) -> bool {
+        let mut cx = std::task::Context::from_waker(&self.waker);
+        let mut done = Vec::new();
+        self.in_flight
+            .retain_mut(|f| match Pin::new(&mut f.token).poll(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(result) => {
+                    done.push((f.seq, result));
+                    false
+                }
+            });
+        if done.is_empty() {
+            return false;
+        }
+        if let Some(publisher) = &self.publisher {
+            publisher.answered(done.len());
+        }
+        let mut retry = false;
+        for (seq, result) in done {
+            match result {
+                Ok(()) => {
+                    if let Err(e) = self.journal.remove(seq) {
+                        error!("cannot remove delivered entry {seq} from the journal: {e}");
+                    }
+                    self.delivered += 1;
+                }
+                Err(e) if is_permanent(&e) => {
+                    warn!("message {seq} can never be delivered ({e}); quarantined");
+                    self.quarantine(seq, &e.to_string());
+                }
+                Err(e) => {
+                    warn!("publish of message {seq} failed ({e}); will retry");
+                    self.retries += 1;
+                    self.cursor = self.cursor.min(seq);
+                    retry = true;
                 }
             }
         }
+        if retry && !self.throttled {
+            self.pump_later(RETRY_AFTER, ctx);
+        }
+        !self.throttled
     }
 
     fn quarantine(&mut self, seq: u64, reason: &str) {
@@ -117,6 +209,10 @@ impl Buffer {
 
 impl Actor for Buffer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.notice.attach(ctx.address().recipient());
+    }
 }
 
 impl Handler<Journaled> for Buffer {
@@ -127,53 +223,25 @@ impl Handler<Journaled> for Buffer {
     }
 }
 
+impl Handler<Acked> for Buffer {
+    type Result = ();
+    fn handle(&mut self, _msg: Acked, ctx: &mut Self::Context) {
+        self.notice.take(); // before polling, so no completion goes unnoticed
+        self.pump(ctx);
+    }
+}
+
 impl Handler<LinkChanged> for Buffer {
     type Result = ();
     fn handle(&mut self, msg: LinkChanged, ctx: &mut Self::Context) {
         // Whatever was in flight on the old link may or may not have arrived: send it again.
         self.retries += self.in_flight.len() as u64;
         self.in_flight.clear();
+        if let Some(old) = self.publisher.take() {
+            old.retire();
+        }
         self.cursor = 0;
         self.publisher = msg.publisher;
-        self.pump(ctx);
-    }
-}
-
-impl Handler<Delivered> for Buffer {
-    type Result = ();
-    fn handle(&mut self, msg: Delivered, ctx: &mut Self::Context) {
-        if let Err(e) = self.journal.remove(msg.seq) {
-            error!(
-                "cannot remove delivered entry {} from the journal: {e}",
-                msg.seq
-            );
-        }
-        self.in_flight.remove(&msg.seq);
-        self.delivered += 1;
-        self.pump(ctx);
-    }
-}
-
-impl Handler<Rejected> for Buffer {
-    type Result = ();
-    fn handle(&mut self, msg: Rejected, ctx: &mut Self::Context) {
-        if !self.in_flight.remove(&msg.seq) {
-            return; // from a link that is already gone; the entry is re-sent on the new one
-        }
-        if msg.permanent {
-            warn!(
-                "message {} can never be delivered ({}); quarantined",
-                msg.seq, msg.reason
-            );
-            self.quarantine(msg.seq, &msg.reason);
-        } else {
-            warn!(
-                "publish of message {} failed ({}); will retry",
-                msg.seq, msg.reason
-            );
-            self.retries += 1;
-            self.cursor = self.cursor.min(msg.seq);
-        }
         self.pump(ctx);
     }
 }
