@@ -260,7 +260,6 @@ analyze() { # analyze OUT EXPECT [more args]
 }
 
 AWSLINK=$BIN/awslink
-S1_DISK_RATE=""
 
 # ---- scenario 1 (+ footprint RSS/CPU of scenario 5) --------------------------------------------
 scenario1() {
@@ -319,11 +318,13 @@ scenario1() {
 }
 
 disk_probe() {
-  log "raw disk: sled insert($SIZE B) + flush, $PROBE_COUNT rounds"
-  "$TOOL" flush-probe --dir "$WORK/flush-probe" --count "$PROBE_COUNT" --size "$SIZE" --out "$WORK/flush-probe.json"
+  log "raw disk: append($SIZE B) + fdatasync and sled insert($SIZE B) + flush, $PROBE_COUNT rounds each"
+  "$TOOL" flush-probe --mode file --dir "$WORK/flush-probe" --count "$PROBE_COUNT" --size "$SIZE" --out "$WORK/fdatasync-probe.json"
   rm -rf "$WORK/flush-probe"
-  S1_DISK_RATE=$(jq .flushes_per_s "$WORK/flush-probe.json")
-  rec 1 throughput_msg_s "disk flush" "$S1_DISK_RATE" "msg/s end to end"
+  "$TOOL" flush-probe --mode sled --dir "$WORK/flush-probe" --count "$PROBE_COUNT" --size "$SIZE" --out "$WORK/flush-probe.json"
+  rm -rf "$WORK/flush-probe"
+  rec 1 throughput_msg_s "disk fdatasync" "$(jq .flushes_per_s "$WORK/fdatasync-probe.json")" "msg/s end to end"
+  rec 1 throughput_msg_s "disk flush" "$(jq .flushes_per_s "$WORK/flush-probe.json")" "msg/s end to end"
 }
 
 profile_s1() {
