@@ -29,6 +29,19 @@ pub const DEFAULT_WINDOW: usize = 100;
 /// before sending again, unless the Supervisor reports a new link first.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
+/// A drained backlog of at least this many messages gives its freed heap back to the system.
+const TRIM_AFTER_DELIVERED: u64 = 10_000;
+
+/// Returns freed heap pages to the system (glibc keeps them otherwise: after a 100,000-message
+/// burst awslink stayed at ~140 MB RSS with an empty journal).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// One publish waiting for its PUBACK.
 struct InFlight {
     seq: u64,
@@ -55,6 +68,9 @@ pub struct Buffer {
     delivered: u64,
     quarantined: u64,
     retries: u64,
+    /// `delivered` when the heap was last trimmed.
+    delivered_at_trim: u64,
+    trims: u64,
 }
 
 impl Buffer {
@@ -79,6 +95,8 @@ impl Buffer {
             delivered: 0,
             quarantined: 0,
             retries: 0,
+            delivered_at_trim: 0,
+            trims: 0,
         }
     }
 
@@ -196,7 +214,20 @@ impl Buffer {
         if retry && !self.throttled {
             self.pump_later(RETRY_AFTER, ctx);
         }
+        self.trim_after_backlog();
         !self.throttled
+    }
+
+    /// Once a large backlog is fully delivered, hands the memory it used back to the system.
+    fn trim_after_backlog(&mut self) {
+        if self.in_flight.is_empty()
+            && self.journal.queued() == 0
+            && self.delivered - self.delivered_at_trim >= TRIM_AFTER_DELIVERED
+        {
+            self.delivered_at_trim = self.delivered;
+            self.trims += 1;
+            release_free_memory();
+        }
     }
 
     fn quarantine(&mut self, seq: u64, reason: &str) {
@@ -278,6 +309,7 @@ impl Handler<GetMetrics> for Buffer {
                     self.throttle_wait_total.as_millis() as u64,
                 ),
                 ("quarantined", self.quarantined),
+                ("heap_trims", self.trims),
                 ("oldest_age_ms", oldest_age_ms),
             ],
         }
