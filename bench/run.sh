@@ -343,18 +343,20 @@ profile_s1() {
   wait "$SINK_PID" || true
   kill -INT "$perf_pid"; wait "$perf_pid" || true
   local out=$RESULTS/$DATE-perf-$psys.txt
+  # top N lines of a perf report (head closing the pipe must not fail the script: pipefail)
+  report() { local n=$1; shift; { perf report -i "$D/perf.data" --stdio "$@" 2>/dev/null || true; } | grep -v '^#' | grep -v '^$' | head -"$n" || true; }
   {
     echo "# perf record -F 999 -g -p <awslink $psys>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
     echo "## by thread (comm), self time"
-    perf report -i "$D/perf.data" --stdio --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+    report 20 --no-children --sort comm -g none --percent-limit 0.5
     echo "## by shared object, self time"
-    perf report -i "$D/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    report 12 --no-children --sort dso -g none --percent-limit 0.5
     echo "## top symbols, self time"
-    perf report -i "$D/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+    report 40 --no-children --sort dso,symbol -g none --percent-limit 0.5
     echo "## top symbols inside the awslink binary (Rust, sled, paho C), self time"
-    perf report -i "$D/perf.data" --stdio --no-children --sort symbol -g none --dsos awslink --percent-limit 0.2 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
-    echo "## inclusive (kernel call chains are complete; Rust frames have no frame pointers)"
-    perf report -i "$D/perf.data" --stdio --children --sort symbol -g none --percent-limit 3 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+    report 40 --no-children --sort symbol -g none --dsos awslink --percent-limit 0.2
+    echo "## inclusive (with a frame-pointer build the Rust call chains are complete too)"
+    report 60 --children --sort symbol -g none --percent-limit 2
   } > "$out"
   analyze "$D/tput-analysis.json" "$S1_COUNT" --events "$D/tput.csv"
   rec 1 throughput_under_perf_msg_s "$psys" "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s (perf attached)"

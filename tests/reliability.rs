@@ -304,7 +304,7 @@ fn a_full_disk_pauses_the_intake_loses_nothing_and_recovers_when_space_returns()
         sensor.publish("telemetry", &payload(i), 1);
     }
     rig.awslink.wait_for_log(
-        "disk space below buffer.minFreeBytes: pausing the local intake",
+        "disk space below buffer.minFreeBytes: holding new local messages unacknowledged",
         T,
     );
     assert!(

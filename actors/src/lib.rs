@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod buffer;
 pub mod cloud_link;
+pub mod intake;
 pub mod local_broker;
 pub mod messages;
 pub mod metrics;

@@ -230,9 +230,9 @@ impl Journal {
         })
     }
 
-    /// Appends a message and, in `fsync` mode, flushes it to disk. With `DropOldest` the oldest
-    /// entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells the
-    /// caller to pause its intake.
+    /// Appends a message (durable after the next [`Journal::commit`]). With `DropOldest` the
+    /// oldest entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells
+    /// the caller to pause its intake.
     pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
         let value = encode(msg);
         let len = value.len() as u64;
@@ -255,12 +255,23 @@ impl Journal {
         self.inner
             .appended_since_check
             .fetch_add(len * 3, Ordering::Relaxed);
-        if self.inner.durability == Durability::Fsync {
-            self.flush()?;
-        }
         let full = (self.inner.limits.when_full == WhenFull::RejectNew && !self.has_room(1.0))
             || free.saturating_sub(len) < self.inner.min_free_bytes;
         Ok(Appended { seq, dropped, full })
+    }
+
+    /// Makes every append so far durable in `fsync` mode (one flush for a whole burst); a no-op
+    /// in `batched` mode, where sled flushes every `flush_every_ms`.
+    pub fn commit(&self) -> Result<()> {
+        if self.inner.durability == Durability::Fsync {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Key of the newest entry appended (0 when none was).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.next_seq.load(Ordering::SeqCst).saturating_sub(1)
     }
 
     /// True while the queue is below `fraction` of both limits.

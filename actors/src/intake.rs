@@ -1,0 +1,653 @@
+//! The uplink intake: the persistent local session (fixed client id, `clean_session(false)`)
+//! that receives everything local applications send to the cloud, on its own thread.
+//!
+//! It acknowledges manually (rumqttc's `manual_acks`): every message Mosquitto has delivered is
+//! mapped and appended to the journal, and only then — after **one** flush for the whole burst
+//! in `fsync` mode — acknowledged. Paho C acknowledges each message when its callback returns,
+//! one at a time and under a process-wide lock, so with paho every message cost one `fdatasync`
+//! and stalled the cloud link's threads while it ran (bench/RESULTS.md).
+//!
+//! Back-pressure without loss: when the journal is full (`whenFull: rejectNew`), below the
+//! free-space floor, or refuses writes, new messages are held unacknowledged in memory; Mosquitto
+//! stops sending once its in-flight window for the session is full and keeps the rest queued. A
+//! crash while holding loses nothing: unacknowledged messages are delivered again.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, error, info, warn};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Packet, PubAck, PubRec,
+    Publish, QoS, Request, TlsConfiguration, Transport,
+};
+
+use crate::buffer::journal::Journal;
+use crate::local_broker::LocalConnection;
+use crate::messages::{CloudMessage, Journaled, ThingRequest};
+use crate::metrics::{unix_ms, LogLimiter};
+use crate::shadow_mapper::ShadowIngest;
+use crate::status_publisher::THING_REQUEST_TOPIC;
+use crate::topics::{self, Identity, UplinkError};
+
+/// Largest burst journaled before one flush and its acknowledgements.
+const MAX_BATCH: usize = 512;
+/// While holding, how often the journal is asked whether it has room again.
+const RESUME_CHECK: Duration = Duration::from_millis(200);
+/// Largest packet the intake reads; bigger payloads than `maxPayloadBytes` must still arrive to
+/// be quarantined, and Mosquitto's own default limit is 256 MB.
+const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+/// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// Uplink messages received from Mosquitto.
+    pub received: AtomicU64,
+    /// Entries appended to the journal.
+    pub journaled: AtomicU64,
+    /// Messages quarantined at ingress.
+    pub quarantined: AtomicU64,
+    /// Appends the journal refused.
+    pub journal_errors: AtomicU64,
+    /// Intake (re)connections.
+    pub connects: AtomicU64,
+    /// Times the intake started holding messages.
+    pub pauses: AtomicU64,
+    /// Messages held unacknowledged right now.
+    pub held: AtomicU64,
+    /// True while the intake session is connected.
+    pub connected: AtomicBool,
+    /// True while the intake holds new messages back.
+    pub paused: AtomicBool,
+}
+
+/// Where the intake reports.
+#[derive(Clone)]
+pub struct IntakePeers {
+    /// The Buffer, told after appends (one notice per burst).
+    pub journaled: Recipient<Journaled>,
+    /// The StatusPublisher, for `edge/thing/request`.
+    pub thing_requests: Recipient<ThingRequest>,
+}
+
+/// What the intake needs.
+#[derive(Clone)]
+pub struct IntakeConfig {
+    /// The local broker and the persistent session's client id.
+    pub connection: LocalConnection,
+    /// Tenant and device ids for topic mapping.
+    pub identity: Identity,
+    /// Largest payload AWS IoT accepts; larger messages are quarantined at ingress.
+    pub max_payload_bytes: usize,
+    /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
+    pub shadow: Option<Arc<ShadowIngest>>,
+}
+
+/// Maps, quarantines and journals uplink messages. Runs on the intake thread.
+pub struct Ingest {
+    journal: Journal,
+    peers: IntakePeers,
+    identity: Identity,
+    max_payload_bytes: usize,
+    shadow: Option<Arc<ShadowIngest>>,
+    /// Shared with the LocalBroker's metrics.
+    pub counters: Arc<Counters>,
+    error_log: LogLimiter,
+    drop_log: LogLimiter,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Journaled, quarantined or not uplink traffic: acknowledge it.
+    Yes,
+    /// Journaled, and the journal is now at its limit: acknowledge it, hold the next ones.
+    YesButFull,
+    /// The journal refused it: hold it unacknowledged and try again later.
+    No,
+}
+
+impl Ingest {
+    fn new(
+        config: &IntakeConfig,
+        journal: Journal,
+        peers: IntakePeers,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Ingest {
+            journal,
+            peers,
+            identity: config.identity.clone(),
+            max_payload_bytes: config.max_payload_bytes,
+            shadow: config.shadow.clone(),
+            counters,
+            error_log: LogLimiter::default(),
+            drop_log: LogLimiter::default(),
+        }
+    }
+
+    fn take(&self, topic: &str, payload: &[u8], qos: QoS) -> Taken {
+        if topic == THING_REQUEST_TOPIC {
+            self.peers.thing_requests.do_send(ThingRequest);
+            return Taken::Yes;
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let enqueued_ms = unix_ms();
+        let cloud = |topic: String| CloudMessage {
+            topic,
+            payload: payload.to_vec(),
+            qos: if qos == QoS::AtMostOnce { 0 } else { 1 },
+            enqueued_ms,
+        };
+        match topics::uplink(topic, &self.identity) {
+            Ok(Some(cloud_topic))
+                if self.shadow.is_some()
+                    && (cloud_topic.starts_with("telemetry/")
+                        || cloud_topic.starts_with("event/")) =>
+            {
+                let requests = self
+                    .shadow
+                    .as_ref()
+                    .and_then(|s| s.on_local(payload, enqueued_ms));
+                match requests {
+                    Some(requests) => {
+                        let mut taken = Taken::Yes;
+                        for request in requests {
+                            taken = worse(taken, self.append(&request));
+                        }
+                        taken
+                    }
+                    None => self.forward(cloud(cloud_topic), topic),
+                }
+            }
+            Ok(Some(cloud_topic)) => self.forward(cloud(cloud_topic), topic),
+            Ok(None) => {
+                debug!("ignoring local message on {topic:?}: not uplink traffic");
+                Taken::Yes
+            }
+            Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
+                self.quarantine(&cloud(topic.to_string()), &e.to_string());
+                Taken::Yes
+            }
+        }
+    }
+
+    /// Journals an uplink message, or quarantines it when AWS would refuse its size.
+    fn forward(&self, msg: CloudMessage, local_topic: &str) -> Taken {
+        if msg.payload.len() <= self.max_payload_bytes {
+            return self.append(&msg);
+        }
+        let reason = format!(
+            "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",
+            msg.payload.len(),
+            self.max_payload_bytes
+        );
+        self.quarantine(
+            &CloudMessage {
+                topic: local_topic.to_string(),
+                ..msg
+            },
+            &reason,
+        );
+        Taken::Yes
+    }
+
+    fn append(&self, msg: &CloudMessage) -> Taken {
+        match self.journal.append(msg) {
+            Ok(appended) => {
+                self.counters.journaled.fetch_add(1, Ordering::Relaxed);
+                if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
+                    warn!(
+                        "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
+                        self.journal.dropped()
+                    );
+                }
+                if appended.full {
+                    Taken::YesButFull
+                } else {
+                    Taken::Yes
+                }
+            }
+            Err(e) => {
+                self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if self.error_log.ready(Duration::from_secs(10)) {
+                    error!("cannot journal a message for {:?}: {e}; holding it (unacknowledged) until the journal takes it", msg.topic);
+                }
+                Taken::No
+            }
+        }
+    }
+
+    fn quarantine(&self, msg: &CloudMessage, reason: &str) {
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        warn!("message on {:?} quarantined: {reason}", msg.topic);
+        if let Err(e) = self.journal.quarantine_new(msg, reason) {
+            error!("cannot store the quarantined message: {e}");
+        }
+    }
+
+    /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it.
+    fn commit(&self) -> Result<(), String> {
+        self.journal.commit().map_err(|e| e.to_string())?;
+        if self.journal.announce() {
+            self.peers.journaled.do_send(Journaled {
+                last_seq: self.journal.last_seq(),
+            });
+        }
+        Ok(())
+    }
+
+    /// True when a held intake may take messages again (hysteresis: half the limits, 1.5× the
+    /// free-space floor).
+    fn has_room(&self) -> bool {
+        self.journal.has_room(0.5) && self.journal.disk_ok(1.5)
+    }
+}
+
+fn worse(a: Taken, b: Taken) -> Taken {
+    match (a, b) {
+        (Taken::No, _) | (_, Taken::No) => Taken::No,
+        (Taken::YesButFull, _) | (_, Taken::YesButFull) => Taken::YesButFull,
+        _ => Taken::Yes,
+    }
+}
+
+/// Controls the intake thread.
+pub struct IntakeHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl IntakeHandle {
+    /// Acknowledges what is journaled, disconnects and ends the thread; resolves when it has.
+    pub fn stop(&mut self) -> impl std::future::Future<Output = ()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let done = self.done.take();
+        async move {
+            if let Some(done) = done {
+                let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+            }
+        }
+    }
+}
+
+/// Starts the intake on its own thread.
+pub fn start(
+    config: IntakeConfig,
+    journal: Journal,
+    peers: IntakePeers,
+    counters: Arc<Counters>,
+) -> Result<IntakeHandle, String> {
+    let options = mqtt_options(&config)?;
+    let ingest = Ingest::new(&config, journal, peers, counters);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let uri = config.connection.uri.clone();
+    std::thread::Builder::new()
+        .name("awslink-intake".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return error!("cannot start the intake runtime: {e}"),
+            };
+            runtime.block_on(run(options, ingest, uri, stop_rx));
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| format!("cannot start the intake thread: {e}"))?;
+    Ok(IntakeHandle {
+        stop: Some(stop_tx),
+        done: Some(done_rx),
+    })
+}
+
+fn mqtt_options(config: &IntakeConfig) -> Result<MqttOptions, String> {
+    let c = &config.connection;
+    let (tls, rest) = if let Some(rest) = c.uri.strip_prefix("tcp://") {
+        (false, rest)
+    } else if let Some(rest) = c
+        .uri
+        .strip_prefix("ssl://")
+        .or_else(|| c.uri.strip_prefix("mqtts://"))
+    {
+        (true, rest)
+    } else {
+        return Err(format!(
+            "local broker URI {:?}: use tcp:// or ssl://",
+            c.uri
+        ));
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.trim_end_matches('/').parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("local broker URI {:?} has no host:port", c.uri))?;
+    let mut options = MqttOptions::new(c.client_id.clone(), host, port);
+    options
+        .set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_manual_acks(true)
+        .set_max_packet_size(MAX_INCOMING_PACKET, 64 * 1024)
+        .set_request_channel_capacity(1024);
+    if let Some(user) = &c.username {
+        options.set_credentials(user, c.password.clone().unwrap_or_default());
+    }
+    if tls {
+        options.set_transport(Transport::Tls(tls_configuration(c)?));
+    }
+    Ok(options)
+}
+
+/// native-tls (OpenSSL underneath) with the configured CA, or the system's, and an optional
+/// client certificate; peer and hostname verification stay on.
+fn tls_configuration(c: &LocalConnection) -> Result<TlsConfiguration, String> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+    };
+    let Some(ca_path) = &c.ca_cert else {
+        return Ok(TlsConfiguration::Native);
+    };
+    let ca = read("localCACert", ca_path)?;
+    let client_auth = match (&c.cert, &c.key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read("localCert", cert)?;
+            let key_pem = read("localKey", key)?;
+            let cert = openssl::x509::X509::from_pem(&cert_pem)
+                .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
+            let key = openssl::pkey::PKey::private_key_from_pem(&key_pem)
+                .map_err(|e| format!("localKey {}: not a PEM private key ({e})", key.display()))?;
+            let p12 = openssl::pkcs12::Pkcs12::builder()
+                .name("awslink")
+                .pkey(&key)
+                .cert(&cert)
+                .build2("")
+                .and_then(|p| p.to_der())
+                .map_err(|e| format!("cannot use localCert/localKey together: {e}"))?;
+            Some((p12, String::new()))
+        }
+        _ => None,
+    };
+    Ok(TlsConfiguration::SimpleNative { ca, client_auth })
+}
+
+/// True while the event loop already read more incoming messages than it handed out.
+fn more_buffered(eventloop: &EventLoop) -> bool {
+    eventloop
+        .state
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Incoming(Packet::Publish(_))))
+}
+
+/// Writes the acknowledgements of `batch` into the connection's outgoing buffer; the last one
+/// goes through the request channel, which makes the event loop write them all at once.
+fn acknowledge(eventloop: &mut EventLoop, client: &AsyncClient, batch: &mut Vec<Publish>) {
+    let mut acked: Vec<Publish> = batch
+        .drain(..)
+        .filter(|p| p.qos != QoS::AtMostOnce)
+        .collect();
+    let Some(last) = acked.pop() else { return };
+    for p in acked {
+        let request = match p.qos {
+            QoS::ExactlyOnce => Request::PubRec(PubRec::new(p.pkid)),
+            _ => Request::PubAck(PubAck::new(p.pkid)),
+        };
+        if let Err(e) = eventloop.state.handle_outgoing_packet(request) {
+            warn!("cannot acknowledge local message {}: {e}", p.pkid);
+        }
+    }
+    if let Err(e) = client.try_ack(&last) {
+        warn!("cannot acknowledge local message {}: {e}", last.pkid);
+    }
+}
+
+struct Intake {
+    ingest: Ingest,
+    eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    uri: String,
+    /// Journaled and waiting for the burst's flush and acknowledgement.
+    batch: Vec<Publish>,
+    /// Received while the journal had no room: not journaled, not acknowledged, in order.
+    held: VecDeque<Publish>,
+    /// Shared with the wake-up task: while set, the event loop is woken every [`RESUME_CHECK`].
+    holding: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+    connect_log: LogLimiter,
+}
+
+impl Intake {
+    fn start_holding(&mut self, why: &str) {
+        if !self.holding.swap(true, Ordering::AcqRel) {
+            let c = &self.ingest.counters;
+            c.pauses.fetch_add(1, Ordering::Relaxed);
+            c.paused.store(true, Ordering::Relaxed);
+            warn!("{why}: holding new local messages unacknowledged; Mosquitto keeps the rest queued for the session");
+        }
+    }
+
+    fn on_publish(&mut self, p: Publish) {
+        if self.holding.load(Ordering::Acquire) {
+            self.held.push_back(p);
+        } else {
+            self.take(p);
+        }
+        if self.batch.len() >= MAX_BATCH || !more_buffered(&self.eventloop) {
+            self.commit();
+        }
+        self.ingest
+            .counters
+            .held
+            .store(self.held.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Journals one message; false when the intake must hold what follows.
+    fn take(&mut self, p: Publish) -> bool {
+        match self.ingest.take(&p.topic, &p.payload, p.qos) {
+            Taken::Yes => {
+                self.batch.push(p);
+                true
+            }
+            Taken::YesButFull => {
+                self.batch.push(p);
+                self.start_holding(
+                    "buffer full (whenFull rejectNew) or disk space below buffer.minFreeBytes",
+                );
+                false
+            }
+            Taken::No => {
+                self.held.push_front(p);
+                self.start_holding("the journal refuses writes");
+                false
+            }
+        }
+    }
+
+    /// While holding: once the journal has room, journal the held messages in order.
+    fn try_resume(&mut self) {
+        if !self.holding.load(Ordering::Acquire) || !self.ingest.has_room() {
+            return;
+        }
+        self.holding.store(false, Ordering::Release);
+        while let Some(p) = self.held.pop_front() {
+            if !self.take(p) || self.batch.len() >= MAX_BATCH {
+                self.commit();
+            }
+            if self.holding.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        self.commit();
+        let c = &self.ingest.counters;
+        c.held.store(self.held.len() as u64, Ordering::Relaxed);
+        if !self.holding.load(Ordering::Acquire) {
+            c.paused.store(false, Ordering::Relaxed);
+            info!("journal has room again: the local intake takes messages again");
+        }
+    }
+
+    /// One flush for the burst, then its acknowledgements. If the flush fails nothing is
+    /// acknowledged: Mosquitto delivers those messages again (duplicates, never a loss).
+    fn commit(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        match self.ingest.commit() {
+            Ok(()) => acknowledge(&mut self.eventloop, &self.client, &mut self.batch),
+            Err(e) => {
+                error!("cannot flush the journal ({e}): not acknowledging {} local messages; Mosquitto delivers them again", self.batch.len());
+                self.batch.clear();
+            }
+        }
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        let c = &self.ingest.counters;
+        c.connects.fetch_add(1, Ordering::Relaxed);
+        c.connected.store(true, Ordering::Relaxed);
+        info!(
+            "local intake session up ({}, session present: {session_present})",
+            self.uri
+        );
+        // Subscriptions persist in the session, but a broker without persistence forgets them.
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(filters) {
+            error!("cannot subscribe the local intake: {e}");
+        }
+    }
+
+    /// The connection broke: what is journaled but not acknowledged is delivered again.
+    fn on_lost(&mut self, e: &ConnectionError) {
+        let c = &self.ingest.counters;
+        let was_connected = c.connected.swap(false, Ordering::Relaxed);
+        if !self.batch.is_empty() {
+            if let Err(e) = self.ingest.commit() {
+                error!("cannot flush the journal: {e}");
+            }
+            self.batch.clear();
+        }
+        if was_connected || self.connect_log.ready(Duration::from_secs(30)) {
+            warn!("local intake session to {}: {e}; reconnecting", self.uri);
+        }
+    }
+}
+
+/// Wakes the event loop while the intake holds messages (an UNSUBSCRIBE of a filter nobody
+/// uses: the broker answers it and `poll` returns), so a resume never waits for traffic, and
+/// without ever cancelling a `poll` in the middle of a write.
+async fn wake_while_holding(
+    client: AsyncClient,
+    holding: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(RESUME_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stopping.load(Ordering::Acquire) {
+        tick.tick().await;
+        if holding.load(Ordering::Acquire) {
+            let _ = client.try_unsubscribe("awslink/intake/wake");
+        }
+    }
+}
+
+async fn run(
+    options: MqttOptions,
+    ingest: Ingest,
+    uri: String,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let mut filters: Vec<String> = topics::UPLINK_FILTERS
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    filters.push(THING_REQUEST_TOPIC.to_string());
+    let holding = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut intake = Intake {
+        ingest,
+        eventloop,
+        client: client.clone(),
+        filters,
+        uri,
+        batch: Vec::new(),
+        held: VecDeque::new(),
+        holding: holding.clone(),
+        stopping: stopping.clone(),
+        connect_log: LogLimiter::default(),
+    };
+    tokio::spawn(wake_while_holding(
+        client.clone(),
+        holding,
+        stopping.clone(),
+    ));
+    let stop_requested = Arc::new(tokio::sync::Notify::new());
+    {
+        let (client, stopping, notify) = (client.clone(), stopping.clone(), stop_requested.clone());
+        tokio::spawn(async move {
+            let _ = stop.await;
+            stopping.store(true, Ordering::Release);
+            notify.notify_one();
+            // Queued behind any acknowledgement already requested, so those go out first.
+            let _ = client.try_disconnect();
+        });
+    }
+    let mut failures: u32 = 0;
+    loop {
+        if intake.stopping.load(Ordering::Acquire)
+            && !intake.ingest.counters.connected.load(Ordering::Relaxed)
+        {
+            break;
+        }
+        match intake.eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => intake.on_publish(p),
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                failures = 0;
+                intake.on_connected(ack.session_present);
+            }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    error!("the local broker refused a subscription of the intake (check its ACL for client {:?})", intake.eventloop.mqtt_options.client_id());
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                intake.on_lost(&e);
+                if intake.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                failures = failures.saturating_add(1);
+                let delay = Duration::from_millis(250u64.saturating_mul(1 << failures.min(4)));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop_requested.notified() => break,
+                }
+            }
+        }
+        if intake.holding.load(Ordering::Acquire) {
+            intake.try_resume();
+        }
+    }
+    intake.commit();
+    intake
+        .ingest
+        .counters
+        .connected
+        .store(false, Ordering::Relaxed);
+    intake.stopping.store(true, Ordering::Release);
+    info!("local intake stopped");
+}
