@@ -421,3 +421,43 @@ fn metrics_are_logged_and_published_as_one_json_document() {
     rig.awslink
         .wait_for_log("awslink::metrics] buffer queued=", T);
 }
+
+#[test]
+fn a_tls_local_broker_with_client_certificates_works_both_ways() {
+    // Both local sessions (the intake and the publishing one) verify the broker's certificate
+    // and present the configured client certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let local = Mosquitto::tls(server_tls(&certs));
+    let cloud = Mosquitto::tls(server_tls(&certs));
+    let _awslink = Awslink::start(&AwslinkSetup {
+        dir: dir.path(),
+        cloud_port: cloud.port,
+        local_uri: format!("ssl://localhost:{}", local.port),
+        certs: &certs,
+        device_id: DEVICE,
+        extra: json!({
+            "localCACert": certs.ca,
+            "localCert": certs.client_cert,
+            "localKey": certs.client_key,
+        }),
+    });
+    let tls = || ProbeTls {
+        ca: &certs.ca,
+        cert: &certs.client_cert,
+        key: &certs.client_key,
+    };
+    let status = Probe::cloud(local.port, tls(), "status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud_app = Probe::cloud(cloud.port, tls(), "cloud-app", &["telemetry/#"]);
+    let local_app = Probe::cloud(local.port, tls(), "local-app", &["command//+/req/#"]);
+
+    local_app.publish("telemetry", b"over tls", 1);
+    let up = cloud_app.expect(T, "telemetry from the TLS local broker");
+    assert_eq!(up.topic(), "telemetry/tenant/gw-1");
+    assert_eq!(up.payload(), b"over tls");
+
+    cloud_app.publish("command//gw-1/req/r-1/restart", b"{}", 1);
+    let down = local_app.expect(T, "command on the TLS local broker");
+    assert_eq!(down.topic(), "command//gw-1/req/r-1/restart");
+}
