@@ -1,7 +1,8 @@
 //! The sled journal: the durable queue between "acknowledged to Mosquitto" and "acknowledged by AWS".
 //!
-//! Invariant: an entry is appended (and, in `fsync` mode, flushed) before the local PUBACK, and is
-//! removed only on `Delivered` or when it is moved to the quarantine tree. Keys are big-endian
+//! Invariant: an entry is appended (and, in `fsync` mode, flushed by [`Journal::commit`]) before
+//! the local PUBACK, and is removed only after AWS's PUBACK or when it is moved to the quarantine
+//! tree. Keys are big-endian
 //! `u64`s, so sled's key order is the publish order.
 
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ pub enum JournalError {
 /// Result alias for journal operations.
 pub type Result<T> = std::result::Result<T, JournalError>;
 
-/// A handle to the journal; cheap to clone and safe to use from paho's callback threads.
+/// A handle to the journal; cheap to clone and safe to use from any thread (the intake's, paho's callbacks, the actors').
 #[derive(Clone)]
 pub struct Journal {
     inner: Arc<Inner>,

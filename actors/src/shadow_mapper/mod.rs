@@ -1,8 +1,8 @@
 //! ShadowMapper: Eclipse Ditto twin commands from local applications → AWS Device Shadow
 //! requests, and the shadow service's answers and deltas → Ditto responses and commands locally.
 //!
-//! Two halves, because a twin command must be journaled before paho acknowledges it:
-//! - [`ShadowIngest`] runs inside the LocalBroker's message callback: it converts (pure
+//! Two halves, because a twin command must be journaled before the intake acknowledges it:
+//! - [`ShadowIngest`] runs on the local intake's thread (`intake.rs`): it converts (pure
 //!   [`convert`]), hands the requests back to be journaled like any uplink message, and keeps the
 //!   last reported state per shadow in a sled tree (what `modify` needs to null removed keys; it
 //!   survives restarts, so no `get` is needed at start).
