@@ -20,8 +20,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use log::{debug, error, info, warn};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Packet, PubAck, PubRec,
-    Publish, QoS, Request, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Packet, PubAck, PubRec, Publish, QoS,
+    Request, TlsConfiguration, Transport,
 };
 
 use crate::buffer::journal::Journal;
@@ -36,6 +36,13 @@ use crate::topics::{self, Identity, UplinkError};
 const MAX_BATCH: usize = 512;
 /// While holding, how often the journal is asked whether it has room again.
 const RESUME_CHECK: Duration = Duration::from_millis(200);
+/// Most messages (and bytes) held in memory while the journal has no room; beyond that the
+/// intake disconnects and Mosquitto keeps the rest (with `max_inflight_messages 0` it would
+/// otherwise push its whole queue).
+const MAX_HELD_MESSAGES: usize = 1000;
+const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
+/// A filter nobody subscribes to: unsubscribing from it wakes the event loop.
+const WAKE_FILTER: &str = "awslink/intake/wake";
 /// Largest packet the intake reads; bigger payloads than `maxPayloadBytes` must still arrive to
 /// be quarantined, and Mosquitto's own default limit is 256 MB.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
@@ -61,6 +68,8 @@ pub struct Counters {
     pub connected: AtomicBool,
     /// True while the intake holds new messages back.
     pub paused: AtomicBool,
+    /// The intake thread ended (after a stop, or because it failed).
+    pub exited: AtomicBool,
 }
 
 /// Where the intake reports.
@@ -168,8 +177,7 @@ impl Ingest {
                 Taken::Yes
             }
             Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
-                self.quarantine(&cloud(topic.to_string()), &e.to_string());
-                Taken::Yes
+                self.quarantine(&cloud(topic.to_string()), &e.to_string())
             }
         }
     }
@@ -190,8 +198,7 @@ impl Ingest {
                 ..msg
             },
             &reason,
-        );
-        Taken::Yes
+        )
     }
 
     fn append(&self, msg: &CloudMessage) -> Taken {
@@ -220,12 +227,19 @@ impl Ingest {
         }
     }
 
-    fn quarantine(&self, msg: &CloudMessage, reason: &str) {
+    /// Stores a message AWS would refuse; if even that fails, it is held like any other.
+    fn quarantine(&self, msg: &CloudMessage, reason: &str) -> Taken {
+        if let Err(e) = self.journal.quarantine_new(msg, reason) {
+            self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+            error!(
+                "cannot store the quarantined message on {:?} ({reason}): {e}",
+                msg.topic
+            );
+            return Taken::No;
+        }
         self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
         warn!("message on {:?} quarantined: {reason}", msg.topic);
-        if let Err(e) = self.journal.quarantine_new(msg, reason) {
-            error!("cannot store the quarantined message: {e}");
-        }
+        Taken::Yes
     }
 
     /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it.
@@ -295,9 +309,19 @@ pub fn start(
                 .build()
             {
                 Ok(rt) => rt,
-                Err(e) => return error!("cannot start the intake runtime: {e}"),
+                Err(e) => {
+                    ingest.counters.exited.store(true, Ordering::Release);
+                    return error!("cannot start the intake runtime: {e}");
+                }
             };
-            runtime.block_on(run(options, ingest, uri, stop_rx));
+            let counters = ingest.counters.clone();
+            let run = std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(run(options, ingest, uri, stop_rx));
+            });
+            if std::panic::catch_unwind(run).is_err() {
+                error!("the local intake failed (panic); no more local messages are taken");
+            }
+            counters.exited.store(true, Ordering::Release);
             let _ = done_tx.send(());
         })
         .map_err(|e| format!("cannot start the intake thread: {e}"))?;
@@ -385,31 +409,30 @@ fn more_buffered(eventloop: &EventLoop) -> bool {
 }
 
 /// Writes the acknowledgements of `batch` into the connection's outgoing buffer; the last one
-/// goes through the request channel, which makes the event loop write them all at once.
-fn acknowledge(eventloop: &mut EventLoop, client: &AsyncClient, batch: &mut Vec<Publish>) {
-    let mut acked: Vec<Publish> = batch
+/// is queued as the event loop's next request, which writes them all in one go (the request
+/// channel is not used: it can be full, and a failed acknowledgement would cost an in-flight
+/// slot of the session until the next reconnect).
+fn acknowledge(eventloop: &mut EventLoop, batch: &mut Vec<Publish>) {
+    let mut acks: Vec<Request> = batch
         .drain(..)
-        .filter(|p| p.qos != QoS::AtMostOnce)
+        .filter_map(|p| match p.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Request::PubAck(PubAck::new(p.pkid))),
+            QoS::ExactlyOnce => Some(Request::PubRec(PubRec::new(p.pkid))),
+        })
         .collect();
-    let Some(last) = acked.pop() else { return };
-    for p in acked {
-        let request = match p.qos {
-            QoS::ExactlyOnce => Request::PubRec(PubRec::new(p.pkid)),
-            _ => Request::PubAck(PubAck::new(p.pkid)),
-        };
-        if let Err(e) = eventloop.state.handle_outgoing_packet(request) {
-            warn!("cannot acknowledge local message {}: {e}", p.pkid);
+    let Some(last) = acks.pop() else { return };
+    for ack in acks {
+        if let Err(e) = eventloop.state.handle_outgoing_packet(ack) {
+            warn!("cannot acknowledge a local message: {e}");
         }
     }
-    if let Err(e) = client.try_ack(&last) {
-        warn!("cannot acknowledge local message {}: {e}", last.pkid);
-    }
+    eventloop.pending.push_back(last);
 }
 
 struct Intake {
     ingest: Ingest,
     eventloop: EventLoop,
-    client: AsyncClient,
     filters: Vec<String>,
     uri: String,
     /// Journaled and waiting for the burst's flush and acknowledgement.
@@ -419,7 +442,15 @@ struct Intake {
     /// Shared with the wake-up task: while set, the event loop is woken every [`RESUME_CHECK`].
     holding: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    /// A wake-up (or the stop's DISCONNECT) is queued and not yet seen by the loop.
+    wake_pending: Arc<AtomicBool>,
+    /// Payload and topic bytes of `held`.
+    held_bytes: usize,
+    /// Too much is held: the intake disconnects and stays away until the journal has room.
+    parking: bool,
+    disconnect_queued: bool,
     connect_log: LogLimiter,
+    refusal_log: LogLimiter,
 }
 
 impl Intake {
@@ -433,8 +464,24 @@ impl Intake {
     }
 
     fn on_publish(&mut self, p: Publish) {
+        if self.stopping.load(Ordering::Acquire) {
+            // Not acknowledged: Mosquitto keeps it for the next start.
+            return;
+        }
         if self.holding.load(Ordering::Acquire) {
+            self.held_bytes += p.payload.len() + p.topic.len();
             self.held.push_back(p);
+            if !self.parking
+                && (self.held.len() > MAX_HELD_MESSAGES || self.held_bytes > MAX_HELD_BYTES)
+            {
+                // A broker without an in-flight limit keeps sending: do not buffer it all.
+                self.parking = true;
+                self.commit();
+                warn!("{} local messages held: disconnecting the intake until the journal has room; Mosquitto keeps them queued for the session", self.held.len());
+                self.eventloop
+                    .pending
+                    .push_back(Request::Disconnect(rumqttc::Disconnect));
+            }
         } else {
             self.take(p);
         }
@@ -462,6 +509,7 @@ impl Intake {
                 false
             }
             Taken::No => {
+                self.held_bytes += p.payload.len() + p.topic.len();
                 self.held.push_front(p);
                 self.start_holding("the journal refuses writes");
                 false
@@ -469,40 +517,69 @@ impl Intake {
         }
     }
 
-    /// While holding: once the journal has room, journal the held messages in order.
+    /// While holding: once the journal has room (and takes writes), retry a burst whose flush
+    /// failed, then journal the held messages in order.
     fn try_resume(&mut self) {
         if !self.holding.load(Ordering::Acquire) || !self.ingest.has_room() {
             return;
         }
-        self.holding.store(false, Ordering::Release);
-        while let Some(p) = self.held.pop_front() {
-            if !self.take(p) || self.batch.len() >= MAX_BATCH {
-                self.commit();
-            }
-            if self.holding.load(Ordering::Acquire) {
-                break;
-            }
-        }
-        self.commit();
-        let c = &self.ingest.counters;
-        c.held.store(self.held.len() as u64, Ordering::Relaxed);
-        if !self.holding.load(Ordering::Acquire) {
-            c.paused.store(false, Ordering::Relaxed);
-            info!("journal has room again: the local intake takes messages again");
-        }
-    }
-
-    /// One flush for the burst, then its acknowledgements. If the flush fails nothing is
-    /// acknowledged: Mosquitto delivers those messages again (duplicates, never a loss).
-    fn commit(&mut self) {
-        if self.batch.is_empty() {
+        if !self.commit() {
             return;
         }
+        while let Some(p) = self.held.pop_front() {
+            self.held_bytes = self
+                .held_bytes
+                .saturating_sub(p.payload.len() + p.topic.len());
+            match self.ingest.take(&p.topic, &p.payload, p.qos) {
+                Taken::Yes => self.batch.push(p),
+                Taken::YesButFull => {
+                    self.batch.push(p);
+                    self.commit();
+                    return self.update_held();
+                }
+                Taken::No => {
+                    self.held_bytes += p.payload.len() + p.topic.len();
+                    self.held.push_front(p);
+                    self.commit();
+                    return self.update_held();
+                }
+            }
+            if self.batch.len() >= MAX_BATCH && !self.commit() {
+                return self.update_held();
+            }
+        }
+        if self.commit() {
+            self.holding.store(false, Ordering::Release);
+            self.ingest.counters.paused.store(false, Ordering::Relaxed);
+            info!("journal has room again: the local intake takes messages again");
+        }
+        self.update_held();
+    }
+
+    fn update_held(&self) {
+        let held = self.held.len() as u64;
+        self.ingest.counters.held.store(held, Ordering::Relaxed);
+    }
+
+    /// One flush for the burst, then its acknowledgements; false when the flush failed. Then
+    /// nothing is acknowledged and the burst waits (holding) for the next try: Mosquitto resends
+    /// unacknowledged messages only on a new connection, so dropping them would stall its
+    /// in-flight window.
+    fn commit(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
         match self.ingest.commit() {
-            Ok(()) => acknowledge(&mut self.eventloop, &self.client, &mut self.batch),
+            Ok(()) => {
+                acknowledge(&mut self.eventloop, &mut self.batch);
+                true
+            }
             Err(e) => {
-                error!("cannot flush the journal ({e}): not acknowledging {} local messages; Mosquitto delivers them again", self.batch.len());
-                self.batch.clear();
+                if self.refusal_log.ready(Duration::from_secs(10)) {
+                    error!("cannot flush the journal ({e}): {} local messages stay unacknowledged until it works", self.batch.len());
+                }
+                self.start_holding("the journal cannot be flushed");
+                false
             }
         }
     }
@@ -520,15 +597,16 @@ impl Intake {
             .filters
             .iter()
             .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-        if let Err(e) = self.client.try_subscribe_many(filters) {
-            error!("cannot subscribe the local intake: {e}");
-        }
+        let subscribe = rumqttc::Subscribe::new_many(filters);
+        self.eventloop
+            .pending
+            .push_back(Request::Subscribe(subscribe));
     }
 
     /// The connection broke: Mosquitto delivers everything unacknowledged again on the next
     /// one, so neither the burst nor the held messages may be acknowledged there (their packet
     /// ids belong to the old connection).
-    fn on_lost(&mut self, e: &ConnectionError) {
+    fn on_lost(&mut self, e: &dyn std::fmt::Display) {
         let c = &self.ingest.counters;
         let was_connected = c.connected.swap(false, Ordering::Relaxed);
         if !self.batch.is_empty() {
@@ -538,7 +616,14 @@ impl Intake {
             self.batch.clear();
         }
         self.held.clear();
+        self.held_bytes = 0;
         c.held.store(0, Ordering::Relaxed);
+        // rumqttc would hand out what it had read and replay queued requests (acknowledgements
+        // with the old connection's packet ids among them) on the next connection: drop both.
+        self.eventloop.state.events.clear();
+        self.eventloop.pending.clear();
+        self.wake_pending.store(false, Ordering::Release);
+        self.disconnect_queued = false;
         if was_connected || self.connect_log.ready(Duration::from_secs(30)) {
             warn!("local intake session to {}: {e}; reconnecting", self.uri);
         }
@@ -547,18 +632,25 @@ impl Intake {
 
 /// Wakes the event loop while the intake holds messages (an UNSUBSCRIBE of a filter nobody
 /// uses: the broker answers it and `poll` returns), so a resume never waits for traffic, and
-/// without ever cancelling a `poll` in the middle of a write.
+/// without ever cancelling a `poll` in the middle of a write. Only while connected, and at most
+/// one at a time, so the request channel never fills up.
 async fn wake_while_holding(
     client: AsyncClient,
+    counters: Arc<Counters>,
     holding: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    wake_pending: Arc<AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(RESUME_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stopping.load(Ordering::Acquire) {
         tick.tick().await;
-        if holding.load(Ordering::Acquire) {
-            let _ = client.try_unsubscribe("awslink/intake/wake");
+        if holding.load(Ordering::Acquire)
+            && counters.connected.load(Ordering::Relaxed)
+            && !wake_pending.swap(true, Ordering::AcqRel)
+            && client.try_unsubscribe(WAKE_FILTER).is_err()
+        {
+            wake_pending.store(false, Ordering::Release);
         }
     }
 }
@@ -569,7 +661,7 @@ async fn run(
     uri: String,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (client, eventloop) = AsyncClient::new(options, 64);
     let mut filters: Vec<String> = topics::UPLINK_FILTERS
         .iter()
         .map(|f| f.to_string())
@@ -577,40 +669,60 @@ async fn run(
     filters.push(THING_REQUEST_TOPIC.to_string());
     let holding = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
+    let wake_pending = Arc::new(AtomicBool::new(false));
+    let counters = ingest.counters.clone();
     let mut intake = Intake {
         ingest,
         eventloop,
-        client: client.clone(),
         filters,
         uri,
         batch: Vec::new(),
         held: VecDeque::new(),
+        held_bytes: 0,
+        parking: false,
         holding: holding.clone(),
         stopping: stopping.clone(),
+        wake_pending: wake_pending.clone(),
+        disconnect_queued: false,
         connect_log: LogLimiter::default(),
+        refusal_log: LogLimiter::default(),
     };
     tokio::spawn(wake_while_holding(
         client.clone(),
+        counters.clone(),
         holding,
         stopping.clone(),
+        wake_pending.clone(),
     ));
     let stop_requested = Arc::new(tokio::sync::Notify::new());
     {
-        let (client, stopping, notify) = (client.clone(), stopping.clone(), stop_requested.clone());
+        let (stopping, notify) = (stopping.clone(), stop_requested.clone());
         tokio::spawn(async move {
             let _ = stop.await;
             stopping.store(true, Ordering::Release);
             notify.notify_one();
-            // Queued behind any acknowledgement already requested, so those go out first.
-            let _ = client.try_disconnect();
+            // Wake the loop; it queues the DISCONNECT itself, behind its acknowledgements.
+            if counters.connected.load(Ordering::Relaxed)
+                && !wake_pending.swap(true, Ordering::AcqRel)
+            {
+                let _ = client.try_unsubscribe(WAKE_FILTER);
+            }
         });
     }
     let mut failures: u32 = 0;
     loop {
-        if intake.stopping.load(Ordering::Acquire)
-            && !intake.ingest.counters.connected.load(Ordering::Relaxed)
-        {
-            break;
+        if intake.stopping.load(Ordering::Acquire) {
+            if !intake.ingest.counters.connected.load(Ordering::Relaxed) {
+                break;
+            }
+            if !intake.disconnect_queued {
+                intake.disconnect_queued = true;
+                intake.commit(); // its acknowledgements go out before the DISCONNECT
+                intake
+                    .eventloop
+                    .pending
+                    .push_back(Request::Disconnect(rumqttc::Disconnect));
+            }
         }
         match intake.eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => intake.on_publish(p),
@@ -627,7 +739,34 @@ async fn run(
                     error!("the local broker refused a subscription of the intake (check its ACL for client {:?})", intake.eventloop.mqtt_options.client_id());
                 }
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(Event::Outgoing(rumqttc::Outgoing::Unsubscribe(_))) => {
+                intake.wake_pending.store(false, Ordering::Release);
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if !intake.parking => break,
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                // Parked: what is held goes back to Mosquitto (unacknowledged, redelivered).
+                intake.on_lost(&"parked until the journal has room");
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(RESUME_CHECK) => {}
+                        _ = stop_requested.notified() => break,
+                    }
+                    if intake.stopping.load(Ordering::Acquire) || intake.ingest.has_room() {
+                        break;
+                    }
+                }
+                if intake.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                intake.parking = false;
+                intake.holding.store(false, Ordering::Release);
+                intake
+                    .ingest
+                    .counters
+                    .paused
+                    .store(false, Ordering::Relaxed);
+                info!("journal has room again: reconnecting the local intake");
+            }
             Ok(_) => {}
             Err(e) => {
                 intake.on_lost(&e);
@@ -646,6 +785,7 @@ async fn run(
             intake.try_resume();
         }
     }
+    // Acknowledge what is journaled (a failed flush acknowledges nothing).
     intake.commit();
     intake
         .ingest
@@ -654,58 +794,4 @@ async fn run(
         .store(false, Ordering::Relaxed);
     intake.stopping.store(true, Ordering::Release);
     info!("local intake stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(uri: &str) -> IntakeConfig {
-        IntakeConfig {
-            connection: LocalConnection {
-                uri: uri.into(),
-                client_id: "awslink".into(),
-                username: None,
-                password: None,
-                ca_cert: None,
-                cert: None,
-                key: None,
-            },
-            identity: Identity {
-                tenant_id: "t".into(),
-                device_id: "d".into(),
-            },
-            max_payload_bytes: 128 * 1024,
-            shadow: None,
-        }
-    }
-
-    #[test]
-    fn the_session_is_persistent_with_manual_acknowledgements() {
-        let options = mqtt_options(&config("tcp://localhost:1883")).unwrap();
-        assert_eq!(options.broker_address(), ("localhost".to_string(), 1883));
-        assert_eq!(options.client_id(), "awslink");
-        assert!(!options.clean_session());
-        assert!(options.manual_acks());
-    }
-
-    #[test]
-    fn a_bad_uri_or_a_missing_ca_file_says_what_to_fix() {
-        let err = |uri: &str| mqtt_options(&config(uri)).err().unwrap_or_default();
-        assert!(err("ws://localhost:1883").contains("use tcp:// or ssl://"));
-        assert!(err("tcp://localhost").contains("no host:port"));
-        let mut c = config("ssl://localhost:8883");
-        c.connection.ca_cert = Some("/nonexistent/ca.pem".into());
-        let e = mqtt_options(&c).err().unwrap_or_default();
-        assert!(e.starts_with("localCACert /nonexistent/ca.pem"), "{e}");
-    }
-
-    #[test]
-    fn one_refused_append_holds_the_whole_message() {
-        use Taken::*;
-        assert_eq!(worse(Yes, Yes), Yes);
-        assert_eq!(worse(Yes, YesButFull), YesButFull);
-        assert_eq!(worse(YesButFull, No), No);
-        assert_eq!(worse(No, Yes), No);
-    }
 }

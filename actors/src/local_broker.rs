@@ -88,6 +88,8 @@ pub struct LocalBroker {
     client: Option<mqtt::AsyncClient>,
     counters: DownCounters,
     unrouted_log: LogLimiter,
+    /// Set once the intake was asked to stop (shutdown).
+    stopping: bool,
 }
 
 #[derive(Message)]
@@ -112,6 +114,7 @@ impl LocalBroker {
             client: None,
             counters: DownCounters::default(),
             unrouted_log: LogLimiter::default(),
+            stopping: false,
         }
     }
 
@@ -234,6 +237,15 @@ impl Actor for LocalBroker {
             return;
         }
         self.connect(ctx);
+        // Without its intake awslink takes no local messages: exit non-zero so the service
+        // manager (systemd, Docker) restarts it, rather than run on half alive.
+        ctx.run_interval(Duration::from_secs(1), |act, _ctx| {
+            if !act.stopping && act.intake_counters.exited.load(Ordering::Acquire) {
+                error!("the local intake stopped unexpectedly; exiting with code 1 so awslink is restarted");
+                act.stopping = true;
+                System::current().stop_with_code(1);
+            }
+        });
     }
 }
 
@@ -372,6 +384,7 @@ impl Handler<Flush> for LocalBroker {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
         // Stop taking messages first (the intake acknowledges only what is journaled), then
         // close the publishing session cleanly (no last will) and flush.
+        self.stopping = true;
         let intake = self.intake.as_mut().map(|i| i.stop());
         let client = self.client.clone();
         let journal = self.journal.clone();

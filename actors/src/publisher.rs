@@ -165,8 +165,9 @@ impl Wake for AckNotice {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            if let Some(target) = self.target.get() {
+        // Before `attach` nothing can be pending: the actor polls once it has started.
+        if let Some(target) = self.target.get() {
+            if !self.pending.swap(true, Ordering::AcqRel) {
                 target.do_send(Acked);
             }
         }

@@ -211,8 +211,21 @@ impl Buffer {
                 }
             }
         }
-        if retry && !self.throttled {
-            self.pump_later(RETRY_AFTER, ctx);
+        if retry {
+            // Send everything from the oldest failed or still unanswered entry again, in order
+            // (as after a reconnect): re-sending only the failed one would reorder it behind
+            // its successors and count the successors twice in the window.
+            if let Some(oldest) = self.in_flight.iter().map(|f| f.seq).min() {
+                self.cursor = self.cursor.min(oldest);
+            }
+            self.retries += self.in_flight.len() as u64;
+            if let Some(publisher) = &self.publisher {
+                publisher.answered(self.in_flight.len());
+            }
+            self.in_flight.clear();
+            if !self.throttled {
+                self.pump_later(RETRY_AFTER, ctx);
+            }
         }
         self.trim_after_backlog();
         !self.throttled
