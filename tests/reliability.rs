@@ -332,6 +332,9 @@ fn a_full_disk_pauses_the_intake_loses_nothing_and_recovers_when_space_returns()
         !rig.awslink.log().contains("No space left on device"),
         "sled must never hit ENOSPC"
     );
+    // 1000 × 20 KB is more than the intake holds in memory (8 MiB): it parks its session.
+    rig.awslink
+        .wait_for_log("disconnecting the intake until the journal has room", T);
 
     disk.resize(256);
     rig.proxy.resume();
