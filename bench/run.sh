@@ -157,10 +157,6 @@ start_stack() {
     wait_for test -f "$D/proxy-ready" || fail "proxy did not start"
   fi
   mkdir -p "$D/mosquitto"
-  # The bridge's in-flight window is the careful user's 100; awslink's local broker uses
-  # config/mosquitto.conf's 0 (no limit: Mosquitto keeps QoS 1 order only without a full window).
-  local LOCAL_INFLIGHT=0
-  [ "$SYS" = bridge ] && LOCAL_INFLIGHT=100
   cat > "$D/mosquitto.conf" <<EOF
 listener $LOCAL_PORT 127.0.0.1
 allow_anonymous true
@@ -170,7 +166,7 @@ persistence_location $D/mosquitto/
 autosave_interval 1
 max_queued_messages 0
 max_queued_bytes 0
-max_inflight_messages $LOCAL_INFLIGHT
+max_inflight_messages 100
 log_dest file $D/mosquitto.log
 log_type error
 log_type warning

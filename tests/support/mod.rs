@@ -127,7 +127,7 @@ impl Mosquitto {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-             max_queued_messages 100000\nmax_inflight_messages 0\nuser root\nlog_dest file {}/mosquitto.log\n\
+             max_queued_messages 100000\nmax_inflight_messages 100\nuser root\nlog_dest file {}/mosquitto.log\n\
              log_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
             self.port,
             self.dir.path().display(),
