@@ -178,12 +178,18 @@ fn more_than_8_mib_held_parks_the_intake_and_nothing_is_lost() {
         .wait_for_log("disconnecting the intake until the journal has room", T);
     rig.proxy.resume();
     let (first_arrivals, duplicates) = collect_unique(&cloud, 300, Duration::from_secs(60));
+    let mut sorted = first_arrivals.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..300).collect::<Vec<_>>(), "all 300, none lost");
+    // After the reconnect Mosquitto redelivers the unacknowledged messages in its own order
+    // (2.0.11 sent 2 of them ahead of 86 older ones once): order holds up to the park.
     assert_eq!(
-        first_arrivals,
-        (0..300).collect::<Vec<_>>(),
-        "all 300, in order of first arrival"
+        first_arrivals[..10],
+        sorted[..10],
+        "the journaled ones first, in order"
     );
-    eprintln!("parked intake: all 300 delivered in order, {duplicates} duplicates");
+    let out_of_order = first_arrivals.windows(2).filter(|w| w[1] < w[0]).count();
+    eprintln!("parked intake: all 300 delivered, {duplicates} duplicates, {out_of_order} out of order after the reconnect");
 }
 
 /// Numbered messages until `n` distinct ones arrived: (distinct in order of first arrival,

@@ -408,17 +408,25 @@ fn more_buffered(eventloop: &EventLoop) -> bool {
         .any(|e| matches!(e, Event::Incoming(Packet::Publish(_))))
 }
 
-/// Writes the acknowledgements of `batch` into the connection's outgoing buffer; the last one
-/// goes through the request channel, which makes the event loop write them all at once, right
-/// away and in order. (Not through `EventLoop::pending`: that path waits for a timer tick, and
-/// the delayed last acknowledgement made Mosquitto 2.0.11 deliver later messages out of order —
-/// measured in the outage test.) Only if the channel is full does the last one wait there.
-fn acknowledge(eventloop: &mut EventLoop, client: &AsyncClient, batch: &mut Vec<Publish>) {
+/// Writes the acknowledgements of `batch`, in receive order, into the connection's outgoing
+/// buffer. The event loop writes that buffer after every read and every request; so that the
+/// last acknowledgements of a burst do not wait for the next read, one acknowledgement goes
+/// through the request channel as a trigger — at most one at a time (`trigger` holds its packet
+/// id until the loop reports it sent). Measured: queueing every burst's last acknowledgement
+/// filled the channel under load, and the overflow path (`EventLoop::pending`, one timer tick
+/// per request) then delayed every message by ~1 ms; a delayed acknowledgement also made
+/// Mosquitto 2.0.11 deliver later messages out of order.
+fn acknowledge(
+    eventloop: &mut EventLoop,
+    client: &AsyncClient,
+    trigger: &mut Option<u16>,
+    batch: &mut Vec<Publish>,
+) {
     let mut acked: Vec<Publish> = batch
         .drain(..)
         .filter(|p| p.qos != QoS::AtMostOnce)
         .collect();
-    let Some(last) = acked.pop() else { return };
+    let last = if trigger.is_none() { acked.pop() } else { None };
     let ack = |p: &Publish| match p.qos {
         QoS::ExactlyOnce => Request::PubRec(PubRec::new(p.pkid)),
         _ => Request::PubAck(PubAck::new(p.pkid)),
@@ -428,8 +436,12 @@ fn acknowledge(eventloop: &mut EventLoop, client: &AsyncClient, batch: &mut Vec<
             warn!("cannot acknowledge a local message: {e}");
         }
     }
-    if client.try_ack(&last).is_err() {
-        eventloop.pending.push_back(ack(&last));
+    if let Some(last) = last {
+        if client.try_ack(&last).is_ok() {
+            *trigger = Some(last.pkid);
+        } else {
+            eventloop.pending.push_back(ack(&last));
+        }
     }
 }
 
@@ -437,6 +449,8 @@ struct Intake {
     ingest: Ingest,
     eventloop: EventLoop,
     client: AsyncClient,
+    /// Packet id of the acknowledgement queued in the request channel, until it is sent.
+    ack_trigger: Option<u16>,
     filters: Vec<String>,
     uri: String,
     /// Journaled and waiting for the burst's flush and acknowledgement.
@@ -575,7 +589,12 @@ impl Intake {
         }
         match self.ingest.commit() {
             Ok(()) => {
-                acknowledge(&mut self.eventloop, &self.client, &mut self.batch);
+                acknowledge(
+                    &mut self.eventloop,
+                    &self.client,
+                    &mut self.ack_trigger,
+                    &mut self.batch,
+                );
                 true
             }
             Err(e) => {
@@ -626,6 +645,7 @@ impl Intake {
         // with the old connection's packet ids among them) on the next connection: drop both.
         self.eventloop.state.events.clear();
         self.eventloop.pending.clear();
+        self.ack_trigger = None;
         self.wake_pending.store(false, Ordering::Release);
         self.disconnect_queued = false;
         if was_connected || self.connect_log.ready(Duration::from_secs(30)) {
@@ -679,6 +699,7 @@ async fn run(
         ingest,
         eventloop,
         client: client.clone(),
+        ack_trigger: None,
         filters,
         uri,
         batch: Vec::new(),
@@ -743,6 +764,11 @@ async fn run(
                 {
                     error!("the local broker refused a subscription of the intake (check its ACL for client {:?})", intake.eventloop.mqtt_options.client_id());
                 }
+            }
+            Ok(Event::Outgoing(
+                rumqttc::Outgoing::PubAck(pkid) | rumqttc::Outgoing::PubRec(pkid),
+            )) if intake.ack_trigger == Some(pkid) => {
+                intake.ack_trigger = None;
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Unsubscribe(_))) => {
                 intake.wake_pending.store(false, Ordering::Release);
