@@ -30,7 +30,7 @@ pub const DEFAULT_WINDOW: usize = 100;
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// A drained backlog of at least this many messages gives its freed heap back to the system.
-const TRIM_AFTER_DELIVERED: u64 = 10_000;
+const TRIM_AFTER_BACKLOG: u64 = 10_000;
 
 /// Returns freed heap pages to the system (glibc keeps them otherwise: after a 100,000-message
 /// burst awslink stayed at ~140 MB RSS with an empty journal).
@@ -68,8 +68,8 @@ pub struct Buffer {
     delivered: u64,
     quarantined: u64,
     retries: u64,
-    /// `delivered` when the heap was last trimmed.
-    delivered_at_trim: u64,
+    /// Largest journal depth seen since the heap was last trimmed.
+    backlog_peak: u64,
     trims: u64,
 }
 
@@ -95,7 +95,7 @@ impl Buffer {
             delivered: 0,
             quarantined: 0,
             retries: 0,
-            delivered_at_trim: 0,
+            backlog_peak: 0,
             trims: 0,
         }
     }
@@ -232,12 +232,13 @@ impl Buffer {
     }
 
     /// Once a large backlog is fully delivered, hands the memory it used back to the system.
+    /// Only after a real backlog (not every N messages of a steady flow: a trim of a large,
+    /// fragmented heap stalled the drain for tens of milliseconds).
     fn trim_after_backlog(&mut self) {
-        if self.in_flight.is_empty()
-            && self.journal.queued() == 0
-            && self.delivered - self.delivered_at_trim >= TRIM_AFTER_DELIVERED
-        {
-            self.delivered_at_trim = self.delivered;
+        let queued = self.journal.queued();
+        self.backlog_peak = self.backlog_peak.max(queued);
+        if queued == 0 && self.in_flight.is_empty() && self.backlog_peak >= TRIM_AFTER_BACKLOG {
+            self.backlog_peak = 0;
             self.trims += 1;
             release_free_memory();
         }
