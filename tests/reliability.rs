@@ -16,6 +16,12 @@ const T: Duration = Duration::from_secs(30);
 /// With the cloud cut (status seen disconnected), publishes `n` numbered telemetry messages;
 /// returns a subscriber on the cloud side that was listening before the cut.
 fn publish_offline(rig: &CloudRig, n: u32) -> Probe {
+    publish_offline_padded(rig, n, 0)
+}
+
+/// Cuts the cloud, then publishes `n` numbered messages, each padded with `pad` bytes
+/// (`"{i:06}-xxx…"`; just `"{i}"` without padding). Returns a probe on the cloud side.
+fn publish_offline_padded(rig: &CloudRig, n: u32, pad: usize) -> Probe {
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
     let cloud = rig.cloud(&["telemetry/#"]);
@@ -23,7 +29,12 @@ fn publish_offline(rig: &CloudRig, n: u32) -> Probe {
     expect_status(&status, false);
     let sensor = rig.local("sensor", &[]);
     for i in 0..n {
-        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
+        let payload = if pad == 0 {
+            i.to_string()
+        } else {
+            format!("{i:06}-{}", "x".repeat(pad))
+        };
+        sensor.publish("telemetry", payload.as_bytes(), 1);
     }
     cloud
 }
@@ -163,17 +174,8 @@ fn more_than_8_mib_held_parks_the_intake_and_nothing_is_lost() {
             "quota": {"publishPerSecond": 100000, "bytesPerSecond": 1099511627776u64}
         }),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
     // 10 journaled; Mosquitto's window of 100 × 100 KB is more than the 8 MiB awslink holds.
-    let sensor = rig.local("sensor", &[]);
-    let payload = |i: u32| format!("{i:06}-{}", "x".repeat(100_000)).into_bytes();
-    for i in 0..300u32 {
-        sensor.publish("telemetry", &payload(i), 1);
-    }
+    let cloud = publish_offline_padded(&rig, 300, 100_000);
     rig.awslink
         .wait_for_log("disconnecting the intake until the journal has room", T);
     rig.proxy.resume();
@@ -352,17 +354,7 @@ fn a_full_disk_pauses_the_intake_loses_nothing_and_recovers_when_space_returns()
         |c| c,
         json!({"buffer": {"path": buffer, "minFreeBytes": 3 << 20}}),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-
-    let sensor = rig.local("sensor", &[]);
-    let payload = |i: u32| format!("{i:06}-{}", "x".repeat(20_000)).into_bytes();
-    for i in 0..1000u32 {
-        sensor.publish("telemetry", &payload(i), 1);
-    }
+    let cloud = publish_offline_padded(&rig, 1000, 20_000);
     rig.awslink.wait_for_log(
         "disk space below buffer.minFreeBytes: holding new local messages unacknowledged",
         T,
