@@ -512,25 +512,21 @@ impl Intake {
             .store(self.held.len() as u64, Ordering::Relaxed);
     }
 
-    /// Journals one message; false when the intake must hold what follows.
-    fn take(&mut self, p: Publish) -> bool {
+    /// Journals one message; when the journal is now full or refused it, the intake holds
+    /// what follows.
+    fn take(&mut self, p: Publish) {
         match self.ingest.take(&p.topic, &p.payload, p.qos) {
-            Taken::Yes => {
-                self.batch.push(p);
-                true
-            }
+            Taken::Yes => self.batch.push(p),
             Taken::YesButFull => {
                 self.batch.push(p);
                 self.start_holding(
                     "buffer full (whenFull rejectNew) or disk space below buffer.minFreeBytes",
                 );
-                false
             }
             Taken::No => {
                 self.held_bytes += p.payload.len() + p.topic.len();
                 self.held.push_front(p);
                 self.start_holding("the journal refuses writes");
-                false
             }
         }
     }
@@ -825,4 +821,58 @@ async fn run(
         .store(false, Ordering::Relaxed);
     intake.stopping.store(true, Ordering::Release);
     info!("local intake stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(uri: &str) -> IntakeConfig {
+        IntakeConfig {
+            connection: LocalConnection {
+                uri: uri.into(),
+                client_id: "awslink".into(),
+                username: None,
+                password: None,
+                ca_cert: None,
+                cert: None,
+                key: None,
+            },
+            identity: Identity {
+                tenant_id: "t".into(),
+                device_id: "d".into(),
+            },
+            max_payload_bytes: 128 * 1024,
+            shadow: None,
+        }
+    }
+
+    #[test]
+    fn the_session_is_persistent_with_manual_acknowledgements() {
+        let options = mqtt_options(&config("tcp://localhost:1883")).unwrap();
+        assert_eq!(options.broker_address(), ("localhost".to_string(), 1883));
+        assert_eq!(options.client_id(), "awslink");
+        assert!(!options.clean_session());
+        assert!(options.manual_acks());
+    }
+
+    #[test]
+    fn a_bad_uri_or_a_missing_ca_file_says_what_to_fix() {
+        let err = |uri: &str| mqtt_options(&config(uri)).err().unwrap_or_default();
+        assert!(err("ws://localhost:1883").contains("use tcp:// or ssl://"));
+        assert!(err("tcp://localhost").contains("no host:port"));
+        let mut c = config("ssl://localhost:8883");
+        c.connection.ca_cert = Some("/nonexistent/ca.pem".into());
+        let e = mqtt_options(&c).err().unwrap_or_default();
+        assert!(e.starts_with("localCACert /nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn one_refused_append_holds_the_whole_message() {
+        use Taken::*;
+        assert_eq!(worse(Yes, Yes), Yes);
+        assert_eq!(worse(Yes, YesButFull), YesButFull);
+        assert_eq!(worse(YesButFull, No), No);
+        assert_eq!(worse(No, Yes), No);
+    }
 }
