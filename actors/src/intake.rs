@@ -512,21 +512,26 @@ impl Intake {
             .store(self.held.len() as u64, Ordering::Relaxed);
     }
 
-    /// Journals one message; when the journal is now full or refused it, the intake holds
-    /// what follows.
-    fn take(&mut self, p: Publish) {
+    /// Journals one message; false when the journal is now full or refused it (the message
+    /// then waits at the front of `held`), and the intake holds what follows.
+    fn take(&mut self, p: Publish) -> bool {
         match self.ingest.take(&p.topic, &p.payload, p.qos) {
-            Taken::Yes => self.batch.push(p),
+            Taken::Yes => {
+                self.batch.push(p);
+                true
+            }
             Taken::YesButFull => {
                 self.batch.push(p);
                 self.start_holding(
                     "buffer full (whenFull rejectNew) or disk space below buffer.minFreeBytes",
                 );
+                false
             }
             Taken::No => {
                 self.held_bytes += p.payload.len() + p.topic.len();
                 self.held.push_front(p);
                 self.start_holding("the journal refuses writes");
+                false
             }
         }
     }
@@ -540,23 +545,14 @@ impl Intake {
         if !self.commit() {
             return;
         }
+        // Still holding while these are taken, so `take` refusing one only keeps holding.
         while let Some(p) = self.held.pop_front() {
             self.held_bytes = self
                 .held_bytes
                 .saturating_sub(p.payload.len() + p.topic.len());
-            match self.ingest.take(&p.topic, &p.payload, p.qos) {
-                Taken::Yes => self.batch.push(p),
-                Taken::YesButFull => {
-                    self.batch.push(p);
-                    self.commit();
-                    return self.update_held();
-                }
-                Taken::No => {
-                    self.held_bytes += p.payload.len() + p.topic.len();
-                    self.held.push_front(p);
-                    self.commit();
-                    return self.update_held();
-                }
+            if !self.take(p) {
+                self.commit();
+                return self.update_held();
             }
             if self.batch.len() >= MAX_BATCH && !self.commit() {
                 return self.update_held();
