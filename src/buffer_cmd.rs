@@ -100,6 +100,7 @@ mod tests {
                 enqueued_ms: unix_ms(),
             };
             j.append(&msg).unwrap();
+            j.commit().unwrap();
             j.quarantine_new(
                 &CloudMessage {
                     payload: vec![0; 300],

@@ -1,28 +1,50 @@
 //! The sled journal: the durable queue between "acknowledged to Mosquitto" and "acknowledged by AWS".
 //!
-//! Invariant: an entry is appended (and, in `fsync` mode, flushed by [`Journal::commit`]) before
-//! the local PUBACK, and is removed only after AWS's PUBACK or when it is moved to the quarantine
-//! tree. Keys are big-endian
-//! `u64`s, so sled's key order is the publish order.
+//! Invariant: an entry is appended and written by [`Journal::commit`] (flushed there in `fsync`
+//! mode) before the local PUBACK, and leaves the queue only when the drain reports that
+//! everything below it was delivered or quarantined ([`Journal::delivered_below`]).
+//!
+//! Layout, chosen so that a message costs a fraction of a sled operation instead of two (an
+//! insert and a remove, ~25% of awslink's CPU in the benchmark profile):
+//! - Messages get consecutive sequence numbers. A committed burst is stored as one record per up
+//!   to [`record::RECORD_MAX_MESSAGES`] messages, under the key of its first (big-endian `u64`,
+//!   so sled's key order is the publish order; see [`super::record`]).
+//! - Records live in generation trees `uplink.<first seq>`, each closed after
+//!   [`GENERATION_MESSAGES`] messages or [`GENERATION_BYTES`] bytes. Delivered messages are not
+//!   removed one by one: a durable watermark ("everything below N is done") moves forward, and a
+//!   generation that lies wholly below it is dropped with one `drop_tree`.
+//! - The tree `uplink` of earlier versions (one message per key) is read as the first
+//!   generation, so a buffer left by an older awslink is still drained.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use log::warn;
+
+use super::record::{self, decode, encode, RecordBuilder};
 use crate::messages::CloudMessage;
 
-const QUEUE_TREE: &str = "uplink";
+/// The tree of earlier versions: one message per key.
+const LEGACY_QUEUE_TREE: &str = "uplink";
+/// Prefix of the generation trees; the rest of the name is the first sequence number.
+const GENERATION_PREFIX: &str = "uplink.";
+const META_TREE: &str = "uplink-meta";
+const WATERMARK_KEY: &[u8] = b"delivered_below";
 const QUARANTINE_TREE: &str = "quarantine";
 const DOWNLINK_TREE: &str = "downlink";
+/// A generation is closed after this many messages...
+pub const GENERATION_MESSAGES: u64 = 8192;
+/// ...or this many bytes, whichever comes first.
+pub const GENERATION_BYTES: u64 = 4 * 1024 * 1024;
 /// How long a free-space answer is reused.
 pub const FREE_SPACE_REFRESH_MS: u64 = 100;
-const FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 1 + 1 + 8 + 2;
 
 /// When an appended entry reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Flushed before `append` returns (survives power loss).
+    /// Flushed by [`Journal::commit`] (survives power loss).
     Fsync,
     /// Flushed by sled's background flusher every `flush_every_ms`.
     Batched {
@@ -79,7 +101,7 @@ pub struct JournalConfig {
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    /// Key of the new entry.
+    /// Sequence number of the new entry.
     pub seq: u64,
     /// Oldest entries removed to make room (`DropOldest`).
     pub dropped: u64,
@@ -149,24 +171,52 @@ pub struct Journal {
     inner: Arc<Inner>,
 }
 
+/// The messages not yet behind the watermark.
+struct Live {
+    /// Everything below is delivered, quarantined or dropped (persisted in [`META_TREE`]).
+    watermark: u64,
+    /// Sequence number of the next append.
+    next_seq: u64,
+    /// Encoded size of each message from `watermark` to `next_seq` (0 for a key that is
+    /// missing, e.g. one an earlier version removed from the middle of its queue).
+    sizes: VecDeque<u32>,
+    /// Sum of `sizes`.
+    bytes: u64,
+}
+
+/// Appends not yet written to sled (written by the next [`Journal::commit`]).
+#[derive(Default)]
+struct Staged {
+    /// Closed records, oldest first.
+    closed: Vec<(u64, Vec<u8>)>,
+    open: Option<RecordBuilder>,
+}
+
+/// The generation trees by first sequence number; the last one takes new records.
+struct Generations {
+    trees: BTreeMap<u64, sled::Tree>,
+}
+
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    queue: sled::Tree,
+    meta: sled::Tree,
     quarantine: sled::Tree,
     downlink: sled::Tree,
     durability: Durability,
     limits: Limits,
     min_free_bytes: u64,
+    live: Mutex<Live>,
+    staged: Mutex<Staged>,
+    generations: RwLock<Generations>,
+    /// Bytes written to the last generation.
+    last_generation_bytes: AtomicU64,
     /// Appends not yet announced to the drain (one notification covers a burst).
-    unannounced: std::sync::atomic::AtomicBool,
+    unannounced: AtomicBool,
     free_cached: AtomicU64,
     free_checked_ms: AtomicU64,
     appended_since_check: AtomicU64,
     dropped: AtomicU64,
-    next_seq: AtomicU64,
-    queued: AtomicU64,
-    queued_bytes: AtomicU64,
 }
 
 /// One quarantined message with the reason it can never be delivered.
@@ -176,6 +226,19 @@ pub struct Quarantined {
     pub reason: String,
     /// The message (topic may be the local one when mapping failed).
     pub msg: CloudMessage,
+}
+
+/// What [`Journal::open`] finds in the generation trees.
+struct Recovered {
+    live: Live,
+    generations: Generations,
+    last_generation_bytes: u64,
+}
+
+/// Locks a mutex, going on with the data if a thread panicked while holding it (every update
+/// leaves the data consistent before anything that can panic).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Journal {
@@ -193,42 +256,34 @@ impl Journal {
             }
         };
         let db = sled_config.open().map_err(|e| open_failure(&path, e))?;
-        let queue = db.open_tree(QUEUE_TREE).map_err(|e| open_error(&path, e))?;
-        let quarantine = db
-            .open_tree(QUARANTINE_TREE)
-            .map_err(|e| open_error(&path, e))?;
-        let downlink = db
-            .open_tree(DOWNLINK_TREE)
-            .map_err(|e| open_error(&path, e))?;
-        let mut next_seq = 0;
-        let mut queued = 0;
-        let mut queued_bytes = 0;
-        for item in queue.iter() {
-            let (key, value) = item.map_err(|e| open_error(&path, e))?;
-            next_seq = decode_key(&key).saturating_add(1);
-            queued += 1;
-            queued_bytes += value.len() as u64;
-        }
-        Ok(Journal {
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
+        let meta = tree(META_TREE)?;
+        let quarantine = tree(QUARANTINE_TREE)?;
+        let downlink = tree(DOWNLINK_TREE)?;
+        let recovered = recover(&db, &meta).map_err(|e| open_error(&path, e))?;
+        let journal = Journal {
             inner: Arc::new(Inner {
                 path,
                 db,
-                queue,
+                meta,
                 quarantine,
                 downlink,
                 durability: config.durability,
                 limits: config.limits,
                 min_free_bytes: config.min_free_bytes,
-                unannounced: std::sync::atomic::AtomicBool::new(false),
+                live: Mutex::new(recovered.live),
+                staged: Mutex::new(Staged::default()),
+                generations: RwLock::new(recovered.generations),
+                last_generation_bytes: AtomicU64::new(recovered.last_generation_bytes),
+                unannounced: AtomicBool::new(false),
                 free_cached: AtomicU64::new(0),
                 free_checked_ms: AtomicU64::new(0),
                 appended_since_check: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
-                next_seq: AtomicU64::new(next_seq),
-                queued: AtomicU64::new(queued),
-                queued_bytes: AtomicU64::new(queued_bytes),
             }),
-        })
+        };
+        journal.drop_finished_generations()?;
+        Ok(journal)
     }
 
     /// Appends a message (durable after the next [`Journal::commit`]). With `DropOldest` the
@@ -244,42 +299,118 @@ impl Journal {
                 free,
             });
         }
-        let dropped = self.make_room(len)?;
-        let seq = self.inner.next_seq.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .queue
-            .insert(seq.to_be_bytes(), value)
-            .map_err(|e| self.error(e))?;
-        self.inner.queued.fetch_add(1, Ordering::Relaxed);
-        self.inner.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let mut staged = lock(&self.inner.staged);
+        let (seq, dropped, full) = {
+            let mut live = lock(&self.inner.live);
+            let dropped = self.make_room(&mut live, len);
+            let seq = live.next_seq;
+            live.next_seq += 1;
+            live.sizes.push_back(len.min(u64::from(u32::MAX)) as u32);
+            live.bytes += len;
+            let full = (self.inner.limits.when_full == WhenFull::RejectNew
+                && !self.live_has_room(&live, 1.0))
+                || free.saturating_sub(len) < self.inner.min_free_bytes;
+            (seq, dropped, full)
+        };
+        let open = staged.open.get_or_insert_with(|| RecordBuilder::new(seq));
+        if open.is_full_for(value.len()) || open.next_seq() != seq {
+            let done = std::mem::replace(open, RecordBuilder::new(seq));
+            staged.closed.push(done.finish());
+        }
+        if let Some(open) = staged.open.as_mut() {
+            open.push(&value);
+        }
+        drop(staged);
         // sled writes roughly 2.3x the entry; count that against the cached free space.
         self.inner
             .appended_since_check
             .fetch_add(len * 3, Ordering::Relaxed);
-        let full = (self.inner.limits.when_full == WhenFull::RejectNew && !self.has_room(1.0))
-            || free.saturating_sub(len) < self.inner.min_free_bytes;
+        if dropped > 0 {
+            if let Err(e) = self.watermark_moved() {
+                warn!("cannot record the dropped messages in the journal: {e}");
+            }
+        }
         Ok(Appended { seq, dropped, full })
     }
 
-    /// Makes every append so far durable in `fsync` mode (one flush for a whole burst); a no-op
-    /// in `batched` mode, where sled flushes every `flush_every_ms`.
+    /// Writes every append so far to sled (one insert per record) and, in `fsync` mode, flushes
+    /// it to disk: after `Ok` the appends survive a crash (`batched`: within `flush_every_ms`).
+    /// On an error the appends stay staged and the next call tries again.
     pub fn commit(&self) -> Result<()> {
+        self.write_staged()?;
         if self.inner.durability == Durability::Fsync {
-            self.flush()?;
+            self.flush_db()?;
         }
         Ok(())
     }
 
-    /// Key of the newest entry appended (0 when none was).
+    fn write_staged(&self) -> Result<()> {
+        let mut staged = lock(&self.inner.staged);
+        if let Some(open) = staged.open.take() {
+            if !open.is_empty() {
+                staged.closed.push(open.finish());
+            }
+        }
+        let mut written = 0;
+        let mut result = Ok(());
+        for (first, value) in &staged.closed {
+            if let Err(e) = self.insert_record(*first, value) {
+                result = Err(e);
+                break;
+            }
+            written += 1;
+        }
+        staged.closed.drain(..written);
+        result
+    }
+
+    /// Inserts one record into the last generation, opening a new one when it is full. Called
+    /// with the staging lock held, so records go in in sequence order.
+    fn insert_record(&self, first: u64, value: &[u8]) -> Result<()> {
+        let last_start = read(&self.inner.generations)
+            .trees
+            .keys()
+            .next_back()
+            .copied();
+        let roll = match last_start {
+            None => true,
+            Some(start) => {
+                first.saturating_sub(start) >= GENERATION_MESSAGES
+                    || self.inner.last_generation_bytes.load(Ordering::Relaxed) >= GENERATION_BYTES
+            }
+        };
+        if roll {
+            let name = format!("{GENERATION_PREFIX}{first:020}");
+            let tree = self.inner.db.open_tree(name).map_err(|e| self.error(e))?;
+            write(&self.inner.generations).trees.insert(first, tree);
+            self.inner.last_generation_bytes.store(0, Ordering::Relaxed);
+        }
+        let generations = read(&self.inner.generations);
+        let Some((_, tree)) = generations.trees.iter().next_back() else {
+            return Ok(());
+        };
+        tree.insert(first.to_be_bytes(), value)
+            .map_err(|e| self.error(e))?;
+        self.inner
+            .last_generation_bytes
+            .fetch_add(value.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sequence number of the newest entry appended (0 when none was).
     pub fn last_seq(&self) -> u64 {
-        self.inner.next_seq.load(Ordering::SeqCst).saturating_sub(1)
+        lock(&self.inner.live).next_seq.saturating_sub(1)
     }
 
     /// True while the queue is below `fraction` of both limits.
     pub fn has_room(&self, fraction: f64) -> bool {
+        self.live_has_room(&lock(&self.inner.live), fraction)
+    }
+
+    fn live_has_room(&self, live: &Live, fraction: f64) -> bool {
         let limits = self.inner.limits;
-        (self.queued() as f64) < limits.max_messages as f64 * fraction
-            && (self.queued_bytes() as f64) < limits.max_bytes as f64 * fraction
+        (live.sizes.len() as f64) < limits.max_messages as f64 * fraction
+            && (live.bytes as f64) < limits.max_bytes as f64 * fraction
     }
 
     /// Bytes available to this process on the buffer's filesystem (`u64::MAX` if unknown).
@@ -308,35 +439,88 @@ impl Journal {
         self.free_bytes() as f64 >= self.inner.min_free_bytes as f64 * factor
     }
 
-    /// Applies the full policy so that one more entry of `len` bytes fits. An entry larger than
+    /// Applies the full policy so that one more entry of `len` bytes fits, moving the watermark
+    /// over the oldest entries (`DropOldest`); returns how many it dropped. An entry larger than
     /// the byte limit on its own still goes into an empty queue.
-    fn make_room(&self, len: u64) -> Result<u64> {
+    fn make_room(&self, live: &mut Live, len: u64) -> u64 {
         let limits = self.inner.limits;
         let mut dropped = 0;
         loop {
-            let (messages, bytes) = (self.queued(), self.queued_bytes());
+            let messages = live.sizes.len() as u64;
             // A queue at its limit under RejectNew still takes what was already received.
-            let fits =
-                messages < limits.max_messages && bytes.saturating_add(len) <= limits.max_bytes;
-            if fits || messages == 0 {
-                return Ok(dropped);
+            let fits = messages < limits.max_messages
+                && live.bytes.saturating_add(len) <= limits.max_bytes;
+            if fits || messages == 0 || limits.when_full == WhenFull::RejectNew {
+                break;
             }
-            match limits.when_full {
-                WhenFull::RejectNew => return Ok(0),
-                WhenFull::DropOldest => {
-                    let Some((_, old)) = self.inner.queue.pop_min().map_err(|e| self.error(e))?
-                    else {
-                        return Ok(dropped);
-                    };
-                    self.inner.queued.fetch_sub(1, Ordering::Relaxed);
-                    self.inner
-                        .queued_bytes
-                        .fetch_sub(old.len() as u64, Ordering::Relaxed);
-                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(size) = live.sizes.pop_front() {
+                live.bytes -= u64::from(size);
+                live.watermark += 1;
+                // A key missing from the middle of an old queue is not a dropped message.
+                if size > 0 {
                     dropped += 1;
                 }
             }
         }
+        self.inner.dropped.fetch_add(dropped, Ordering::Relaxed);
+        dropped
+    }
+
+    /// The drain reports that every entry below `seq` is delivered or quarantined: they leave
+    /// the queue, the watermark is stored, and generations wholly below it are dropped.
+    /// A `seq` at or below the current watermark changes nothing (a late PUBACK after
+    /// `dropOldest` moved past it).
+    pub fn delivered_below(&self, seq: u64) -> Result<()> {
+        {
+            let mut live = lock(&self.inner.live);
+            let target = seq.min(live.next_seq);
+            if target <= live.watermark {
+                return Ok(());
+            }
+            for _ in live.watermark..target {
+                if let Some(size) = live.sizes.pop_front() {
+                    live.bytes -= u64::from(size);
+                }
+            }
+            live.watermark = target;
+        }
+        self.watermark_moved()
+    }
+
+    /// Stores the watermark and drops the generations it has passed.
+    fn watermark_moved(&self) -> Result<()> {
+        let watermark = lock(&self.inner.live).watermark;
+        self.inner
+            .meta
+            .insert(WATERMARK_KEY, &watermark.to_be_bytes())
+            .map_err(|e| self.error(e))?;
+        self.drop_finished_generations()
+    }
+
+    /// Drops every generation except the last whose messages all lie below the watermark (the
+    /// next generation starts at or below it). The stored watermark goes first, so a crash in
+    /// between only leaves an empty generation behind.
+    fn drop_finished_generations(&self) -> Result<()> {
+        let watermark = lock(&self.inner.live).watermark;
+        let finished: Vec<sled::Tree> = {
+            let mut generations = write(&self.inner.generations);
+            let starts: Vec<u64> = generations.trees.keys().copied().collect();
+            let done: Vec<u64> = starts
+                .windows(2)
+                .filter(|pair| pair[1] <= watermark)
+                .map(|pair| pair[0])
+                .collect();
+            done.iter()
+                .filter_map(|start| generations.trees.remove(start))
+                .collect()
+        };
+        for tree in finished {
+            self.inner
+                .db
+                .drop_tree(tree.name())
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Marks that entries were appended; true when the drain must be told (no notice pending).
@@ -354,59 +538,82 @@ impl Journal {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// The first entry with key ≥ `from`, if any.
+    /// The first committed entry with sequence number ≥ `from` that is not behind the watermark.
     pub fn first_from(&self, from: u64) -> Result<Option<(u64, CloudMessage)>> {
-        let Some(item) = self.inner.queue.range(from.to_be_bytes()..).next() else {
-            return Ok(None);
-        };
-        let (key, value) = item.map_err(|e| self.error(e))?;
-        let seq = decode_key(&key);
-        let msg = decode(&value).map_err(|detail| JournalError::BadEntry { seq, detail })?;
-        Ok(Some((seq, msg)))
+        match self.entries_from(from, 1)?.into_iter().next() {
+            None => Ok(None),
+            Some((seq, Ok(msg))) => Ok(Some((seq, msg))),
+            Some((seq, Err(detail))) => Err(JournalError::BadEntry { seq, detail }),
+        }
     }
 
-    /// Up to `max` entries with key ≥ `from`, in key order, read with one range scan. An entry
-    /// that cannot be decoded comes back as its key and what is wrong with it.
+    /// Up to `max` committed entries with sequence number ≥ `from` (and not behind the
+    /// watermark), in order. An entry that cannot be decoded comes back as its sequence number
+    /// and what is wrong with it.
     pub fn entries_from(
         &self,
         from: u64,
         max: usize,
     ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+        let from = from.max(lock(&self.inner.live).watermark);
         let mut out = Vec::with_capacity(max.min(256));
-        for item in self.inner.queue.range(from.to_be_bytes()..).take(max) {
-            let (key, value) = item.map_err(|e| self.error(e))?;
-            out.push((decode_key(&key), decode(&value)));
+        // Held while reading, so no generation is dropped under the scan.
+        let generations = read(&self.inner.generations);
+        let first_generation = generations
+            .trees
+            .range(..=from)
+            .next_back()
+            .map_or(0, |(start, _)| *start);
+        for tree in generations.trees.range(first_generation..).map(|(_, t)| t) {
+            // The record holding `from` may start before it.
+            let start = match tree.range(..=from.to_be_bytes()).next_back() {
+                Some(item) => decode_key(&item.map_err(|e| self.error(e))?.0),
+                None => from,
+            };
+            for item in tree.range(start.to_be_bytes()..) {
+                let (key, value) = item.map_err(|e| self.error(e))?;
+                let first = decode_key(&key);
+                match record::split(&value) {
+                    Ok(parts) => {
+                        for (seq, part) in (first..).zip(parts) {
+                            if seq >= from {
+                                out.push((seq, decode(part)));
+                                if out.len() >= max {
+                                    return Ok(out);
+                                }
+                            }
+                        }
+                    }
+                    Err(detail) if first >= from => {
+                        out.push((first, Err(detail)));
+                        if out.len() >= max {
+                            return Ok(out);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
         }
         Ok(out)
     }
 
-    /// Removes a delivered entry. Removing a missing key is not an error (duplicate PUBACKs).
-    pub fn remove(&self, seq: u64) -> Result<()> {
-        if let Some(old) = self
-            .inner
-            .queue
-            .remove(seq.to_be_bytes())
-            .map_err(|e| self.error(e))?
-        {
-            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
-            self.inner
-                .queued_bytes
-                .fetch_sub(old.len() as u64, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Moves entry `seq` to the quarantine tree with `reason` (it will never be sent).
+    /// Copies entry `seq` to the quarantine tree with `reason`; it leaves the queue when the
+    /// drain moves the watermark past it.
     pub fn quarantine_entry(&self, seq: u64, reason: &str) -> Result<()> {
-        let key = seq.to_be_bytes();
-        let Some(value) = self.inner.queue.get(key).map_err(|e| self.error(e))? else {
+        let Some((found, Ok(msg))) = self.entries_from(seq, 1)?.into_iter().next() else {
             return Ok(());
         };
+        if found != seq {
+            return Ok(());
+        }
         self.inner
             .quarantine
-            .insert(self.quarantine_key()?, quarantine_record(reason, &value))
+            .insert(
+                self.quarantine_key()?,
+                quarantine_record(reason, &encode(&msg)),
+            )
             .map_err(|e| self.error(e))?;
-        self.remove(seq)
+        Ok(())
     }
 
     /// Stores a message that was refused at ingress in the quarantine tree.
@@ -419,7 +626,7 @@ impl Journal {
             )
             .map_err(|e| self.error(e))?;
         if self.inner.durability == Durability::Fsync {
-            self.flush()?;
+            self.flush_db()?;
         }
         Ok(())
     }
@@ -459,12 +666,12 @@ impl Journal {
 
     /// Number of messages waiting for delivery.
     pub fn queued(&self) -> u64 {
-        self.inner.queued.load(Ordering::Relaxed)
+        lock(&self.inner.live).sizes.len() as u64
     }
 
     /// Encoded bytes of the messages waiting for delivery.
     pub fn queued_bytes(&self) -> u64 {
-        self.inner.queued_bytes.load(Ordering::Relaxed)
+        lock(&self.inner.live).bytes
     }
 
     /// Enqueue time (unix ms) of the oldest waiting message.
@@ -474,6 +681,11 @@ impl Journal {
 
     /// Writes everything appended so far to disk.
     pub fn flush(&self) -> Result<()> {
+        self.write_staged()?;
+        self.flush_db()
+    }
+
+    fn flush_db(&self) -> Result<()> {
         self.inner.db.flush().map(|_| ()).map_err(|e| self.error(e))
     }
 
@@ -486,7 +698,7 @@ impl Journal {
             .insert(seq.to_be_bytes(), encode(msg))
             .map_err(|e| self.error(e))?;
         if self.inner.durability == Durability::Fsync {
-            self.flush()?;
+            self.flush_db()?;
         }
         Ok(seq)
     }
@@ -600,48 +812,88 @@ fn decode_key(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-/// Serializes a message: version, qos, enqueue time, topic length, topic, payload.
-pub fn encode(msg: &CloudMessage) -> Vec<u8> {
-    let topic = msg.topic.as_bytes();
-    let mut out = Vec::with_capacity(HEADER_LEN + topic.len() + msg.payload.len());
-    out.push(FORMAT_VERSION);
-    out.push(msg.qos.clamp(0, 1) as u8);
-    out.extend_from_slice(&msg.enqueued_ms.to_be_bytes());
-    out.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    out.extend_from_slice(&topic[..topic.len().min(u16::MAX as usize)]);
-    out.extend_from_slice(&msg.payload);
-    out
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Parses what [`encode`] wrote.
-pub fn decode(bytes: &[u8]) -> std::result::Result<CloudMessage, String> {
-    if bytes.len() < HEADER_LEN {
-        return Err(format!("{} bytes is shorter than the header", bytes.len()));
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads the stored watermark and every generation: the size of each message at or above the
+/// watermark, and where appending goes on. A queue that starts above the stored watermark (its
+/// first entries were removed by an earlier version) starts the watermark there.
+fn recover(db: &sled::Db, meta: &sled::Tree) -> sled::Result<Recovered> {
+    let mut watermark = match meta.get(WATERMARK_KEY)? {
+        Some(v) if v.len() == 8 => decode_key(&v),
+        _ => 0,
+    };
+    let mut trees = BTreeMap::new();
+    for name in db.tree_names() {
+        if &*name == LEGACY_QUEUE_TREE.as_bytes() {
+            let tree = db.open_tree(&name)?;
+            if let Some((first, _)) = tree.first()? {
+                trees.insert(decode_key(&first), tree);
+            }
+            continue;
+        }
+        let start = std::str::from_utf8(&name)
+            .ok()
+            .and_then(|n| n.strip_prefix(GENERATION_PREFIX))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(start) = start {
+            trees.insert(start, db.open_tree(&name)?);
+        }
     }
-    if bytes[0] != FORMAT_VERSION {
-        return Err(format!("unknown format version {}", bytes[0]));
+    let last_start = trees.keys().next_back().copied();
+    let mut next_seq = watermark;
+    let mut sizes = VecDeque::new();
+    let mut bytes = 0;
+    let mut last_generation_bytes = 0;
+    for (start, tree) in &trees {
+        for item in tree.iter() {
+            let (key, value) = item?;
+            if Some(*start) == last_start {
+                last_generation_bytes += value.len() as u64;
+            }
+            let lens: Vec<u64> = match record::split(&value) {
+                Ok(parts) => parts.iter().map(|p| p.len() as u64).collect(),
+                // Counted as one entry; the drain quarantines it.
+                Err(_) => vec![value.len() as u64],
+            };
+            for (seq, len) in (decode_key(&key)..).zip(lens) {
+                if seq < next_seq {
+                    continue;
+                }
+                if sizes.is_empty() {
+                    watermark = seq;
+                    next_seq = seq;
+                }
+                while next_seq < seq {
+                    sizes.push_back(0);
+                    next_seq += 1;
+                }
+                sizes.push_back(len.min(u64::from(u32::MAX)) as u32);
+                bytes += len;
+                next_seq = seq + 1;
+            }
+        }
     }
-    let qos = i32::from(bytes[1]);
-    let mut time = [0u8; 8];
-    time.copy_from_slice(&bytes[2..10]);
-    let topic_len = u16::from_be_bytes([bytes[10], bytes[11]]) as usize;
-    let topic_end = HEADER_LEN + topic_len;
-    let topic = bytes
-        .get(HEADER_LEN..topic_end)
-        .ok_or("topic runs past the end")?;
-    let topic = std::str::from_utf8(topic).map_err(|e| format!("topic is not UTF-8: {e}"))?;
-    Ok(CloudMessage {
-        topic: topic.to_string(),
-        payload: bytes[topic_end..].to_vec(),
-        qos,
-        enqueued_ms: u64::from_be_bytes(time),
+    Ok(Recovered {
+        live: Live {
+            watermark,
+            next_seq,
+            sizes,
+            bytes,
+        },
+        generations: Generations { trees },
+        last_generation_bytes,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
 
     fn msg(n: u64) -> CloudMessage {
         CloudMessage {
@@ -677,27 +929,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn encode_decode_round_trip() {
-        for m in [
-            msg(0),
-            msg(7),
-            CloudMessage {
-                payload: vec![0, 255, 10],
-                ..msg(3)
-            },
-        ] {
-            assert_eq!(decode(&encode(&m)), Ok(m));
-        }
-        assert!(decode(&[1, 0]).is_err());
-        assert!(decode(&[9; 20]).is_err());
-        let mut short_topic = encode(&msg(1));
-        short_topic[11] = 200;
-        short_topic.truncate(30);
-        assert!(decode(&short_topic).is_err());
+    fn generation_trees(journal: &Journal) -> usize {
+        journal
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter(|n| n.starts_with(GENERATION_PREFIX.as_bytes()))
+            .count()
     }
 
-    /// Random append / deliver / reopen sequences against a VecDeque model.
+    fn all_entries(journal: &Journal) -> Vec<(u64, CloudMessage)> {
+        journal
+            .entries_from(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, m)| (seq, m.unwrap()))
+            .collect()
+    }
+
+    /// Random append / commit / deliver / reopen sequences against a VecDeque model.
     #[test]
     fn matches_a_fifo_model_across_reopens() {
         let dir = tempfile::tempdir().unwrap();
@@ -706,22 +957,28 @@ mod tests {
         let mut model: VecDeque<(u64, CloudMessage)> = VecDeque::new();
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut counter = 0;
-        for _ in 0..600 {
+        for _ in 0..3000 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            match state % 10 {
-                0..=5 => {
-                    counter += 1;
-                    let seq = journal.append(&msg(counter)).unwrap().seq;
-                    if let Some((last, _)) = model.back() {
-                        assert!(seq > *last, "keys must increase");
+            match state % 100 {
+                0..=59 => {
+                    // A burst, as the intake commits it.
+                    for _ in 0..=(state >> 8) % 20 {
+                        counter += 1;
+                        let seq = journal.append(&msg(counter)).unwrap().seq;
+                        if let Some((last, _)) = model.back() {
+                            assert!(seq > *last, "keys must increase");
+                        }
+                        model.push_back((seq, msg(counter)));
                     }
-                    model.push_back((seq, msg(counter)));
+                    journal.commit().unwrap();
                 }
-                6..=8 => {
-                    if let Some((seq, _)) = model.pop_front() {
-                        journal.remove(seq).unwrap();
+                60..=97 => {
+                    let n = ((state >> 8) % 25) as usize;
+                    let delivered: Vec<_> = model.drain(..n.min(model.len())).collect();
+                    if let Some((last, _)) = delivered.last() {
+                        journal.delivered_below(last + 1).unwrap();
                     }
                 }
                 _ => {
@@ -730,18 +987,141 @@ mod tests {
                 }
             }
             assert_eq!(journal.queued(), model.len() as u64);
-            let front = journal.first_from(0).unwrap();
-            assert_eq!(front, model.front().cloned());
+            assert_eq!(journal.first_from(0).unwrap(), model.front().cloned());
         }
+        assert!(counter > GENERATION_MESSAGES * 2, "spans generations");
+        assert!(
+            generation_trees(&journal) <= 2,
+            "delivered generations dropped"
+        );
         drop(journal);
         let journal = reopen(&cfg);
-        let mut cursor = 0;
-        for (seq, m) in &model {
-            let (got_seq, got) = journal.first_from(cursor).unwrap().unwrap();
-            assert_eq!((got_seq, &got), (*seq, m));
-            cursor = got_seq + 1;
+        assert_eq!(all_entries(&journal), Vec::from(model.clone()));
+        if let Some((seq, _)) = model.get(model.len() / 2) {
+            let from_middle = journal.entries_from(*seq, 3).unwrap();
+            let expected: Vec<u64> = model
+                .iter()
+                .map(|(s, _)| *s)
+                .skip(model.len() / 2)
+                .take(3)
+                .collect();
+            assert_eq!(
+                from_middle.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+                expected
+            );
         }
-        assert_eq!(journal.first_from(cursor).unwrap(), None);
+    }
+
+    #[test]
+    fn appends_are_read_only_after_commit_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let journal = Journal::open(&cfg).unwrap();
+        for n in 0..5 {
+            journal.append(&msg(n)).unwrap();
+        }
+        assert_eq!(journal.queued(), 5, "counted from the append");
+        assert!(
+            journal.first_from(0).unwrap().is_none(),
+            "not written before the commit"
+        );
+        journal.commit().unwrap();
+        let entries = all_entries(&journal);
+        assert_eq!(
+            entries.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+            (0..5).map(msg).collect::<Vec<_>>()
+        );
+        drop(journal);
+        let journal = reopen(&cfg);
+        assert_eq!(all_entries(&journal), entries);
+        assert_eq!(journal.last_seq(), entries[4].0);
+    }
+
+    #[test]
+    fn the_watermark_survives_a_reopen_so_nothing_delivered_is_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let journal = Journal::open(&cfg).unwrap();
+        let seqs: Vec<u64> = (0..10)
+            .map(|n| journal.append(&msg(n)).unwrap().seq)
+            .collect();
+        journal.commit().unwrap();
+        journal.delivered_below(seqs[7]).unwrap();
+        journal.delivered_below(seqs[3]).unwrap(); // a late acknowledgement changes nothing
+        assert_eq!(journal.queued(), 3);
+        journal.flush().unwrap();
+        drop(journal);
+        let journal = reopen(&cfg);
+        assert_eq!(journal.queued(), 3);
+        assert_eq!(
+            all_entries(&journal),
+            (7..10)
+                .map(|n| (seqs[n as usize], msg(n)))
+                .collect::<Vec<_>>()
+        );
+        let next = journal.append(&msg(10)).unwrap().seq;
+        assert!(next > seqs[9], "sequence numbers are never reused");
+    }
+
+    #[test]
+    fn delivered_generations_are_dropped_and_the_disk_space_counted_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&config(dir.path())).unwrap();
+        let mut last = 0;
+        for n in 0..(GENERATION_MESSAGES * 3) {
+            last = journal.append(&msg(n)).unwrap().seq;
+            if n % 50 == 49 {
+                journal.commit().unwrap();
+            }
+        }
+        journal.commit().unwrap();
+        assert!(
+            generation_trees(&journal) >= 3,
+            "{}",
+            generation_trees(&journal)
+        );
+        journal.delivered_below(last).unwrap();
+        assert_eq!(
+            generation_trees(&journal),
+            1,
+            "only the one still being written"
+        );
+        assert_eq!(journal.queued(), 1);
+        assert_eq!(journal.first_from(0).unwrap().map(|(s, _)| s), Some(last));
+        assert_eq!(
+            journal.queued_bytes(),
+            encode(&msg(GENERATION_MESSAGES * 3 - 1)).len() as u64
+        );
+    }
+
+    #[test]
+    fn a_queue_left_by_an_earlier_version_is_drained() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        {
+            let db = sled::open(&cfg.path).unwrap();
+            let old = db.open_tree(LEGACY_QUEUE_TREE).unwrap();
+            for n in [4u64, 5, 7] {
+                old.insert(n.to_be_bytes(), encode(&msg(n))).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let journal = reopen(&cfg);
+        assert_eq!(
+            all_entries(&journal),
+            vec![(4, msg(4)), (5, msg(5)), (7, msg(7))]
+        );
+        assert_eq!(
+            journal.queued(),
+            4,
+            "the key an old version removed (6) counts until passed"
+        );
+        let seq = journal.append(&msg(8)).unwrap().seq;
+        journal.commit().unwrap();
+        assert_eq!(seq, 8);
+        journal.delivered_below(9).unwrap();
+        assert_eq!(journal.queued(), 0);
+        assert_eq!(journal.queued_bytes(), 0);
     }
 
     #[test]
@@ -749,7 +1129,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&config(dir.path())).unwrap();
         let seq = journal.append(&msg(1)).unwrap().seq;
+        journal.commit().unwrap();
         journal.quarantine_entry(seq, "rejected by AWS").unwrap();
+        journal.delivered_below(seq + 1).unwrap();
         journal
             .quarantine_new(&msg(2), "payload too large")
             .unwrap();
@@ -795,18 +1177,24 @@ mod tests {
             max_bytes: u64::MAX,
             when_full: WhenFull::DropOldest,
         };
-        let journal = Journal::open(&JournalConfig {
+        let cfg = JournalConfig {
             limits,
             ..config(dir.path())
-        })
-        .unwrap();
+        };
+        let journal = Journal::open(&cfg).unwrap();
         let dropped: Vec<u64> = (1..=5)
             .map(|n| journal.append(&msg(n)).unwrap().dropped)
             .collect();
+        journal.commit().unwrap();
         assert_eq!(dropped, [0, 0, 0, 1, 1]);
         assert_eq!(journal.queued(), 3);
         assert_eq!(journal.dropped(), 2);
         assert_eq!(journal.first_from(0).unwrap().unwrap().1, msg(3));
+        journal.delivered_below(1).unwrap(); // the PUBACK of a dropped message
+        assert_eq!(journal.queued(), 3);
+        drop(journal);
+        let journal = reopen(&cfg);
+        assert_eq!(journal.queued(), 3, "the drops are stored");
 
         let one = encode(&msg(1)).len() as u64;
         let dir = tempfile::tempdir().unwrap();
@@ -830,11 +1218,13 @@ mod tests {
             ..msg(9)
         };
         journal.append(&huge).unwrap();
+        journal.commit().unwrap();
         assert_eq!(
             journal.queued(),
             1,
             "an oversize entry empties the queue and still goes in"
         );
+        assert_eq!(all_entries(&journal).len(), 1);
     }
 
     #[test]
@@ -859,8 +1249,8 @@ mod tests {
         let over = journal.append(&msg(3)).unwrap();
         assert!(over.full && over.dropped == 0, "kept, never dropped");
         assert_eq!(journal.queued(), 3);
-        journal.remove(first.seq).unwrap();
-        journal.remove(over.seq).unwrap();
+        journal.commit().unwrap();
+        journal.delivered_below(over.seq).unwrap();
         assert!(journal.has_room(1.0), "1 of 2 queued");
         assert!(journal.append(&msg(4)).unwrap().full, "2 of 2 queued again");
         assert_eq!(journal.dropped(), 0);

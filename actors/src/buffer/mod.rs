@@ -1,9 +1,10 @@
 //! The Buffer actor: drains the journal to the cloud in key order with a bounded in-flight
 //! window, publishing on the current link's [`Publisher`] and keeping the delivery tokens;
-//! deletes an entry only on its PUBACK, and re-sends everything undelivered after a reconnect
-//! (at-least-once, order kept).
+//! moves the journal's watermark only over PUBACKed (or quarantined) entries, and re-sends
+//! everything undelivered after a reconnect (at-least-once, order kept).
 
 pub mod journal;
+pub mod record;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -58,6 +59,8 @@ pub struct Buffer {
     waker: Waker,
     /// Next journal key to read; everything below it is either delivered or in flight.
     cursor: u64,
+    /// Everything below was reported to the journal as delivered (or quarantined).
+    reported_done: u64,
     window: usize,
     quota: Option<Quota>,
     /// A pump is scheduled for later (the quota says wait, or a publish just failed).
@@ -86,6 +89,7 @@ impl Buffer {
             notice,
             waker,
             cursor: 0,
+            reported_done: 0,
             window: window.max(1),
             quota,
             throttled: false,
@@ -106,9 +110,27 @@ impl Buffer {
         loop {
             self.fill(ctx);
             if !self.reap(ctx) {
-                return;
+                break;
             }
         }
+        self.report_done();
+    }
+
+    /// Tells the journal how far everything is delivered or quarantined: up to the oldest
+    /// publish still in flight, or to the cursor when none is.
+    fn report_done(&mut self) {
+        let done_below = self
+            .in_flight
+            .front()
+            .map_or(self.cursor, |f| f.seq.min(self.cursor));
+        if done_below <= self.reported_done {
+            return;
+        }
+        match self.journal.delivered_below(done_below) {
+            Ok(()) => self.reported_done = done_below,
+            Err(e) => error!("cannot record delivered messages in the journal: {e}"),
+        }
+        self.trim_after_backlog();
     }
 
     /// Sends journal entries until the window is full, the quota says wait, or the journal is
@@ -193,12 +215,7 @@ impl Buffer {
         let mut retry = false;
         for (seq, result) in done {
             match result {
-                Ok(()) => {
-                    if let Err(e) = self.journal.remove(seq) {
-                        error!("cannot remove delivered entry {seq} from the journal: {e}");
-                    }
-                    self.delivered += 1;
-                }
+                Ok(()) => self.delivered += 1,
                 Err(e) if is_permanent(&e) => {
                     warn!("message {seq} can never be delivered ({e}); quarantined");
                     self.quarantine(seq, &e.to_string());
@@ -227,7 +244,6 @@ impl Buffer {
                 self.pump_later(RETRY_AFTER, ctx);
             }
         }
-        self.trim_after_backlog();
         !self.throttled
     }
 
