@@ -5,7 +5,8 @@
 #   bash bench/run.sh                 # everything (~15 min)
 #   bash bench/run.sh --quick         # smaller counts, shorter outage (~5 min)
 #   bash bench/run.sh --scenario 1    # one scenario (repeatable: --scenario 1 --scenario 5)
-#   options: --no-build, --no-profile, --systems "bridge batched fsync"
+#   options: --no-build, --no-profile, --systems "bridge batched fsync", --rounds N (scenario 1
+#            runs N times, the systems interleaved; the table shows each metric's median)
 #   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1
 #
 # Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge batched fsync"
+QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge batched fsync" ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --scenario) SCENARIOS="$SCENARIOS ${2//,/ }"; shift ;;
     --systems) SYSTEMS="$2"; shift ;;
+    --rounds) ROUNDS="$2"; shift ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -263,8 +265,8 @@ AWSLINK=$BIN/awslink
 
 # ---- scenario 1 (+ footprint RSS/CPU of scenario 5) --------------------------------------------
 scenario1() {
-  local sys=$1 D=$WORK/s1-$sys
-  log "scenario 1 [$sys]: $S1_COUNT x ${SIZE} B as fast as possible, then $S1_LAT_COUNT at $LAT_RATE msg/s"
+  local sys=$1 round=$2 D=$WORK/s1-$1-r$2
+  log "scenario 1 [$sys] round $round/$ROUNDS: $S1_COUNT x ${SIZE} B as fast as possible, then $S1_LAT_COUNT at $LAT_RATE msg/s"
   start_stack "$sys" "$D" off 0
   sleep 2
   local fwd=$FWD_PID rss_idle mosq_rss_idle
@@ -308,11 +310,13 @@ scenario1() {
     rec 5 edge_rss_idle_kib "$sys" "$((rss_idle + mosq_rss_idle))" "KiB edge total (awslink + local mosquitto)"
     rec 5 edge_rss_at_2000_kib "$sys" "$((peak + mpeak))" "KiB edge total (awslink + local mosquitto)"
     rec 5 edge_cpu_s_per_100k "$sys" "$(python3 -c "print(round($per100k+$mper100k, 2))")" "CPU s edge total (awslink + local mosquitto)"
+    rec 5 local_broker_cpu_s_per_100k "$sys" "$mper100k" "CPU s (the local mosquitto alone; for the bridge: the bridging broker)"
   fi
   [ "$sys" = bridge ] && {
     rec 5 edge_rss_idle_kib "$sys" "$rss_idle" "KiB edge total (awslink + local mosquitto)"
     rec 5 edge_rss_at_2000_kib "$sys" "$peak" "KiB edge total (awslink + local mosquitto)"
     rec 5 edge_cpu_s_per_100k "$sys" "$per100k" "CPU s edge total (awslink + local mosquitto)"
+    rec 5 local_broker_cpu_s_per_100k "$sys" "$per100k" "CPU s (the local mosquitto alone; for the bridge: the bridging broker)"
   }
   stop_stack
 }
@@ -456,8 +460,15 @@ scenario4() {
 
 for s in 1 2 3 4; do
   has $s || continue
-  if [ $s = 1 ]; then disk_probe; fi
-  for sys in $SYSTEMS; do "scenario$s" "$sys"; done
+  if [ $s = 1 ]; then
+    disk_probe
+    # Rounds interleave the systems, so a slow minute of this shared machine hits all of them.
+    for round in $(seq 1 "$ROUNDS"); do
+      for sys in $SYSTEMS; do scenario1 "$sys" "$round"; done
+    done
+  else
+    for sys in $SYSTEMS; do "scenario$s" "$sys"; done
+  fi
   if [ $s = 1 ] && [ $PROFILE = 1 ]; then profile_s1; fi
 done
 if has 5; then

@@ -31,8 +31,23 @@ struct Row {
     scenario: String,
     metric: String,
     unit: String,
+    /// The median of each system's runs (scenario 1 runs `--rounds` times).
     values: [Option<Value>; 3],
+    /// Every run's value, per system, in run order.
+    runs: [Vec<Value>; 3],
     other: Vec<(String, Value)>,
+}
+
+/// The median of numeric runs (the lower middle one for an even count), or the last value when
+/// they are not numbers.
+fn median(runs: &[Value]) -> Option<Value> {
+    let mut numbers: Vec<f64> = runs.iter().filter_map(Value::as_f64).collect();
+    if numbers.len() != runs.len() {
+        return runs.last().cloned();
+    }
+    numbers.sort_by(f64::total_cmp);
+    let m = *numbers.get((numbers.len().checked_sub(1)?) / 2)?;
+    runs.iter().find(|v| v.as_f64() == Some(m)).cloned()
 }
 
 fn fmt(v: &Value) -> String {
@@ -152,15 +167,21 @@ pub fn run(a: Args) -> Result<()> {
                     metric: metric.clone(),
                     unit: s("unit"),
                     values: [None, None, None],
+                    runs: [Vec::new(), Vec::new(), Vec::new()],
                     other: Vec::new(),
                 });
                 rows.len() - 1
             });
         match SYSTEMS.iter().position(|x| *x == system) {
-            Some(i) => rows[idx].values[i] = Some(value),
+            Some(i) => rows[idx].runs[i].push(value),
             None => rows[idx].other.push((system, value)),
         }
         raw.push(m);
+    }
+    for r in &mut rows {
+        for i in 0..SYSTEMS.len() {
+            r.values[i] = median(&r.runs[i]);
+        }
     }
     let mut md = String::new();
     md.push_str("| # | metric | unit | bridge | awslink batched | awslink fsync | batched ÷ bridge | fsync ÷ bridge | other |\n");
@@ -188,6 +209,24 @@ pub fn run(a: Args) -> Result<()> {
             rat(2),
             other.join(", ")
         ));
+    }
+    let repeated: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.runs.iter().any(|v| v.len() > 1))
+        .collect();
+    if !repeated.is_empty() {
+        md.push_str("\nRepeated runs (the table shows the median):\n\n| # | metric | bridge | awslink batched | awslink fsync |\n|---|---|---|---|---|\n");
+        for r in repeated {
+            let runs = |i: usize| r.runs[i].iter().map(fmt).collect::<Vec<_>>().join(" / ");
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.scenario,
+                r.metric,
+                runs(0),
+                runs(1),
+                runs(2)
+            ));
+        }
     }
     let checks = checks(&rows);
     md.push_str("\n| target | measured | wanted | pass |\n|---|---:|---|---|\n");
@@ -223,4 +262,18 @@ pub fn run(a: Args) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_runs_is_one_of_them() {
+        assert_eq!(median(&[json!(3), json!(1), json!(2)]), Some(json!(2)));
+        assert_eq!(median(&[json!(4.0), json!(1.5)]), Some(json!(1.5)));
+        assert_eq!(median(&[json!(7)]), Some(json!(7)));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[json!(1), json!("x")]), Some(json!("x")));
+    }
 }
