@@ -13,8 +13,9 @@
 //!   [`GENERATION_MESSAGES`] messages or [`GENERATION_BYTES`] bytes. Delivered messages are not
 //!   removed one by one: a durable watermark ("everything below N is done") moves forward, and a
 //!   generation that lies wholly below it is dropped with one `drop_tree`.
-//! - The tree `uplink` of earlier versions (one message per key) is read as the first
-//!   generation, so a buffer left by an older awslink is still drained.
+//! - The tree `uplink` of earlier versions (one message per key) is moved into generations when
+//!   the journal opens (appended after what is queued, then flushed, then dropped), so a buffer
+//!   left by an older awslink is still drained — also after a downgrade and a new upgrade.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,11 @@ const DOWNLINK_TREE: &str = "downlink";
 pub const GENERATION_MESSAGES: u64 = 8192;
 /// ...or this many bytes, whichever comes first.
 pub const GENERATION_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest run of missing sequence numbers a queue read from disk may have (writes never
+/// leave any: records are contiguous and a crash loses only a suffix).
+const MAX_GAP: u64 = GENERATION_MESSAGES;
+/// No sequence number goes beyond this (2^62: centuries at a million messages a second).
+const MAX_SEQ: u64 = 1 << 62;
 /// How long a free-space answer is reused.
 pub const FREE_SPACE_REFRESH_MS: u64 = 100;
 
@@ -173,8 +179,10 @@ pub struct Journal {
 
 /// The messages not yet behind the watermark.
 struct Live {
-    /// Everything below is delivered, quarantined or dropped (persisted in [`META_TREE`]).
+    /// Everything below is delivered, quarantined or dropped.
     watermark: u64,
+    /// The watermark as last stored in [`META_TREE`] (generations are dropped only behind it).
+    persisted: u64,
     /// Sequence number of the next append.
     next_seq: u64,
     /// Encoded size of each message from `watermark` to `next_seq` (0 for a key that is
@@ -233,6 +241,8 @@ struct Recovered {
     live: Live,
     generations: Generations,
     last_generation_bytes: u64,
+    /// Records whose keys cannot be part of the queue: (generation start, key).
+    misplaced: Vec<(u64, u64)>,
 }
 
 /// Locks a mutex, going on with the data if a thread panicked while holding it (every update
@@ -261,6 +271,7 @@ impl Journal {
         let quarantine = tree(QUARANTINE_TREE)?;
         let downlink = tree(DOWNLINK_TREE)?;
         let recovered = recover(&db, &meta).map_err(|e| open_error(&path, e))?;
+        let recovered_misplaced = recovered.misplaced;
         let journal = Journal {
             inner: Arc::new(Inner {
                 path,
@@ -282,7 +293,12 @@ impl Journal {
                 dropped: AtomicU64::new(0),
             }),
         };
+        journal.quarantine_misplaced(&recovered_misplaced)?;
         journal.drop_finished_generations()?;
+        if let Err(e) = journal.migrate_legacy_queue() {
+            // Left in place and tried again at the next start; nothing is lost meanwhile.
+            warn!("cannot move the queue of an earlier awslink version into this journal yet: {e}");
+        }
         Ok(journal)
     }
 
@@ -290,7 +306,10 @@ impl Journal {
     /// oldest entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells
     /// the caller to pause its intake.
     pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
-        let value = encode(msg);
+        self.append_encoded(&encode(msg))
+    }
+
+    fn append_encoded(&self, value: &[u8]) -> Result<Appended> {
         let len = value.len() as u64;
         let free = self.free_bytes();
         if free < self.inner.min_free_bytes / 2 {
@@ -299,8 +318,9 @@ impl Journal {
                 free,
             });
         }
+        // Sequence numbers are handed out under the staging lock, so records stay contiguous.
         let mut staged = lock(&self.inner.staged);
-        let (seq, dropped, full) = {
+        let (seq, dropped, full, stored) = {
             let mut live = lock(&self.inner.live);
             let dropped = self.make_room(&mut live, len);
             let seq = live.next_seq;
@@ -310,15 +330,20 @@ impl Journal {
             let full = (self.inner.limits.when_full == WhenFull::RejectNew
                 && !self.live_has_room(&live, 1.0))
                 || free.saturating_sub(len) < self.inner.min_free_bytes;
-            (seq, dropped, full)
+            let stored = if dropped > 0 {
+                self.store_watermark(&mut live)
+            } else {
+                Ok(())
+            };
+            (seq, dropped, full, stored)
         };
         let open = staged.open.get_or_insert_with(|| RecordBuilder::new(seq));
-        if open.is_full_for(value.len()) || open.next_seq() != seq {
+        if open.is_full_for(value.len()) {
             let done = std::mem::replace(open, RecordBuilder::new(seq));
             staged.closed.push(done.finish());
         }
         if let Some(open) = staged.open.as_mut() {
-            open.push(&value);
+            open.push(value);
         }
         drop(staged);
         // sled writes roughly 2.3x the entry; count that against the cached free space.
@@ -326,7 +351,7 @@ impl Journal {
             .appended_since_check
             .fetch_add(len * 3, Ordering::Relaxed);
         if dropped > 0 {
-            if let Err(e) = self.watermark_moved() {
+            if let Err(e) = stored.and_then(|()| self.drop_finished_generations()) {
                 warn!("cannot record the dropped messages in the journal: {e}");
             }
         }
@@ -394,6 +419,80 @@ impl Journal {
         self.inner
             .last_generation_bytes
             .fetch_add(value.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves records whose keys cannot be part of the queue (see [`recover`]) to the quarantine
+    /// tree.
+    fn quarantine_misplaced(&self, misplaced: &[(u64, u64)]) -> Result<()> {
+        for &(start, key) in misplaced {
+            let Some(tree) = read(&self.inner.generations).trees.get(&start).cloned() else {
+                continue;
+            };
+            let Some(value) = tree.get(key.to_be_bytes()).map_err(|e| self.error(e))? else {
+                continue;
+            };
+            warn!("journal record {key} does not follow the queue before it; quarantined");
+            let reason = format!("journal record {key} out of sequence");
+            self.inner
+                .quarantine
+                .insert(self.quarantine_key()?, quarantine_record(&reason, &value))
+                .map_err(|e| self.error(e))?;
+            tree.remove(key.to_be_bytes()).map_err(|e| self.error(e))?;
+        }
+        if !misplaced.is_empty() {
+            self.flush_db()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the queue of an earlier version (tree `uplink`, one message per key) behind what
+    /// is queued here, flushes, and drops the old tree. After a downgrade and a new upgrade its
+    /// messages are the newest, so behind is their place; a crash in the middle only duplicates.
+    fn migrate_legacy_queue(&self) -> Result<()> {
+        let has_legacy = self
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| &**n == LEGACY_QUEUE_TREE.as_bytes());
+        if !has_legacy {
+            return Ok(());
+        }
+        let old = self.tree(LEGACY_QUEUE_TREE)?;
+        let mut moved = 0;
+        for item in old.iter() {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            match record::split(&value) {
+                Ok(parts) => {
+                    for part in parts {
+                        self.append_encoded(part)?;
+                        moved += 1;
+                    }
+                }
+                Err(detail) => {
+                    let reason = format!(
+                        "unreadable entry {} of an earlier version's queue: {detail}",
+                        decode_key(&key)
+                    );
+                    self.inner
+                        .quarantine
+                        .insert(self.quarantine_key()?, quarantine_record(&reason, &value))
+                        .map_err(|e| self.error(e))?;
+                }
+            }
+        }
+        self.commit()?;
+        self.flush_db()?;
+        self.inner
+            .db
+            .drop_tree(LEGACY_QUEUE_TREE)
+            .map_err(|e| self.error(e))?;
+        if moved > 0 {
+            log::info!(
+                "moved {moved} messages queued by an earlier awslink into this version's journal"
+            );
+        }
         Ok(())
     }
 
@@ -469,39 +568,45 @@ impl Journal {
     /// The drain reports that every entry below `seq` is delivered or quarantined: they leave
     /// the queue, the watermark is stored, and generations wholly below it are dropped.
     /// A `seq` at or below the current watermark changes nothing (a late PUBACK after
-    /// `dropOldest` moved past it).
+    /// `dropOldest` moved past it), except that a store that failed before is tried again.
     pub fn delivered_below(&self, seq: u64) -> Result<()> {
         {
             let mut live = lock(&self.inner.live);
             let target = seq.min(live.next_seq);
-            if target <= live.watermark {
+            if target > live.watermark {
+                for _ in live.watermark..target {
+                    if let Some(size) = live.sizes.pop_front() {
+                        live.bytes -= u64::from(size);
+                    }
+                }
+                live.watermark = target;
+            } else if live.persisted >= live.watermark {
                 return Ok(());
             }
-            for _ in live.watermark..target {
-                if let Some(size) = live.sizes.pop_front() {
-                    live.bytes -= u64::from(size);
-                }
-            }
-            live.watermark = target;
+            self.store_watermark(&mut live)?;
         }
-        self.watermark_moved()
-    }
-
-    /// Stores the watermark and drops the generations it has passed.
-    fn watermark_moved(&self) -> Result<()> {
-        let watermark = lock(&self.inner.live).watermark;
-        self.inner
-            .meta
-            .insert(WATERMARK_KEY, &watermark.to_be_bytes())
-            .map_err(|e| self.error(e))?;
         self.drop_finished_generations()
     }
 
-    /// Drops every generation except the last whose messages all lie below the watermark (the
-    /// next generation starts at or below it). The stored watermark goes first, so a crash in
-    /// between only leaves an empty generation behind.
+    /// Stores the watermark if it moved since it was last stored. Under the live lock, so a
+    /// lower value never overwrites a higher one.
+    fn store_watermark(&self, live: &mut Live) -> Result<()> {
+        if live.watermark > live.persisted {
+            self.inner
+                .meta
+                .insert(WATERMARK_KEY, &live.watermark.to_be_bytes())
+                .map_err(|e| self.error(e))?;
+            live.persisted = live.watermark;
+        }
+        Ok(())
+    }
+
+    /// Drops every generation except the last whose messages all lie below the stored
+    /// watermark (the next generation starts at or below it). The watermark is stored first,
+    /// so a crash in between leaves a fully delivered generation behind, which the next open
+    /// drops.
     fn drop_finished_generations(&self) -> Result<()> {
-        let watermark = lock(&self.inner.live).watermark;
+        let watermark = lock(&self.inner.live).persisted;
         let finished: Vec<sled::Tree> = {
             let mut generations = write(&self.inner.generations);
             let starts: Vec<u64> = generations.trees.keys().copied().collect();
@@ -597,23 +702,40 @@ impl Journal {
         Ok(out)
     }
 
-    /// Copies entry `seq` to the quarantine tree with `reason`; it leaves the queue when the
-    /// drain moves the watermark past it.
+    /// Copies entry `seq` to the quarantine tree with `reason` (as stored, also when it cannot
+    /// be decoded); it leaves the queue when the drain moves the watermark past it. A missing
+    /// entry is not an error.
     pub fn quarantine_entry(&self, seq: u64, reason: &str) -> Result<()> {
-        let Some((found, Ok(msg))) = self.entries_from(seq, 1)?.into_iter().next() else {
+        let Some(raw) = self.raw_entry(seq)? else {
             return Ok(());
         };
-        if found != seq {
-            return Ok(());
-        }
         self.inner
             .quarantine
-            .insert(
-                self.quarantine_key()?,
-                quarantine_record(reason, &encode(&msg)),
-            )
+            .insert(self.quarantine_key()?, quarantine_record(reason, &raw))
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// The stored bytes of entry `seq`: its part of a record, or the whole value when the
+    /// record that starts at `seq` cannot be split.
+    fn raw_entry(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        let generations = read(&self.inner.generations);
+        let Some((_, tree)) = generations.trees.range(..=seq).next_back() else {
+            return Ok(None);
+        };
+        let Some(item) = tree.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item.map_err(|e| self.error(e))?;
+        let first = decode_key(&key);
+        Ok(match record::split(&value) {
+            Ok(parts) => usize::try_from(seq - first)
+                .ok()
+                .and_then(|i| parts.get(i))
+                .map(|part| part.to_vec()),
+            Err(_) if first == seq => Some(value.to_vec()),
+            Err(_) => None,
+        })
     }
 
     /// Stores a message that was refused at ingress in the quarantine tree.
@@ -642,11 +764,19 @@ impl Journal {
             let reason = value
                 .get(1..1 + reason_len)
                 .ok_or_else(|| bad("short record".into()))?;
-            let msg = decode(&value[1 + reason_len..]).map_err(bad)?;
-            out.push(Quarantined {
-                reason: String::from_utf8_lossy(reason).into_owned(),
-                msg,
+            let mut reason = String::from_utf8_lossy(reason).into_owned();
+            let stored = &value[1 + reason_len..];
+            let msg = decode(stored).unwrap_or_else(|detail| {
+                // Kept as stored (an entry the drain could not read): listed, never lost.
+                reason.push_str(&format!(" ({detail})"));
+                CloudMessage {
+                    topic: "(unreadable)".into(),
+                    payload: stored.to_vec(),
+                    qos: 0,
+                    enqueued_ms: 0,
+                }
             });
+            out.push(Quarantined { reason, msg });
         }
         Ok(out)
     }
@@ -821,22 +951,19 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// Reads the stored watermark and every generation: the size of each message at or above the
-/// watermark, and where appending goes on. A queue that starts above the stored watermark (its
-/// first entries were removed by an earlier version) starts the watermark there.
+/// watermark, and where appending goes on. A queue that starts above the stored watermark
+/// starts the watermark there. A record whose key cannot follow the ones before it (a gap of
+/// more than [`MAX_GAP`] sequence numbers, or a key near the end of the number space) comes
+/// back in `misplaced` instead of being counted: it is quarantined, so that no stored key lies
+/// beyond the next sequence number handed out.
 fn recover(db: &sled::Db, meta: &sled::Tree) -> sled::Result<Recovered> {
     let mut watermark = match meta.get(WATERMARK_KEY)? {
         Some(v) if v.len() == 8 => decode_key(&v),
         _ => 0,
     };
+    let persisted = watermark;
     let mut trees = BTreeMap::new();
     for name in db.tree_names() {
-        if &*name == LEGACY_QUEUE_TREE.as_bytes() {
-            let tree = db.open_tree(&name)?;
-            if let Some((first, _)) = tree.first()? {
-                trees.insert(decode_key(&first), tree);
-            }
-            continue;
-        }
         let start = std::str::from_utf8(&name)
             .ok()
             .and_then(|n| n.strip_prefix(GENERATION_PREFIX))
@@ -850,18 +977,27 @@ fn recover(db: &sled::Db, meta: &sled::Tree) -> sled::Result<Recovered> {
     let mut sizes = VecDeque::new();
     let mut bytes = 0;
     let mut last_generation_bytes = 0;
+    let mut misplaced = Vec::new();
     for (start, tree) in &trees {
         for item in tree.iter() {
             let (key, value) = item?;
-            if Some(*start) == last_start {
-                last_generation_bytes += value.len() as u64;
-            }
+            let first = decode_key(&key);
             let lens: Vec<u64> = match record::split(&value) {
                 Ok(parts) => parts.iter().map(|p| p.len() as u64).collect(),
                 // Counted as one entry; the drain quarantines it.
                 Err(_) => vec![value.len() as u64],
             };
-            for (seq, len) in (decode_key(&key)..).zip(lens) {
+            let end = first.checked_add(lens.len() as u64);
+            let plausible = end.is_some_and(|end| end <= MAX_SEQ)
+                && (sizes.is_empty() || first <= next_seq.saturating_add(MAX_GAP));
+            if !plausible {
+                misplaced.push((*start, first));
+                continue;
+            }
+            if Some(*start) == last_start {
+                last_generation_bytes += value.len() as u64;
+            }
+            for (seq, len) in (first..).zip(lens) {
                 if seq < next_seq {
                     continue;
                 }
@@ -882,12 +1018,14 @@ fn recover(db: &sled::Db, meta: &sled::Tree) -> sled::Result<Recovered> {
     Ok(Recovered {
         live: Live {
             watermark,
+            persisted,
             next_seq,
             sizes,
             bytes,
         },
         generations: Generations { trees },
         last_generation_bytes,
+        misplaced,
     })
 }
 
@@ -1064,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn delivered_generations_are_dropped_and_the_disk_space_counted_goes() {
+    fn delivered_generations_are_dropped_and_their_bytes_leave_the_count() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&config(dir.path())).unwrap();
         let mut last = 0;
@@ -1094,34 +1232,164 @@ mod tests {
         );
     }
 
+    fn legacy_queue(cfg: &JournalConfig, keys: &[u64]) {
+        let db = sled::open(&cfg.path).unwrap();
+        let old = db.open_tree(LEGACY_QUEUE_TREE).unwrap();
+        for &n in keys {
+            old.insert(n.to_be_bytes(), encode(&msg(n))).unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    fn tree_exists(journal: &Journal, name: &str) -> bool {
+        journal
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| &**n == name.as_bytes())
+    }
+
     #[test]
-    fn a_queue_left_by_an_earlier_version_is_drained() {
+    fn a_queue_left_by_an_earlier_version_is_moved_and_drained() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        {
-            let db = sled::open(&cfg.path).unwrap();
-            let old = db.open_tree(LEGACY_QUEUE_TREE).unwrap();
-            for n in [4u64, 5, 7] {
-                old.insert(n.to_be_bytes(), encode(&msg(n))).unwrap();
-            }
-            db.flush().unwrap();
-        }
+        legacy_queue(&cfg, &[4, 5, 7]);
         let journal = reopen(&cfg);
-        assert_eq!(
-            all_entries(&journal),
-            vec![(4, msg(4)), (5, msg(5)), (7, msg(7))]
+        assert!(
+            !tree_exists(&journal, LEGACY_QUEUE_TREE),
+            "old tree dropped"
         );
+        let entries = all_entries(&journal);
         assert_eq!(
-            journal.queued(),
-            4,
-            "the key an old version removed (6) counts until passed"
+            entries.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
+            vec![msg(4), msg(5), msg(7)]
         );
+        assert_eq!(journal.queued(), 3);
         let seq = journal.append(&msg(8)).unwrap().seq;
         journal.commit().unwrap();
-        assert_eq!(seq, 8);
-        journal.delivered_below(9).unwrap();
-        assert_eq!(journal.queued(), 0);
-        assert_eq!(journal.queued_bytes(), 0);
+        assert_eq!(seq, entries[2].0 + 1, "new messages follow the moved ones");
+        journal.delivered_below(seq + 1).unwrap();
+        assert_eq!((journal.queued(), journal.queued_bytes()), (0, 0));
+        drop(journal);
+        let journal = reopen(&cfg);
+        assert_eq!(all_entries(&journal), vec![], "moved once, not again");
+    }
+
+    /// An older awslink, run after this one, writes its own tree from key 0 again: its
+    /// messages are newer than what this version had queued, and below the stored watermark.
+    #[test]
+    fn messages_of_a_downgrade_are_sent_after_an_upgrade_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let journal = Journal::open(&cfg).unwrap();
+        let seqs: Vec<u64> = (100..110)
+            .map(|n| journal.append(&msg(n)).unwrap().seq)
+            .collect();
+        journal.commit().unwrap();
+        journal.delivered_below(seqs[5]).unwrap();
+        drop(journal);
+        legacy_queue(&cfg, &[0, 1]);
+        let journal = reopen(&cfg);
+        let got: Vec<CloudMessage> = all_entries(&journal).into_iter().map(|(_, m)| m).collect();
+        let mut expected: Vec<CloudMessage> = (105..110).map(msg).collect();
+        expected.extend([msg(0), msg(1)]);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let journal = Journal::open(&cfg).unwrap();
+        let first = journal.append(&msg(1)).unwrap().seq;
+        journal.commit().unwrap();
+        let generation = format!("{GENERATION_PREFIX}{first:020}");
+        let tree = journal.inner.db.open_tree(&generation).unwrap();
+        for bogus in [u64::MAX - 1, first + MAX_GAP + 10] {
+            tree.insert(bogus.to_be_bytes(), encode(&msg(9))).unwrap();
+        }
+        drop(tree);
+        drop(journal);
+        let journal = reopen(&cfg);
+        assert_eq!(journal.queued(), 1);
+        assert_eq!(all_entries(&journal), vec![(first, msg(1))]);
+        let q = journal.quarantined().unwrap();
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert!(
+            q.iter().all(|q| q.reason.contains("out of sequence")),
+            "{q:?}"
+        );
+        let next = journal.append(&msg(2)).unwrap().seq;
+        journal.commit().unwrap();
+        assert_eq!(next, first + 1);
+        assert_eq!(all_entries(&journal).len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_quarantined_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&config(dir.path())).unwrap();
+        let seq = journal.append(&msg(1)).unwrap().seq;
+        journal.commit().unwrap();
+        let generation = format!("{GENERATION_PREFIX}{seq:020}");
+        let garbage = vec![record::MESSAGE_VERSION, 0, 1];
+        journal
+            .inner
+            .db
+            .open_tree(generation)
+            .unwrap()
+            .insert(seq.to_be_bytes(), garbage.clone())
+            .unwrap();
+        let entries = journal.entries_from(0, 10).unwrap();
+        assert!(
+            matches!(&entries[..], [(s, Err(_))] if *s == seq),
+            "{entries:?}"
+        );
+        journal
+            .quarantine_entry(seq, "unreadable journal entry")
+            .unwrap();
+        journal.delivered_below(seq + 1).unwrap();
+        let q = journal.quarantined().unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].msg.payload, garbage, "the stored bytes are kept");
+        assert!(
+            q[0].reason.starts_with("unreadable journal entry ("),
+            "{}",
+            q[0].reason
+        );
+    }
+
+    #[test]
+    fn drop_oldest_drops_whole_generations_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            limits: Limits {
+                max_messages: 100,
+                max_bytes: u64::MAX,
+                when_full: WhenFull::DropOldest,
+            },
+            ..config(dir.path())
+        };
+        let journal = Journal::open(&cfg).unwrap();
+        let total = GENERATION_MESSAGES * 3;
+        for n in 0..total {
+            journal.append(&msg(n)).unwrap();
+            if n % 64 == 63 {
+                journal.commit().unwrap();
+            }
+        }
+        journal.commit().unwrap();
+        assert_eq!(journal.queued(), 100);
+        assert_eq!(journal.dropped(), total - 100);
+        assert!(
+            generation_trees(&journal) <= 2,
+            "{}",
+            generation_trees(&journal)
+        );
+        let newest: Vec<CloudMessage> = ((total - 100)..total).map(msg).collect();
+        let got: Vec<CloudMessage> = all_entries(&journal).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(got, newest);
     }
 
     #[test]

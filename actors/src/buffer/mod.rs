@@ -6,7 +6,7 @@
 pub mod journal;
 pub mod record;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +61,9 @@ pub struct Buffer {
     cursor: u64,
     /// Everything below was reported to the journal as delivered (or quarantined).
     reported_done: u64,
+    /// Entries to quarantine whose copy to the quarantine tree failed: the watermark stays
+    /// below them, and every pump tries again.
+    unquarantined: BTreeMap<u64, String>,
     window: usize,
     quota: Option<Quota>,
     /// A pump is scheduled for later (the quota says wait, or a publish just failed).
@@ -90,6 +93,7 @@ impl Buffer {
             waker,
             cursor: 0,
             reported_done: 0,
+            unquarantined: BTreeMap::new(),
             window: window.max(1),
             quota,
             throttled: false,
@@ -107,6 +111,7 @@ impl Buffer {
     /// Sends what the window, the quota and the journal allow, then takes the publishes that
     /// already finished, until neither makes progress.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.retry_quarantine();
         loop {
             self.fill(ctx);
             if !self.reap(ctx) {
@@ -119,10 +124,13 @@ impl Buffer {
     /// Tells the journal how far everything is delivered or quarantined: up to the oldest
     /// publish still in flight, or to the cursor when none is.
     fn report_done(&mut self) {
-        let done_below = self
+        let mut done_below = self
             .in_flight
             .front()
             .map_or(self.cursor, |f| f.seq.min(self.cursor));
+        if let Some((&seq, _)) = self.unquarantined.first_key_value() {
+            done_below = done_below.min(seq);
+        }
         if done_below <= self.reported_done {
             return;
         }
@@ -260,10 +268,26 @@ impl Buffer {
         }
     }
 
+    /// Copies entry `seq` to the quarantine tree; if that fails, the entry stays in the queue
+    /// (the watermark stops below it) and is tried again at every pump.
     fn quarantine(&mut self, seq: u64, reason: &str) {
-        self.quarantined += 1;
-        if let Err(e) = self.journal.quarantine_entry(seq, reason) {
-            error!("cannot quarantine journal entry {seq}: {e}");
+        match self.journal.quarantine_entry(seq, reason) {
+            Ok(()) => self.quarantined += 1,
+            Err(e) => {
+                error!("cannot quarantine journal entry {seq}: {e}; keeping it queued and trying again");
+                self.unquarantined.insert(seq, reason.to_string());
+            }
+        }
+    }
+
+    fn retry_quarantine(&mut self) {
+        while let Some((seq, reason)) = self.unquarantined.pop_first() {
+            if let Err(e) = self.journal.quarantine_entry(seq, &reason) {
+                warn!("still cannot quarantine journal entry {seq}: {e}");
+                self.unquarantined.insert(seq, reason);
+                return;
+            }
+            self.quarantined += 1;
         }
     }
 }

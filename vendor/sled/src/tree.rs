@@ -97,6 +97,12 @@ pub struct TreeInner {
 
 impl Drop for TreeInner {
     fn drop(&mut self) {
+        // awslink vendor: a tree removed by `Db::drop_tree` (its root set to u64::MAX there)
+        // has nothing left to write; upstream flushed the whole database in a loop here, an
+        // `fdatasync` (or several, under steady writes) on the thread that dropped the tree.
+        if self.root.load(SeqCst) == u64::max_value() {
+            return;
+        }
         // Flush the underlying system in a loop until we
         // have flushed all dirty data.
         loop {
