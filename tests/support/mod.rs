@@ -142,6 +142,8 @@ impl Mosquitto {
             ));
         }
         fs::write(&conf, text).unwrap();
+        let log_path = self.dir.path().join("mosquitto.log");
+        let logged_before = fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -149,10 +151,24 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed (apt-get install mosquitto)");
-        self.child = Some(child);
+        let child = self.child.insert(child);
+        // Ready once this process logged that it runs (its listener is open) and accepts a
+        // connection: a listener someone else opened on the port meanwhile does not count, and a
+        // broker that cannot bind fails here with its log.
         let port = self.port;
+        let this_start = || {
+            let log = fs::read(&log_path).unwrap_or_default();
+            String::from_utf8_lossy(log.get(logged_before..).unwrap_or_default()).into_owned()
+        };
         wait_until(Duration::from_secs(10), "mosquitto to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "mosquitto on port {port} exited ({status}) before it listened:\n{}",
+                    this_start()
+                );
+            }
+            (this_start().contains(" running") && TcpStream::connect(("127.0.0.1", port)).is_ok())
+                .then_some(())
         });
     }
 
