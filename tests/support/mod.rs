@@ -236,6 +236,25 @@ impl Probe {
         Self::connect_with(&format!("ssl://localhost:{port}"), id, filters, Some(tls))
     }
 
+    /// A fresh plain probe in a clean session, or `None` while the broker is not there.
+    pub fn try_connect(uri: &str, id: &str) -> Option<Probe> {
+        let client = mqtt::Client::new(
+            mqtt::CreateOptionsBuilder::new()
+                .server_uri(uri)
+                .client_id(id)
+                .persistence(None)
+                .finalize(),
+        )
+        .ok()?;
+        let rx = client.start_consuming();
+        let opts = mqtt::ConnectOptionsBuilder::new_v3()
+            .clean_session(true)
+            .connect_timeout(Duration::from_secs(5))
+            .finalize();
+        client.connect(opts).ok()?;
+        Some(Probe { client, rx })
+    }
+
     /// Reconnects after the broker restarted (the session resumes).
     pub fn reconnect(&self) {
         wait_until(Duration::from_secs(10), "probe to reconnect", || {
