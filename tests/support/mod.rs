@@ -238,14 +238,7 @@ impl Probe {
 
     /// A fresh plain probe in a clean session, or `None` while the broker is not there.
     pub fn try_connect(uri: &str, id: &str) -> Option<Probe> {
-        let client = mqtt::Client::new(
-            mqtt::CreateOptionsBuilder::new()
-                .server_uri(uri)
-                .client_id(id)
-                .persistence(None)
-                .finalize(),
-        )
-        .ok()?;
+        let client = Self::new_client(uri, id).ok()?;
         let rx = client.start_consuming();
         let opts = mqtt::ConnectOptionsBuilder::new_v3()
             .clean_session(true)
@@ -262,15 +255,19 @@ impl Probe {
         });
     }
 
-    fn connect_with(uri: &str, id: &str, filters: &[&str], tls: Option<ProbeTls<'_>>) -> Probe {
-        let client = mqtt::Client::new(
+    /// A paho client without file persistence (not connected yet).
+    fn new_client(uri: &str, id: &str) -> mqtt::Result<mqtt::Client> {
+        mqtt::Client::new(
             mqtt::CreateOptionsBuilder::new()
                 .server_uri(uri)
                 .client_id(id)
                 .persistence(None)
                 .finalize(),
         )
-        .unwrap();
+    }
+
+    fn connect_with(uri: &str, id: &str, filters: &[&str], tls: Option<ProbeTls<'_>>) -> Probe {
+        let client = Self::new_client(uri, id).unwrap();
         let rx = client.start_consuming();
         let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
         opts.clean_session(tls.is_none())

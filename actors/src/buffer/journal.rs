@@ -1067,14 +1067,7 @@ fn recover(db: &sled::Db, meta: &sled::Tree) -> sled::Result<Recovered> {
 mod tests {
     use super::*;
 
-    fn msg(n: u64) -> CloudMessage {
-        CloudMessage {
-            topic: format!("telemetry/t/d/{n}"),
-            payload: n.to_string().into_bytes(),
-            qos: (n % 2) as i32,
-            enqueued_ms: 1_700_000_000_000 + n,
-        }
-    }
+    use super::record::test_message as msg;
 
     fn config(dir: &Path) -> JournalConfig {
         JournalConfig {

@@ -141,18 +141,21 @@ pub fn split(value: &[u8]) -> Result<Vec<&[u8]>, String> {
     }
 }
 
+/// Message number `n` of the journal's unit tests (distinct topic, payload, QoS and time).
+#[cfg(test)]
+pub(crate) fn test_message(n: u64) -> CloudMessage {
+    CloudMessage {
+        topic: format!("telemetry/t/d/{n}"),
+        payload: n.to_string().into_bytes(),
+        qos: (n % 2) as i32,
+        enqueued_ms: 1_700_000_000_000 + n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_message as msg;
     use super::*;
-
-    fn msg(n: u64) -> CloudMessage {
-        CloudMessage {
-            topic: format!("telemetry/t/d/{n}"),
-            payload: n.to_string().into_bytes(),
-            qos: (n % 2) as i32,
-            enqueued_ms: 1_700_000_000_000 + n,
-        }
-    }
 
     #[test]
     fn encode_decode_round_trip() {
