@@ -617,19 +617,28 @@ impl Journal {
     /// behind, which the next open drops.
     fn drop_finished_generations(&self) -> Result<()> {
         let watermark = lock(&self.inner.live).persisted;
-        let finished: Vec<sled::Tree> = {
-            let mut generations = write(&self.inner.generations);
-            let starts: Vec<u64> = generations.trees.keys().copied().collect();
-            let done: Vec<u64> = starts
-                .windows(2)
-                .filter(|pair| pair[1] <= watermark)
-                .map(|pair| pair[0])
-                .collect();
-            done.iter()
-                .filter_map(|start| generations.trees.remove(start))
-                .collect()
+        // The generation holding the watermark is the newest one starting at or below it;
+        // everything older is finished. Checked under the read lock first: this runs after
+        // every burst of PUBACKs, and a write lock would hold up the intake's inserts.
+        let holding = |trees: &BTreeMap<u64, sled::Tree>| {
+            let mut at_or_below = trees.range(..=watermark).rev();
+            let holding = at_or_below.next().map(|(start, _)| *start);
+            at_or_below.next().and(holding)
         };
-        for tree in finished {
+        if holding(&read(&self.inner.generations).trees).is_none() {
+            return Ok(());
+        }
+        let finished = {
+            let mut generations = write(&self.inner.generations);
+            match holding(&generations.trees) {
+                Some(start) => {
+                    let rest = generations.trees.split_off(&start);
+                    std::mem::replace(&mut generations.trees, rest)
+                }
+                None => BTreeMap::new(),
+            }
+        };
+        for tree in finished.into_values() {
             if let Err(returned) = lock(&self.inner.to_drop).send(tree) {
                 // The thread is gone (it only ends with the journal): drop it here.
                 let tree = returned.0;
