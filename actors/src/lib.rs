@@ -27,5 +27,8 @@ pub mod quota;
 pub mod shadow_mapper;
 pub mod status_publisher;
 pub mod supervisor;
+/// Probe recipients for testing one actor alone.
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod tls_probe;
 pub mod topics;
