@@ -30,5 +30,6 @@ pub mod supervisor;
 /// Probe recipients for testing one actor alone.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tls;
 pub mod tls_probe;
 pub mod topics;

@@ -1,0 +1,357 @@
+//! The one place that turns a TLS identity (CA, client certificate and key, ALPN) into the
+//! settings of every TLS client awslink has: paho's `SslOptions` (the cloud link, the local
+//! `-pub` session, `check`, `provision`, `health`), an openssl `SslConnector` (the diagnosis
+//! probe and `check`'s handshake) and rumqttc's `TlsConfiguration` (the local intake). Peer and
+//! hostname verification are always on and cannot be turned off here; TLS 1.2 is the minimum.
+//! A file that cannot be used is reported with the setting that names it, never its contents.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
+use paho_mqtt as mqtt;
+
+/// The ALPN protocol AWS IoT expects for MQTT with a client certificate on port 443.
+pub const AWS_ALPN_CERT: &str = "x-amzn-mqtt-ca";
+
+/// The names of the settings a [`TlsIdentity`]'s files came from, so that every error names the
+/// key an operator has to fix (`caCert`, `localKey`, `--claim-cert`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingNames {
+    /// The CA file's setting.
+    pub ca: &'static str,
+    /// The client certificate's setting.
+    pub cert: &'static str,
+    /// The private key's setting.
+    pub key: &'static str,
+}
+
+/// The cloud connection's configuration keys.
+pub const CLOUD_SETTINGS: SettingNames = SettingNames {
+    ca: "caCert",
+    cert: "cert",
+    key: "key",
+};
+
+/// The local broker connection's configuration keys.
+pub const LOCAL_SETTINGS: SettingNames = SettingNames {
+    ca: "localCACert",
+    cert: "localCert",
+    key: "localKey",
+};
+
+/// Which file of an identity a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFile {
+    /// The CA (trust store).
+    Ca,
+    /// The client certificate.
+    Cert,
+    /// The client private key.
+    Key,
+}
+
+/// A TLS setting that cannot be used: the setting's name, the file and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    /// Which file.
+    pub file: TlsFile,
+    /// The setting that names it (e.g. `caCert`); empty for a problem with no file.
+    pub setting: &'static str,
+    /// The file's path (empty for a problem with no file).
+    pub path: PathBuf,
+    /// What is wrong, in words (OpenSSL's or the file system's reason; never key material).
+    pub problem: String,
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.setting.is_empty() {
+            write!(f, "tls setup: {}", self.problem)
+        } else {
+            write!(
+                f,
+                "{} {}: {}",
+                self.setting,
+                self.path.display(),
+                self.problem
+            )
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// Everything a TLS client of awslink presents and trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// CA file (PEM); `None` = the system trust store.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM chain); `None` = no client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM); `None` = no client certificate.
+    pub key: Option<PathBuf>,
+    /// ALPN protocols to offer, in order; empty = none.
+    pub alpn: Vec<String>,
+    /// The settings these came from (for error messages).
+    pub settings: SettingNames,
+}
+
+impl TlsIdentity {
+    /// An identity with no client certificate and no ALPN that trusts `ca` (or the system store).
+    pub fn trusting(ca: Option<PathBuf>, settings: SettingNames) -> Self {
+        TlsIdentity {
+            ca,
+            cert: None,
+            key: None,
+            alpn: Vec::new(),
+            settings,
+        }
+    }
+
+    fn error(&self, file: TlsFile, path: &Path, problem: impl Into<String>) -> TlsError {
+        let setting = match file {
+            TlsFile::Ca => self.settings.ca,
+            TlsFile::Cert => self.settings.cert,
+            TlsFile::Key => self.settings.key,
+        };
+        TlsError {
+            file,
+            setting,
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    fn setup_error(&self, problem: impl Into<String>) -> TlsError {
+        TlsError {
+            file: TlsFile::Ca,
+            setting: "",
+            path: PathBuf::new(),
+            problem: problem.into(),
+        }
+    }
+
+    /// paho's SSL options: server certificate and host name verified, the client certificate
+    /// and key when set, ALPN when set. Each file must be readable now (Paho C would otherwise
+    /// report only "TCP/TLS connect failure" at connect time).
+    pub fn paho_ssl_options(&self) -> Result<mqtt::SslOptions, TlsError> {
+        for (file, path) in [
+            (TlsFile::Ca, &self.ca),
+            (TlsFile::Cert, &self.cert),
+            (TlsFile::Key, &self.key),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| self.error(file, path, e.to_string()))?;
+            }
+        }
+        let mut ssl = mqtt::SslOptionsBuilder::new();
+        ssl.enable_server_cert_auth(true).verify(true);
+        if let Some(ca) = &self.ca {
+            ssl.trust_store(ca)
+                .map_err(|e| self.error(TlsFile::Ca, ca, e.to_string()))?;
+        }
+        if let Some(cert) = &self.cert {
+            ssl.key_store(cert)
+                .map_err(|e| self.error(TlsFile::Cert, cert, e.to_string()))?;
+        }
+        if let Some(key) = &self.key {
+            ssl.private_key(key)
+                .map_err(|e| self.error(TlsFile::Key, key, e.to_string()))?;
+        }
+        if !self.alpn.is_empty() {
+            let protos: Vec<&str> = self.alpn.iter().map(String::as_str).collect();
+            ssl.alpn_protos(&protos);
+        }
+        Ok(ssl.finalize())
+    }
+
+    /// An openssl connector with the same trust, client certificate and ALPN as
+    /// [`Self::paho_ssl_options`], TLS 1.2 minimum. `connect(host, stream)` on its
+    /// configuration sets SNI and checks the host name.
+    pub fn openssl_connector(&self) -> Result<SslConnector, TlsError> {
+        let setup = |e: openssl::error::ErrorStack| self.setup_error(e.to_string());
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(setup)?;
+        if let Some(ca) = &self.ca {
+            b.set_ca_file(ca)
+                .map_err(|_| self.error(TlsFile::Ca, ca, "not a readable PEM CA certificate"))?;
+        }
+        if let Some(cert) = &self.cert {
+            b.set_certificate_chain_file(cert)
+                .map_err(|_| self.error(TlsFile::Cert, cert, "not a readable PEM certificate"))?;
+        }
+        if let Some(key) = &self.key {
+            // The reason OpenSSL gives can quote the file's first bytes: say only that it failed.
+            b.set_private_key_file(key, SslFiletype::PEM)
+                .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key"))?;
+        }
+        if !self.alpn.is_empty() {
+            b.set_alpn_protos(&alpn_wire(&self.alpn)).map_err(setup)?;
+        }
+        Ok(b.build())
+    }
+
+    /// Whether the private key belongs to the client certificate (both must be set and load).
+    pub fn key_matches_cert(&self) -> Result<bool, TlsError> {
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Ok(true);
+        };
+        let setup = |e: openssl::error::ErrorStack| self.setup_error(e.to_string());
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+        b.set_certificate_chain_file(cert)
+            .map_err(|_| self.error(TlsFile::Cert, cert, "not a readable PEM certificate"))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key"))?;
+        Ok(b.check_private_key().is_ok())
+    }
+
+    /// rumqttc's TLS settings (native-tls over the system OpenSSL): the CA when set, else the
+    /// system's; the client certificate and key when both are set.
+    pub fn rumqttc_tls(&self) -> Result<rumqttc::TlsConfiguration, TlsError> {
+        let read = |file: TlsFile, path: &Path| {
+            std::fs::read(path).map_err(|e| self.error(file, path, e.to_string()))
+        };
+        let Some(ca_path) = &self.ca else {
+            return Ok(rumqttc::TlsConfiguration::Native);
+        };
+        let ca = read(TlsFile::Ca, ca_path)?;
+        let client_auth = match (&self.cert, &self.key) {
+            (Some(cert_path), Some(key_path)) => {
+                let cert_pem = read(TlsFile::Cert, cert_path)?;
+                let key_pem = read(TlsFile::Key, key_path)?;
+                let cert = openssl::x509::X509::from_pem(&cert_pem)
+                    .map_err(|e| self.error(TlsFile::Cert, cert_path, e.to_string()))?;
+                let key = openssl::pkey::PKey::private_key_from_pem(&key_pem)
+                    .map_err(|_| self.error(TlsFile::Key, key_path, "not a PEM private key"))?;
+                let p12 = openssl::pkcs12::Pkcs12::builder()
+                    .name("awslink")
+                    .pkey(&key)
+                    .cert(&cert)
+                    .build2("")
+                    .and_then(|p| p.to_der())
+                    .map_err(|e| {
+                        self.setup_error(format!(
+                            "cannot use {}/{} together: {e}",
+                            self.settings.cert, self.settings.key
+                        ))
+                    })?;
+                Some((p12, String::new()))
+            }
+            _ => None,
+        };
+        Ok(rumqttc::TlsConfiguration::SimpleNative { ca, client_auth })
+    }
+}
+
+/// ALPN protocol names in TLS wire format (each prefixed by its length; names longer than 255
+/// bytes are cut, which no real protocol name is).
+pub fn alpn_wire(protocols: &[String]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for p in protocols {
+        let bytes = &p.as_bytes()[..p.len().min(255)];
+        wire.push(bytes.len() as u8);
+        wire.extend_from_slice(bytes);
+    }
+    wire
+}
+
+/// Whether a URI names a TLS transport (`ssl://` or `mqtts://`).
+pub fn is_tls_uri(uri: &str) -> bool {
+    uri.starts_with("ssl://") || uri.starts_with("mqtts://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_wire_format_by_table() {
+        let rows: &[(&[&str], &[u8])] = &[
+            (&[], b""),
+            (&["x-amzn-mqtt-ca"], b"\x0ex-amzn-mqtt-ca"),
+            (&["a", "bc"], b"\x01a\x02bc"),
+        ];
+        for (protocols, wire) in rows {
+            let protocols: Vec<String> = protocols.iter().map(|s| s.to_string()).collect();
+            assert_eq!(alpn_wire(&protocols), wire.to_vec(), "{protocols:?}");
+        }
+    }
+
+    #[test]
+    fn tls_uris_by_table() {
+        for (uri, tls) in [
+            ("ssl://h:8883", true),
+            ("mqtts://h:8883", true),
+            ("tcp://h:1883", false),
+            ("ws://h:80", false),
+        ] {
+            assert_eq!(is_tls_uri(uri), tls, "{uri}");
+        }
+    }
+
+    fn missing(file: TlsFile) -> TlsIdentity {
+        let p = Some(PathBuf::from("/nonexistent/awslink-test.pem"));
+        TlsIdentity {
+            ca: if file == TlsFile::Ca { p.clone() } else { None },
+            cert: if file == TlsFile::Cert {
+                p.clone()
+            } else {
+                None
+            },
+            key: if file == TlsFile::Key { p } else { None },
+            alpn: vec![],
+            settings: LOCAL_SETTINGS,
+        }
+    }
+
+    #[test]
+    fn every_client_names_the_setting_of_a_missing_file() {
+        for (file, setting) in [
+            (TlsFile::Ca, "localCACert"),
+            (TlsFile::Cert, "localCert"),
+            (TlsFile::Key, "localKey"),
+        ] {
+            let id = missing(file);
+            let paho = id.paho_ssl_options().err();
+            let openssl = id.openssl_connector().err();
+            for (client, err) in [("paho", paho), ("openssl", openssl)] {
+                let err = err.unwrap_or_else(|| panic!("{client} accepted a missing {setting}"));
+                assert_eq!(err.file, file, "{client}");
+                assert_eq!(err.setting, setting, "{client}");
+                assert!(err.to_string().starts_with(setting), "{client}: {err}");
+                assert!(err.to_string().contains("/nonexistent/awslink-test.pem"));
+            }
+        }
+        let err = missing(TlsFile::Ca).rumqttc_tls().err();
+        assert_eq!(err.map(|e| e.setting), Some("localCACert"));
+    }
+
+    #[test]
+    fn a_private_key_error_never_quotes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "SECRET-KEY-MATERIAL-1234\n").unwrap();
+        let id = TlsIdentity {
+            ca: None,
+            cert: None,
+            key: Some(key),
+            alpn: vec![],
+            settings: CLOUD_SETTINGS,
+        };
+        let err = id.openssl_connector().err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with("key "), "{err}");
+        assert!(!err.contains("SECRET-KEY-MATERIAL"), "{err}");
+    }
+
+    #[test]
+    fn without_a_ca_rumqttc_uses_the_system_store() {
+        let id = TlsIdentity::trusting(None, LOCAL_SETTINGS);
+        assert!(matches!(
+            id.rumqttc_tls(),
+            Ok(rumqttc::TlsConfiguration::Native)
+        ));
+    }
+}
