@@ -16,7 +16,7 @@ use awslink_actors::messages::{Flush, GetMetrics, Shutdown};
 use awslink_actors::quota::Quota;
 use awslink_actors::shadow_mapper::convert::{Filters, ShadowRules};
 use awslink_actors::shadow_mapper::{ShadowIngest, ShadowMapper};
-use awslink_actors::status_publisher::StatusPublisher;
+use awslink_actors::status::StatusPublisher;
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
 use awslink_actors::topics::{jobs_filter, Identity, COMMAND_FILTER};
 

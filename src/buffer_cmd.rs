@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
-use awslink_actors::metrics::unix_ms;
+use awslink_actors::clock::unix_ms;
 
 fn open(path: &Path) -> Result<Journal, String> {
     if !path.is_dir() {

@@ -22,7 +22,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use awslink_actors::status_publisher::METRICS_TOPIC;
+use awslink_actors::status::METRICS_TOPIC;
 use paho_mqtt as mqtt;
 
 use crate::cli::HealthArgs;

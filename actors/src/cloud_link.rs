@@ -12,8 +12,8 @@ use log::{info, warn};
 use paho_mqtt as mqtt;
 
 use crate::buffer::journal::Journal;
+use crate::clock::unix_ms;
 use crate::messages::{CloudInbound, CloudMessage, Disconnect, DownCause, DownReason, LinkEvent};
-use crate::metrics::unix_ms;
 use crate::publisher::{Progress, Publisher};
 use crate::tls_probe::{self, ProbeTarget};
 

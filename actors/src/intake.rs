@@ -25,11 +25,11 @@ use rumqttc::{
 };
 
 use crate::buffer::journal::Journal;
+use crate::clock::{unix_ms, LogLimiter};
 use crate::local_broker::LocalConnection;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
-use crate::metrics::{unix_ms, LogLimiter};
 use crate::shadow_mapper::ShadowIngest;
-use crate::status_publisher::THING_REQUEST_TOPIC;
+use crate::status::THING_REQUEST_TOPIC;
 use crate::topics::{self, Identity, UplinkError};
 
 /// Largest burst journaled before one flush and its acknowledgements.

@@ -12,11 +12,12 @@
 //! ```
 //!
 //! Pure logic lives in [`topics`], [`backoff`], [`buffer::journal`] (encoding) and
-//! [`status_publisher`] payload functions; actors are thin shells around them. Actors know their
+//! [`status`] payload functions; actors are thin shells around them. Actors know their
 //! peers only as `Recipient<M>`; `awslink`'s `app.rs` wires them.
 
 pub mod backoff;
 pub mod buffer;
+pub mod clock;
 pub mod cloud_link;
 pub mod intake;
 pub mod local_broker;
@@ -25,7 +26,7 @@ pub mod metrics;
 pub mod publisher;
 pub mod quota;
 pub mod shadow_mapper;
-pub mod status_publisher;
+pub mod status;
 pub mod supervisor;
 /// Probe recipients for testing one actor alone.
 #[cfg(any(test, feature = "testkit"))]

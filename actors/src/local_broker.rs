@@ -13,13 +13,13 @@ use log::{error, info, warn};
 use paho_mqtt as mqtt;
 
 use crate::buffer::journal::Journal;
+use crate::clock::{unix_ms, LogLimiter};
 use crate::intake::{self, Counters, IntakeConfig, IntakeHandle, IntakePeers};
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
-use crate::metrics::{unix_ms, LogLimiter};
 use crate::shadow_mapper::ShadowIngest;
-use crate::status_publisher::last_will_payload;
+use crate::status::last_will_payload;
 use crate::topics::{self, Downlink, Identity};
 
 /// How to reach the local broker (the `local*` configuration keys).

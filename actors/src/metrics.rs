@@ -1,7 +1,7 @@
-//! Formatting of the per-actor metrics lines and the clock helpers the actors share.
+//! The actors' counters as operators see them: one `awslink::metrics` log line per actor, and
+//! one JSON document with every actor's counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use serde_json::json;
 
 use crate::messages::ActorMetrics;
 
@@ -17,50 +17,24 @@ pub fn format_line(m: &ActorMetrics) -> String {
     line
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_secs() -> u64 {
-    unix_ms() / 1000
-}
-
-/// Lets a repeating log line through at most once per interval (no log floods); thread-safe.
-#[derive(Debug, Default)]
-pub struct LogLimiter {
-    last_ms: AtomicU64,
-}
-
-impl LogLimiter {
-    /// True if the last `true` was at least `every` ago (or never).
-    pub fn ready(&self, every: Duration) -> bool {
-        let now = unix_ms();
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) < every.as_millis() as u64 {
-            return false;
-        }
-        self.last_ms
-            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+/// `{"timestamp":…, "buffer":{"queued":…}, "local":{…}, …}`.
+pub fn metrics_document(all: &[ActorMetrics], timestamp: u64) -> String {
+    let mut doc = serde_json::Map::new();
+    doc.insert("timestamp".into(), json!(timestamp));
+    for m in all {
+        let counters: serde_json::Map<String, serde_json::Value> = m
+            .counters
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        doc.insert(m.actor.to_string(), serde_json::Value::Object(counters));
     }
+    serde_json::Value::Object(doc).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_limiter_lets_one_through_per_interval() {
-        let l = LogLimiter::default();
-        assert!(l.ready(Duration::from_secs(60)));
-        assert!(!l.ready(Duration::from_secs(60)));
-        assert!(l.ready(Duration::ZERO));
-    }
 
     #[test]
     fn line_lists_counters_in_order() {
@@ -69,5 +43,29 @@ mod tests {
             counters: vec![("queued", 3), ("bytes", 120)],
         };
         assert_eq!(format_line(&m), "buffer queued=3 bytes=120");
+    }
+
+    #[test]
+    fn document_has_the_timestamp_and_one_object_per_actor() {
+        let all = [
+            ActorMetrics {
+                actor: "status",
+                counters: vec![("connected", 1), ("published", 4)],
+            },
+            ActorMetrics {
+                actor: "buffer",
+                counters: vec![("queued", 3)],
+            },
+            ActorMetrics {
+                actor: "local",
+                counters: vec![],
+            },
+        ];
+        let doc: serde_json::Value = serde_json::from_str(&metrics_document(&all, 42)).unwrap();
+        assert_eq!(
+            doc,
+            json!({"timestamp": 42, "status": {"connected": 1, "published": 4},
+                   "buffer": {"queued": 3}, "local": {}})
+        );
     }
 }

@@ -10,18 +10,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use paho_mqtt as mqtt;
 
+use crate::clock::mono_ms;
 use crate::messages::CloudMessage;
-
-/// Milliseconds on a monotonic clock private to this process (never 0).
-fn mono_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
 
 /// How far the endpoint is behind: written by the Buffer, read by the CloudLink's watchdog.
 #[derive(Debug, Default)]

@@ -9,11 +9,11 @@ use log::{info, warn};
 use rand::Rng;
 
 use crate::backoff::BackoffPolicy;
+use crate::clock::unix_secs;
 use crate::messages::{
     ActorMetrics, ConnectionStatus, Disconnect, DownCause, DownReason, GetMetrics, LinkChanged,
     LinkEvent, Shutdown,
 };
-use crate::metrics::unix_secs;
 
 /// What the Supervisor needs of a running CloudLink (its publisher comes with `LinkEvent::Up`).
 pub struct LinkHandle {

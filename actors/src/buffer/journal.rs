@@ -525,7 +525,7 @@ impl Journal {
     /// Asked at most every [`FREE_SPACE_REFRESH_MS`] (a `statfs` per message cost ~4% of the CPU
     /// in the benchmark); in between, the bytes appended since are subtracted from the last answer.
     pub fn free_bytes(&self) -> u64 {
-        let now = crate::metrics::unix_ms();
+        let now = crate::clock::unix_ms();
         let checked = self.inner.free_checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(checked) < FREE_SPACE_REFRESH_MS {
             let since = self.inner.appended_since_check.load(Ordering::Relaxed);

@@ -17,8 +17,8 @@ use actix::prelude::*;
 use log::{error, warn};
 use paho_mqtt as mqtt;
 
+use crate::clock::unix_ms;
 use crate::messages::{ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
-use crate::metrics::unix_ms;
 use crate::publisher::{is_permanent, AckNotice, Acked, Publisher};
 use crate::quota::Quota;
 use journal::Journal;

@@ -20,8 +20,8 @@ use actix::prelude::*;
 use log::{debug, warn};
 use serde_json::Value;
 
+use crate::clock::LogLimiter;
 use crate::messages::{ActorMetrics, CloudInbound, CloudMessage, GetMetrics, LocalPublish};
-use crate::metrics::LogLimiter;
 use convert::{
     accepted_status, classify, delta_to_ditto, ditto_error, ditto_response, merge, retrieve_value,
     to_shadow_requests, Classified, Filters, Pending, ShadowId, ShadowOp, ShadowRules,

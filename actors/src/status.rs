@@ -1,5 +1,6 @@
 //! StatusPublisher: the retained remote-connection status on the local broker, the gateway
-//! parameters on `edge/thing/response`, and the periodic `awslink::metrics` log lines.
+//! parameters on `edge/thing/response`, and the periodic metrics (`awslink::metrics` log lines
+//! and the JSON document on [`METRICS_TOPIC`]).
 
 use std::time::Duration;
 
@@ -7,8 +8,9 @@ use actix::prelude::*;
 use log::{info, warn};
 use serde_json::json;
 
+use crate::clock::unix_secs;
 use crate::messages::{ActorMetrics, ConnectionStatus, GetMetrics, LocalPublish, ThingRequest};
-use crate::metrics::{format_line, unix_secs, TARGET};
+use crate::metrics::{format_line, metrics_document, TARGET};
 use crate::topics::Identity;
 
 /// Topic the gateway parameters are published on.
@@ -116,21 +118,6 @@ impl StatusPublisher {
 
 /// Local topic of the periodic metrics JSON document.
 pub const METRICS_TOPIC: &str = "edge/awslink/metrics";
-
-/// `{"timestamp":…, "buffer":{"queued":…}, "local":{…}, …}`.
-pub fn metrics_document(all: &[ActorMetrics], timestamp: u64) -> String {
-    let mut doc = serde_json::Map::new();
-    doc.insert("timestamp".into(), json!(timestamp));
-    for m in all {
-        let counters: serde_json::Map<String, serde_json::Value> = m
-            .counters
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        doc.insert(m.actor.to_string(), serde_json::Value::Object(counters));
-    }
-    serde_json::Value::Object(doc).to_string()
-}
 
 impl Actor for StatusPublisher {
     type Context = Context<Self>;
