@@ -173,6 +173,7 @@ log_dest file $D/mosquitto.log
 log_type error
 log_type warning
 log_type notice
+log_type information
 EOF
   if [ "$SYS" = bridge ]; then
     cat >> "$D/mosquitto.conf" <<EOF
@@ -214,10 +215,20 @@ EOF
   FWD_PID=$([ "$SYS" = bridge ] && echo "$MOSQ_PID" || echo "$AWSLINK_PID")
 }
 
+# Ready once THIS mosquitto logged "running" (after binding its listener) and is alive: another
+# process listening on $LOCAL_PORT never counts.
+mosquitto_running() {
+  kill -0 "$MOSQ_PID" 2>/dev/null || return 2
+  tail -n +$((MOSQ_LOG_FROM + 1)) "$D/mosquitto.log" 2>/dev/null | grep -q " running" &&
+    mosquitto_pub -h 127.0.0.1 -p "$LOCAL_PORT" -t bench/ping -m x && kill -0 "$MOSQ_PID"
+}
+
 start_mosquitto() {
+  MOSQ_LOG_FROM=$(cat "$D/mosquitto.log" 2>/dev/null | wc -l)
   mosquitto -c "$D/mosquitto.conf" >>"$D/mosquitto.out" 2>&1 &
   MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
-  wait_for mosquitto_pub -h 127.0.0.1 -p "$LOCAL_PORT" -t bench/ping -m x || fail "mosquitto did not start ($D)"
+  wait_for mosquitto_running ||
+    fail "mosquitto (pid $MOSQ_PID) did not start on port $LOCAL_PORT: $(tail -n +$((MOSQ_LOG_FROM + 1)) "$D/mosquitto.log" 2>/dev/null)"
 }
 
 start_awslink() {

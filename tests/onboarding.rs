@@ -345,50 +345,17 @@ fn check_refuses_a_bad_config_with_exit_2() {
 }
 
 /// A TLS Mosquitto with an ACL file (the harness's brokers have none); killed on drop.
-struct AclBroker {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl AclBroker {
-    fn start(s: &CheckSetup, acl: &str) -> AclBroker {
-        let port = free_port();
-        let dir = s.dir.path();
-        let acl_path = dir.join("acl");
-        fs::write(&acl_path, acl).unwrap();
-        let conf = dir.join("acl-mosquitto.conf");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest none\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nacl_file {}\n",
-            s.certs.ca.display(),
-            s.certs.server_cert.display(),
-            s.certs.server_key.display(),
-            acl_path.display()
-        );
-        fs::write(&conf, text).unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let broker = AclBroker { port, child };
-        wait_until(
-            std::time::Duration::from_secs(10),
-            "mosquitto to listen",
-            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
-        broker
-    }
-}
-
-impl Drop for AclBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn acl_broker(s: &CheckSetup, acl: &str) -> Mosquitto {
+    let acl_path = s.dir.path().join("acl");
+    fs::write(&acl_path, acl).unwrap();
+    Mosquitto::tls_with(
+        TlsListener {
+            ca: s.certs.ca.clone(),
+            cert: s.certs.server_cert.clone(),
+            key: s.certs.server_key.clone(),
+        },
+        &format!("acl_file {}", acl_path.display()),
+    )
 }
 
 #[test]
@@ -396,7 +363,7 @@ fn check_diagnoses_a_missing_echo() {
     let s = CheckSetup::new();
     // Mosquitto's ACL lets the device use other topics only: the PUBLISH is acknowledged but
     // never delivered, as AWS IoT does without iot:Publish / iot:Receive on the topic.
-    let broker = AclBroker::start(&s, "user dev-check\ntopic readwrite elsewhere/#\n");
+    let broker = acl_broker(&s, "user dev-check\ntopic readwrite elsewhere/#\n");
     let result = s.check_with(broker.port, None, None, &["--timeout", "1"]);
     assert_failed(
         &result,

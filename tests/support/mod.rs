@@ -95,34 +95,72 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     tls: Option<TlsListener>,
+    extra: String,
     child: Option<Child>,
 }
 
 impl Mosquitto {
     /// A plain broker (like the one next to awslink on a gateway), persistence on.
     pub fn plain() -> Mosquitto {
-        Self::start(free_port(), None)
+        Self::start(free_port(), None, String::new())
     }
 
     /// A TLS broker that requires a client certificate from `tls.ca` (the "cloud").
     pub fn tls(tls: TlsListener) -> Mosquitto {
-        Self::start(free_port(), Some(tls))
+        Self::start(free_port(), Some(tls), String::new())
     }
 
-    fn start(port: u16, tls: Option<TlsListener>) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
+    /// A TLS broker like [`Mosquitto::tls`] with `extra` appended to its config (e.g. an
+    /// `acl_file` line).
+    pub fn tls_with(tls: TlsListener, extra: &str) -> Mosquitto {
+        Self::start(free_port(), Some(tls), extra.to_string())
+    }
+
+    /// A plain broker that tries `port` first; a port another listener holds is never taken
+    /// for this broker: it moves on to a free one.
+    pub fn plain_preferring(port: u16) -> Mosquitto {
+        Self::start(port, None, String::new())
+    }
+
+    /// Starts on `port`; a port lost to another listener (a parallel test took the free port
+    /// between choosing and binding) is retried on new free ports.
+    fn start(port: u16, tls: Option<TlsListener>, extra: String) -> Mosquitto {
         let mut m = Mosquitto {
             port,
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             tls,
+            extra,
             child: None,
         };
-        m.restart();
-        m
+        for _ in 0..5 {
+            match m.launch() {
+                Ok(()) => return m,
+                Err(Launch::PortTaken(log)) => {
+                    eprintln!("mosquitto lost port {} to another listener:\n{log}", m.port);
+                    m.port = free_port();
+                }
+                Err(Launch::Failed(why)) => panic!("{why}"),
+            }
+        }
+        panic!("mosquitto lost the port race 5 times");
     }
 
     /// (Re)starts the broker on the same port with the same persistence directory.
     pub fn restart(&mut self) {
+        match self.launch() {
+            Ok(()) => {}
+            Err(Launch::PortTaken(log)) => panic!(
+                "mosquitto cannot restart: another listener took port {}:\n{log}",
+                self.port
+            ),
+            Err(Launch::Failed(why)) => panic!("{why}"),
+        }
+    }
+
+    /// One start; ready once this process logged that it runs (Mosquitto logs "running" only
+    /// after binding every listener), is alive and the port answers: a listener someone else
+    /// opened on the port never counts.
+    fn launch(&mut self) -> Result<(), Launch> {
         self.stop();
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
@@ -141,6 +179,8 @@ impl Mosquitto {
                 tls.key.display()
             ));
         }
+        text.push_str(&self.extra);
+        text.push('\n');
         fs::write(&conf, text).unwrap();
         let log_path = self.dir.path().join("mosquitto.log");
         let logged_before = fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
@@ -152,24 +192,37 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto must be installed (apt-get install mosquitto)");
         let child = self.child.insert(child);
-        // Ready once this process logged that it runs (its listener is open) and accepts a
-        // connection: a listener someone else opened on the port meanwhile does not count, and a
-        // broker that cannot bind fails here with its log.
         let port = self.port;
         let this_start = || {
             let log = fs::read(&log_path).unwrap_or_default();
             String::from_utf8_lossy(log.get(logged_before..).unwrap_or_default()).into_owned()
         };
-        wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "mosquitto on port {port} exited ({status}) before it listened:\n{}",
-                    this_start()
-                );
+                let log = this_start();
+                return Err(if log.contains("Address already in use") {
+                    Launch::PortTaken(log)
+                } else {
+                    Launch::Failed(format!(
+                        "mosquitto on port {port} exited ({status}) before it listened:\n{log}"
+                    ))
+                });
             }
-            (this_start().contains(" running") && TcpStream::connect(("127.0.0.1", port)).is_ok())
-                .then_some(())
-        });
+            if this_start().contains(" running")
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && matches!(child.try_wait(), Ok(None))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Launch::Failed(format!(
+                    "mosquitto on port {port} not running after 10 s:\n{}",
+                    this_start()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the broker with SIGTERM so it saves its sessions (persistent subscribers keep
@@ -209,6 +262,14 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Why one start of a [`Mosquitto`] gave no broker.
+enum Launch {
+    /// Another listener holds the port (the log says "Address already in use").
+    PortTaken(String),
+    /// Anything else, with the reason and the log.
+    Failed(String),
 }
 
 /// An MQTT client for tests: publishes and collects what its subscriptions receive.

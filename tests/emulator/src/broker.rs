@@ -43,39 +43,59 @@ pub fn config_text(port: u16, log_file: &Path) -> String {
          log_type error\n\
          log_type warning\n\
          log_type notice\n\
+         # The \"running\" line (logged once every listener is bound) is an information line.\n\
+         log_type information\n\
          connection_messages true\n",
         log_file.display()
     )
 }
 
+/// Why one start of Mosquitto did not give a broker.
+enum StartFailure {
+    /// Another listener holds the port (Mosquitto logged "Address already in use"): a lost
+    /// free-port race, worth another try on a new port.
+    PortTaken(EmulatorError),
+    /// Anything else: retrying will not help.
+    Fatal(EmulatorError),
+}
+
 impl Broker {
-    /// Starts `mosquitto_bin` on `port` (a free one when `None`) and waits until it accepts
-    /// TCP connections.
+    /// Starts `mosquitto_bin` on `port` (a free one when `None`) and waits until this very
+    /// process listens: its log says it runs and it is still alive. A listener someone else
+    /// opened on the port never counts. A free port lost to a parallel test between probe and
+    /// bind is retried with a new one; a given `port` that is taken is an error.
     pub fn start(mosquitto_bin: &Path, port: Option<u16>) -> Result<Broker, EmulatorError> {
-        // A free port can be taken by a parallel test between probe and bind: retry then.
-        let attempts = if port.is_some() { 1 } else { 3 };
-        let mut last = None;
-        for _ in 0..attempts {
-            let p = match port {
-                Some(p) => p,
-                None => free_port()?,
-            };
-            match Self::start_once(mosquitto_bin, p) {
-                Ok(b) => return Ok(b),
-                Err(e) => last = Some(e),
-            }
+        match port {
+            Some(p) => Self::start_on(mosquitto_bin, std::iter::once(Ok(p))),
+            None => Self::start_on(mosquitto_bin, std::iter::repeat_with(free_port).take(5)),
         }
-        Err(last.unwrap_or_else(|| EmulatorError::Broker("not started".into())))
     }
 
-    fn start_once(mosquitto_bin: &Path, port: u16) -> Result<Broker, EmulatorError> {
+    /// Tries the ports in turn until one start succeeds; only a taken port moves on.
+    fn start_on(
+        mosquitto_bin: &Path,
+        ports: impl Iterator<Item = Result<u16, EmulatorError>>,
+    ) -> Result<Broker, EmulatorError> {
+        let mut last = None;
+        for port in ports {
+            match Self::start_once(mosquitto_bin, port?) {
+                Ok(b) => return Ok(b),
+                Err(StartFailure::PortTaken(e)) => last = Some(e),
+                Err(StartFailure::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| EmulatorError::Broker("no port to try".into())))
+    }
+
+    fn start_once(mosquitto_bin: &Path, port: u16) -> Result<Broker, StartFailure> {
         let dir = tempfile::Builder::new()
             .prefix("aws-iot-emulator-")
             .tempdir()
-            .map_err(|e| EmulatorError::io("create temp dir", e))?;
+            .map_err(|e| StartFailure::Fatal(EmulatorError::io("create temp dir", e)))?;
         let conf = dir.path().join("mosquitto.conf");
         let log = dir.path().join("mosquitto.log");
-        fs::write(&conf, config_text(port, &log)).map_err(|e| EmulatorError::file(&conf, e))?;
+        fs::write(&conf, config_text(port, &log))
+            .map_err(|e| StartFailure::Fatal(EmulatorError::file(&conf, e)))?;
         let child = Command::new(mosquitto_bin)
             .arg("-c")
             .arg(&conf)
@@ -84,37 +104,48 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                EmulatorError::Broker(format!(
+                StartFailure::Fatal(EmulatorError::Broker(format!(
                     "cannot run {:?}: {e} (install mosquitto or pass its path)",
                     mosquitto_bin
-                ))
+                )))
             })?;
         let mut broker = Broker { child, port, dir };
         broker.wait_ready(Duration::from_secs(10))?;
         Ok(broker)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), EmulatorError> {
+    /// Waits until this child logged that it runs (Mosquitto logs "running" only after every
+    /// listener is bound), is still alive and the port answers.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), StartFailure> {
         let deadline = Instant::now() + timeout;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         loop {
+            let log = fs::read_to_string(self.log_file()).unwrap_or_default();
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(EmulatorError::Broker(format!(
+                let log = fs::read_to_string(self.log_file()).unwrap_or_default();
+                let e = EmulatorError::Broker(format!(
                     "exited with {status} before listening on port {}; log: {}",
                     self.port,
-                    fs::read_to_string(self.log_file())
-                        .unwrap_or_default()
-                        .trim()
-                )));
+                    log.trim()
+                ));
+                return Err(if log.contains("Address already in use") {
+                    StartFailure::PortTaken(e)
+                } else {
+                    StartFailure::Fatal(e)
+                });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if log.contains(" running")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && matches!(self.child.try_wait(), Ok(None))
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(EmulatorError::Broker(format!(
-                    "not listening on port {} after {timeout:?}",
-                    self.port
-                )));
+                return Err(StartFailure::Fatal(EmulatorError::Broker(format!(
+                    "not listening on port {} after {timeout:?}; log: {}",
+                    self.port,
+                    log.trim()
+                ))));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -164,5 +195,27 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("/nonexistent/mosquitto"), "{e}");
+    }
+
+    #[test]
+    fn a_port_held_by_another_listener_is_not_taken_for_the_broker() {
+        let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = held.local_addr().unwrap().port();
+        let e = Broker::start(Path::new("mosquitto"), Some(port))
+            .err()
+            .expect("a broker that could not bind must not be reported as started");
+        assert!(e.to_string().contains("Address already in use"), "{e}");
+    }
+
+    #[test]
+    fn a_lost_port_race_is_retried_on_a_new_port() {
+        let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken = held.local_addr().unwrap().port();
+        let ports = [Ok(taken), free_port()].into_iter();
+        let b = Broker::start_on(Path::new("mosquitto"), ports).unwrap();
+        assert_ne!(b.port(), taken);
+        let log = fs::read_to_string(b.log_file()).unwrap();
+        assert!(log.contains(" running"), "{log}");
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, b.port())).is_ok());
     }
 }
