@@ -28,7 +28,7 @@ use crate::buffer::journal::Journal;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::local_broker::LocalConnection;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
-use crate::shadow_mapper::ShadowIngest;
+use crate::shadow::ShadowIngest;
 use crate::status::THING_REQUEST_TOPIC;
 use crate::topics::{self, Identity, UplinkError};
 

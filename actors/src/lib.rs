@@ -25,7 +25,7 @@ pub mod messages;
 pub mod metrics;
 pub mod publisher;
 pub mod quota;
-pub mod shadow_mapper;
+pub mod shadow;
 pub mod status;
 pub mod supervisor;
 /// Probe recipients for testing one actor alone.

@@ -18,7 +18,7 @@ use crate::intake::{self, Counters, IntakeConfig, IntakeHandle, IntakePeers};
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
-use crate::shadow_mapper::ShadowIngest;
+use crate::shadow::ShadowIngest;
 use crate::status::last_will_payload;
 use crate::topics::{self, Downlink, Identity};
 

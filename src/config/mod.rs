@@ -8,7 +8,7 @@ mod reader;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use awslink_actors::shadow_mapper::convert::Filters;
+use awslink_actors::shadow::convert::Filters;
 use serde_json::Value;
 
 use reader::Reader;

@@ -1,4 +1,4 @@
-use super::convert::*;
+use super::*;
 use serde_json::{json, Value};
 
 const DEV: &str = "org.acme:gw1";
