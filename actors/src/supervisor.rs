@@ -25,10 +25,14 @@ pub struct LinkHandle {
 /// which actor it is.
 pub type LinkFactory = Box<dyn Fn(u64, Recipient<LinkEvent>) -> LinkHandle>;
 
+/// Uniform random numbers in `[0, 1)` for the backoff's jitter.
+pub type RandomSource = Box<dyn FnMut() -> f64>;
+
 /// Reconnect supervisor.
 pub struct Supervisor {
     policy: BackoffPolicy,
     start_link: LinkFactory,
+    random: RandomSource,
     buffer: Recipient<LinkChanged>,
     status: Recipient<ConnectionStatus>,
     attempt: u64,
@@ -43,7 +47,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor that starts links with `start_link` and reconnects under `policy`.
+    /// A supervisor that starts links with `start_link` and reconnects under `policy`, its jitter
+    /// drawn from the thread's random generator.
     pub fn new(
         policy: BackoffPolicy,
         start_link: LinkFactory,
@@ -53,6 +58,7 @@ impl Supervisor {
         Supervisor {
             policy,
             start_link,
+            random: Box::new(|| rand::thread_rng().gen::<f64>()),
             buffer,
             status,
             attempt: 0,
@@ -64,6 +70,12 @@ impl Supervisor {
             shutting_down: false,
             last_down: None,
         }
+    }
+
+    /// The same supervisor drawing its jitter from `random` instead (tests make it fixed).
+    pub fn with_random(mut self, random: RandomSource) -> Self {
+        self.random = random;
+        self
     }
 
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
@@ -126,9 +138,7 @@ impl Handler<LinkEvent> for Supervisor {
                         reason: Some(reason),
                     });
                 }
-                self.next_delay = self
-                    .policy
-                    .delay(self.failures, rand::thread_rng().gen::<f64>());
+                self.next_delay = self.policy.delay(self.failures, (self.random)());
                 self.reconnects += 1;
                 info!(
                     "next cloud connection attempt in {} ms",
@@ -191,3 +201,6 @@ impl Handler<GetMetrics> for Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
