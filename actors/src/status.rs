@@ -173,7 +173,11 @@ impl Handler<ThingRequest> for StatusPublisher {
 mod tests {
     use super::*;
     use crate::messages::{DownCause, DownReason};
+    use crate::testkit::{probe_answering, ProbeReceiver};
     use serde_json::Value;
+
+    const WAIT: Duration = Duration::from_secs(2);
+    const STATUS_TOPIC: &str = "edge/connection/remote/status";
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
@@ -212,5 +216,127 @@ mod tests {
             parse(&thing_payload(&id)),
             json!({"deviceId": "d", "tenantId": "t"})
         );
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            tenant_id: "tenant-1".into(),
+            device_id: "gw-7".into(),
+        }
+    }
+
+    /// A StatusPublisher whose local broker is a probe that acknowledges every publish.
+    fn start(
+        sources: Vec<Recipient<GetMetrics>>,
+        interval: Duration,
+    ) -> (Addr<StatusPublisher>, ProbeReceiver<LocalPublish>) {
+        let (local, published) = probe_answering::<LocalPublish, _>(|_| Ok(()));
+        let status =
+            StatusPublisher::new(local, STATUS_TOPIC.into(), identity(), sources, interval).start();
+        (status, published)
+    }
+
+    #[actix::test]
+    async fn a_connection_status_is_one_retained_qos1_publish_on_the_status_topic() {
+        let (status, mut published) = start(vec![], Duration::ZERO);
+        let rows = [
+            (
+                ConnectionStatus {
+                    connected: true,
+                    timestamp: 1_700_000_000,
+                    reason: None,
+                },
+                r#"{"connected":true,"timestamp":1700000000}"#,
+            ),
+            (
+                ConnectionStatus {
+                    connected: false,
+                    timestamp: 1_700_000_005,
+                    reason: Some(DownReason {
+                        cause: DownCause::Error,
+                        detail: "tls handshake failed".into(),
+                    }),
+                },
+                r#"{"cause":"CONNECTION_ERROR","connected":false,"detail":"tls handshake failed","timestamp":1700000005}"#,
+            ),
+        ];
+        for (change, payload) in rows {
+            // Answered once the local broker acknowledged the publish.
+            status.send(change).await.unwrap();
+            let publish = published.expect(WAIT).await;
+            assert_eq!(
+                publish,
+                LocalPublish {
+                    topic: STATUS_TOPIC.into(),
+                    payload: payload.as_bytes().to_vec(),
+                    qos: 1,
+                    retain: true,
+                },
+                "{}",
+                String::from_utf8_lossy(&publish.payload)
+            );
+            published.expect_none(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn a_thing_request_is_answered_on_the_thing_response_topic() {
+        let (status, mut published) = start(vec![], Duration::ZERO);
+        status.send(ThingRequest).await.unwrap();
+        assert_eq!(
+            published.expect(WAIT).await,
+            LocalPublish {
+                topic: "edge/thing/response".into(),
+                payload: br#"{"deviceId":"gw-7","tenantId":"tenant-1"}"#.to_vec(),
+                qos: 1,
+                retain: false,
+            }
+        );
+        published.expect_none(Duration::from_millis(50)).await;
+    }
+
+    #[actix::test]
+    async fn the_metrics_document_is_published_every_interval() {
+        let (source, mut asked) = probe_answering::<GetMetrics, _>(|_| ActorMetrics {
+            actor: "buffer",
+            counters: vec![("queued", 3), ("bytes", 120)],
+        });
+        let (status, mut published) = start(vec![source], Duration::from_millis(20));
+        status
+            .send(ConnectionStatus {
+                connected: true,
+                timestamp: 1,
+                reason: None,
+            })
+            .await
+            .unwrap();
+        let (metrics, _status) = published
+            .expect_matching(WAIT, |p| p.topic == METRICS_TOPIC)
+            .await;
+        asked.expect(WAIT).await;
+        assert_eq!((metrics.qos, metrics.retain), (0, false));
+        let mut doc = parse(std::str::from_utf8(&metrics.payload).unwrap());
+        let timestamp = doc["timestamp"].take();
+        assert!(
+            timestamp.as_u64().is_some_and(|t| t > 1_577_836_800),
+            "{timestamp}"
+        );
+        assert_eq!(
+            doc,
+            json!({"timestamp": null, "status": {"connected": 1, "published": 1},
+                   "buffer": {"queued": 3, "bytes": 120}})
+        );
+        // And again at the next interval.
+        published
+            .expect_matching(WAIT, |p| p.topic == METRICS_TOPIC)
+            .await;
+    }
+
+    #[actix::test]
+    async fn no_metrics_with_a_zero_interval() {
+        let (source, mut asked) = probe_answering::<GetMetrics, _>(|_| ActorMetrics::default());
+        let (_status, mut published) = start(vec![source], Duration::ZERO);
+        published.expect_none(Duration::from_millis(100)).await;
+        asked.expect_none(Duration::ZERO).await;
     }
 }

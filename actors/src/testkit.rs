@@ -1,35 +1,43 @@
 //! Test helpers for testing one actor alone (compiled for tests, or with the `testkit` feature):
 //! a [`probe`] is a typed [`Recipient`] that records every message it receives, and the
 //! [`ProbeReceiver`] beside it waits for them with a deadline, in the spirit of thin-edge's
-//! `SimpleMessageBox` and `assert_received_matching`. Nothing here sleeps to synchronise: a wait
-//! ends as soon as the message arrives, or fails at its deadline.
+//! `SimpleMessageBox` and `assert_received_matching`. A probe for a message with an answer
+//! ([`probe_answering`]) replies with what the test says. Nothing here sleeps to synchronise: a
+//! wait ends as soon as the message arrives, or fails at its deadline.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-/// The actor behind a probe recipient: forwards what it receives to its [`ProbeReceiver`].
-pub struct Probe<M: Message<Result = ()> + Send + 'static> {
+/// How a probe answers the message it received.
+type Answer<M> = Box<dyn FnMut(&M) -> <M as Message>::Result>;
+
+/// The actor behind a probe recipient: forwards what it receives to its [`ProbeReceiver`] and
+/// answers it.
+pub struct Probe<M: Message + Send + 'static> {
     sender: mpsc::UnboundedSender<M>,
+    answer: Answer<M>,
 }
 
 impl<M> Actor for Probe<M>
 where
-    M: Message<Result = ()> + Send + Unpin + 'static,
+    M: Message + Send + Unpin + 'static,
 {
     type Context = Context<Self>;
 }
 
 impl<M> Handler<M> for Probe<M>
 where
-    M: Message<Result = ()> + Send + Unpin + 'static,
+    M: Message + Send + Unpin + 'static,
 {
-    type Result = ();
+    type Result = MessageResult<M>;
 
-    fn handle(&mut self, msg: M, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: M, _ctx: &mut Context<Self>) -> MessageResult<M> {
+        let answer = (self.answer)(&msg);
         // The receiver may already be gone at the end of a test; nothing left to record then.
         let _ = self.sender.send(msg);
+        MessageResult(answer)
     }
 }
 
@@ -89,8 +97,23 @@ pub fn probe<M>() -> (Recipient<M>, ProbeReceiver<M>)
 where
     M: Message<Result = ()> + Send + Unpin + 'static,
 {
+    probe_answering(|_| ())
+}
+
+/// Like [`probe`], for a message with an answer: each message is answered with `answer(&msg)`
+/// (e.g. `probe_answering::<LocalPublish, _>(|_| Ok(()))`).
+pub fn probe_answering<M, F>(answer: F) -> (Recipient<M>, ProbeReceiver<M>)
+where
+    M: Message + Send + Unpin + 'static,
+    M::Result: Send,
+    F: FnMut(&M) -> M::Result + 'static,
+{
     let (sender, receiver) = mpsc::unbounded_channel();
-    let addr = Probe { sender }.start();
+    let addr = Probe {
+        sender,
+        answer: Box::new(answer),
+    }
+    .start();
     (addr.recipient(), ProbeReceiver { receiver })
 }
 
@@ -123,6 +146,22 @@ mod tests {
             .await;
         assert_eq!(found, Ping(3));
         assert_eq!(skipped, vec![Ping(1), Ping(2)]);
+    }
+
+    #[derive(Message, Debug, PartialEq, Eq)]
+    #[rtype(result = "Result<u32, String>")]
+    struct Ask(u32);
+
+    #[actix::test]
+    async fn an_answering_probe_records_and_answers() {
+        let (recipient, mut rx) = probe_answering::<Ask, _>(|ask| match ask.0 {
+            0 => Err("zero".to_string()),
+            n => Ok(n * 2),
+        });
+        assert_eq!(recipient.send(Ask(21)).await.unwrap(), Ok(42));
+        assert_eq!(recipient.send(Ask(0)).await.unwrap(), Err("zero".into()));
+        assert_eq!(rx.expect(Duration::from_secs(2)).await, Ask(21));
+        assert_eq!(rx.expect(Duration::from_secs(2)).await, Ask(0));
     }
 
     #[actix::test]
