@@ -108,13 +108,33 @@ mod tests {
             max_delay: Duration::from_millis(1000),
             ..policy()
         };
-        assert_eq!(p.delay(5, 0.9), Duration::from_millis(1000));
+        for (failures, unit) in [(0, 0.0), (1, 0.5), (5, 0.9), (63, 1.0), (u32::MAX, 0.3)] {
+            assert_eq!(
+                p.delay(failures, unit),
+                Duration::from_millis(1000),
+                "failures={failures} unit={unit}"
+            );
+        }
     }
 
     #[test]
     fn stable_connection_resets_failures() {
-        assert_eq!(policy().failures_after_drop(5, Duration::from_secs(31)), 0);
-        assert_eq!(policy().failures_after_drop(5, Duration::from_secs(30)), 0);
-        assert_eq!(policy().failures_after_drop(5, Duration::from_secs(29)), 5);
+        // (failures before the drop, how long the connection was up, failures after)
+        let rows = [
+            (5, Duration::from_secs(31), 0),
+            (5, Duration::from_secs(30), 0),
+            (5, Duration::from_millis(29_999), 5),
+            (5, Duration::ZERO, 5),
+            (0, Duration::from_secs(1), 0),
+            (u32::MAX, Duration::from_secs(3600), 0),
+            (u32::MAX, Duration::from_secs(1), u32::MAX),
+        ];
+        for (failures, up_for, expected) in rows {
+            assert_eq!(
+                policy().failures_after_drop(failures, up_for),
+                expected,
+                "failures={failures} up_for={up_for:?}"
+            );
+        }
     }
 }

@@ -188,6 +188,57 @@ mod tests {
     }
 
     #[test]
+    fn buckets_are_sized_to_95_percent_of_the_limit() {
+        let start = Instant::now();
+        // (limit per second, largest unit, capacity, refill rate per second)
+        let rows = [
+            (100, 1, 2.0, 93.0),
+            (100_000, 1, 950.0, 94_050.0),
+            (524_288, 131_584, 131_584.0, 366_489.6),
+            (10, 1, 2.0, 7.5),
+            (1, 1, 1.0, 0.1),
+            (0, 1, 1.0, 0.1),
+            (1000, 5000, 950.0, 95.0),
+        ];
+        for (limit, largest, capacity, rate) in rows {
+            let b = TokenBucket::for_limit(limit, largest, start);
+            assert!(
+                (b.capacity - capacity).abs() < 1e-6 && (b.rate - rate).abs() < 1e-6,
+                "limit {limit} largest {largest}: capacity {} rate {}",
+                b.capacity,
+                b.rate
+            );
+            assert_eq!(b.tokens, b.capacity, "starts full");
+        }
+    }
+
+    #[test]
+    fn wait_for_an_empty_bucket() {
+        let start = Instant::now();
+        // Bucket for 100/s: capacity 2, rate 93/s, emptied at `start`.
+        // (units asked for, ms after `start`, expected wait in µs)
+        let rows = [
+            (1, 0, 10_752),
+            (2, 0, 21_505),
+            (5, 0, 21_505), // more than the capacity waits for the capacity
+            (1, 5, 5_752),
+            (1, 11, 0),
+            (2, 22, 0),
+            (2, 1000, 0), // refilled, never above the capacity
+        ];
+        for (units, after_ms, wait_us) in rows {
+            let mut b = TokenBucket::for_limit(100, 1, start);
+            b.take(2, start);
+            let got = b.wait_for(units, start + Duration::from_millis(after_ms));
+            assert_eq!(
+                got.as_micros(),
+                wait_us,
+                "{units} units after {after_ms} ms: {got:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_unit_larger_than_the_bucket_still_passes() {
         let start = Instant::now();
         let mut b = TokenBucket::for_limit(1000, 1, start);
