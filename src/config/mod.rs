@@ -1,5 +1,5 @@
 //! awslink's configuration: a Kanto aws-connector `config.json` loads unchanged, awslink's own
-//! settings live in nested objects (DESIGN §4). Parsing and validation are pure; file checks
+//! settings live in nested objects. Parsing and validation are pure; file checks
 //! (certificates readable, key permissions) are in [`files`].
 
 pub mod files;

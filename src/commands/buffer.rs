@@ -7,12 +7,38 @@ use std::path::Path;
 use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::clock::unix_ms;
 
-fn open(path: &Path) -> Result<Journal, String> {
+use crate::cli::{BufferCommand, PurgeArgs};
+use crate::failure::Failure;
+
+/// `awslink buffer inspect|purge`; every failure is about the buffer directory (exit 2).
+pub fn run(command: &BufferCommand) -> Result<(), Failure> {
+    match command {
+        BufferCommand::Inspect(args) => {
+            print!("{}", inspect(&args.path)?);
+            Ok(())
+        }
+        BufferCommand::Purge(args) => purge(args),
+    }
+}
+
+fn purge(args: &PurgeArgs) -> Result<(), Failure> {
+    if !args.quarantine {
+        return Err(Failure::usage("say what to purge: --quarantine"));
+    }
+    let n = purge_quarantine(&args.buffer.path)?;
+    println!(
+        "deleted {n} quarantined messages from {}",
+        args.buffer.path.display()
+    );
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<Journal, Failure> {
     if !path.is_dir() {
-        return Err(format!(
+        return Err(Failure::usage(format!(
             "buffer directory {} does not exist",
             path.display()
-        ));
+        )));
     }
     let config = JournalConfig {
         path: path.to_path_buf(),
@@ -22,11 +48,11 @@ fn open(path: &Path) -> Result<Journal, String> {
         min_free_bytes: 0,
     };
     Journal::open(&config).map_err(|e| match e {
-        JournalError::Locked { path } => format!(
+        JournalError::Locked { path } => Failure::usage(format!(
             "buffer directory {} is in use by a running awslink; stop it first (sled lets one process open the buffer)",
             path.display()
-        ),
-        other => other.to_string(),
+        )),
+        other => Failure::Buffer(other),
     })
 }
 
@@ -40,7 +66,7 @@ fn age(now_ms: u64, then_ms: u64) -> String {
 }
 
 /// The report of `awslink buffer inspect`.
-pub fn inspect(path: &Path) -> Result<String, String> {
+fn inspect(path: &Path) -> Result<String, Failure> {
     let journal = open(path)?;
     let now = unix_ms();
     let mut out = String::new();
@@ -51,7 +77,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
         journal.queued(),
         journal.queued_bytes()
     );
-    let oldest = journal.oldest_enqueued_ms().map_err(|e| e.to_string())?;
+    let oldest = journal.oldest_enqueued_ms()?;
     let _ = writeln!(
         out,
         "  oldest queued    {}",
@@ -62,7 +88,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
         "  commands stored  {} (waiting for the local broker)",
         journal.downlink_len()
     );
-    let quarantined = journal.quarantined().map_err(|e| e.to_string())?;
+    let quarantined = journal.quarantined()?;
     let _ = writeln!(out, "  quarantined      {}", quarantined.len());
     for q in quarantined {
         let _ = writeln!(
@@ -78,8 +104,8 @@ pub fn inspect(path: &Path) -> Result<String, String> {
 }
 
 /// `awslink buffer purge --quarantine`: deletes the quarantined messages; returns the count.
-pub fn purge_quarantine(path: &Path) -> Result<usize, String> {
-    open(path)?.purge_quarantine().map_err(|e| e.to_string())
+fn purge_quarantine(path: &Path) -> Result<usize, Failure> {
+    Ok(open(path)?.purge_quarantine()?)
 }
 
 #[cfg(test)]
@@ -124,11 +150,11 @@ mod tests {
     #[test]
     fn a_locked_or_missing_buffer_is_explained() {
         let dir = tempfile::tempdir().unwrap();
-        let err = inspect(&dir.path().join("nope")).unwrap_err();
+        let err = inspect(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
         let path = dir.path().join("buffer");
         let _running = open_new(&path);
-        let err = inspect(&path).unwrap_err();
+        let err = inspect(&path).unwrap_err().to_string();
         assert!(
             err.contains("is in use by a running awslink; stop it first"),
             "{err}"
@@ -141,12 +167,14 @@ mod tests {
     }
 
     /// sled releases its lock shortly after the last handle in this process is dropped.
-    fn wait_open<T>(mut f: impl FnMut() -> Result<T, String>) -> T {
+    fn wait_open<T>(mut f: impl FnMut() -> Result<T, Failure>) -> T {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match f() {
                 Ok(v) => return v,
-                Err(e) if e.contains("in use") && std::time::Instant::now() < deadline => {
+                Err(e)
+                    if e.to_string().contains("in use") && std::time::Instant::now() < deadline =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(5))
                 }
                 Err(e) => panic!("{e}"),

@@ -14,14 +14,12 @@ use openssl::ssl::{
     HandshakeError, MidHandshakeSslStream, SslConnector, SslFiletype, SslMethod, SslStream,
     SslVerifyMode, SslVersion,
 };
-use openssl::x509::X509Ref;
 use paho_mqtt as mqtt;
 
-use crate::certs;
+use crate::cli::CheckArgs;
+use crate::commands::{cert, random_hex};
 use crate::config::Config;
-
-/// Exit code and message of a failed check (1: a step failed, 2: unusable configuration).
-pub type Failure = (u8, String);
+use crate::failure::Failure;
 
 /// OpenSSL verify results (`X509_V_ERR_*`) that get their own diagnosis.
 const V_ERR_CERT_NOT_YET_VALID: i32 = 9;
@@ -31,7 +29,8 @@ const V_ERR_IP_ADDRESS_MISMATCH: i32 = 64;
 
 /// Why a step failed: what was observed (printed on the step's line) and what to do (the error).
 struct Diagnosis {
-    code: u8,
+    /// The configuration is unusable (exit 2), not a failed step (exit 1).
+    config: bool,
     observed: String,
     advice: String,
 }
@@ -39,7 +38,7 @@ struct Diagnosis {
 impl Diagnosis {
     fn new(observed: impl Into<String>, advice: impl Into<String>) -> Self {
         Diagnosis {
-            code: 1,
+            config: false,
             observed: observed.into(),
             advice: advice.into(),
         }
@@ -47,7 +46,7 @@ impl Diagnosis {
 
     fn config(observed: impl Into<String>, advice: impl Into<String>) -> Self {
         Diagnosis {
-            code: 2,
+            config: true,
             ..Diagnosis::new(observed, advice)
         }
     }
@@ -55,9 +54,15 @@ impl Diagnosis {
 
 type StepResult<T> = Result<(T, String), Diagnosis>;
 
+/// `awslink check`: loads the configuration and checks the connection it describes.
+pub fn run(args: &CheckArgs) -> Result<(), Failure> {
+    let (config, device_id) = super::load(&args.config)?;
+    diagnose(&config, &device_id, Duration::from_secs(args.timeout))
+}
+
 /// Runs the check against the configured endpoint; `Ok` only when the probe came back.
 /// `timeout` bounds each network step and the wait for the echo.
-pub fn run(config: &Config, device_id: &str, timeout: Duration) -> Result<(), Failure> {
+fn diagnose(config: &Config, device_id: &str, timeout: Duration) -> Result<(), Failure> {
     let client_id = config.client_id.as_deref().unwrap_or(device_id);
     let host = &config.endpoint.host;
     let port = config.endpoint.port;
@@ -100,7 +105,12 @@ fn step<T>(name: &str, run: impl FnOnce() -> StepResult<T>) -> Result<T, Failure
         }
         Err(d) => {
             println!("  FAIL  {name:<14} {ms:>6} ms  {}", d.observed);
-            Err((d.code, format!("check failed at {name}: {}", d.advice)))
+            let message = format!("check failed at {name}: {}", d.advice);
+            Err(if d.config {
+                Failure::usage(message)
+            } else {
+                Failure::runtime(message)
+            })
         }
     }
 }
@@ -162,7 +172,7 @@ fn connect_tcp(
 }
 
 fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<()> {
-    let connector = tls_connector(config)?;
+    let connector = openssl_connector(config)?;
     let mut tls = connector
         .configure()
         .map_err(|e| Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up"))?;
@@ -171,7 +181,7 @@ fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<(
     tls.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
         if store.error_depth() == 0 {
             if let (Some(cert), Ok(mut slot)) = (store.current_cert(), seen.lock()) {
-                *slot = Some(certificate_names(cert));
+                *slot = Some(cert::certificate_names(cert));
             }
         }
         ok
@@ -198,7 +208,7 @@ fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<(
 }
 
 /// TLS 1.2 minimum, CA file or system store, client certificate and key, ALPN.
-fn tls_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
+fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
     let setup = |e: openssl::error::ErrorStack| {
         Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up")
     };
@@ -257,7 +267,7 @@ fn accepted(config: &Config, mut stream: SslStream<TcpStream>, took: Duration) -
     let server = stream
         .ssl()
         .peer_certificate()
-        .map_or_else(|| "?".into(), |c| subject_cn(&c));
+        .map_or_else(|| "?".into(), |c| cert::subject_cn(&c));
     let waited = server_verdict(config, &mut stream, took)?;
     let _ = stream.shutdown();
     let trust = match &config.ca_cert {
@@ -362,56 +372,11 @@ fn client_rejected(config: &Config, text: &str) -> Diagnosis {
             "client certificate required: set \"cert\" and \"key\" (create them with awslink cert create)",
         );
     };
-    let id = certs::aws_certificate_id_of(cert).unwrap_or_else(|| "?".into());
+    let id = cert::aws_certificate_id_of(cert).unwrap_or_else(|| "?".into());
     Diagnosis::new(
         format!("client certificate rejected by the server ({})", alert_name(text)),
         format!("client certificate rejected by the server: {} is not registered or not ACTIVE in AWS IoT (certificate id {id}); check with aws iot describe-certificate --certificate-id {id}, register it (awslink cert create prints how) or activate it", cert.display()),
     )
-}
-
-fn subject_cn(cert: &X509Ref) -> String {
-    cert.subject_name()
-        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-        .next()
-        .map_or_else(
-            || "(no CN)".into(),
-            |e| format!("CN={}", String::from_utf8_lossy(e.data().as_slice())),
-        )
-}
-
-/// The DNS names and IP addresses a certificate is valid for (or its CN).
-fn certificate_names(cert: &X509Ref) -> String {
-    let mut names = Vec::new();
-    if let Some(sans) = cert.subject_alt_names() {
-        for san in &sans {
-            if let Some(dns) = san.dnsname() {
-                names.push(dns.to_string());
-            } else if let Some(ip) = san.ipaddress() {
-                names.push(ip_text(ip));
-            }
-        }
-    }
-    if names.is_empty() {
-        return subject_cn(cert);
-    }
-    if names.len() > 4 {
-        let more = names.len() - 4;
-        names.truncate(4);
-        names.push(format!("{more} more"));
-    }
-    names.join(", ")
-}
-
-fn ip_text(bytes: &[u8]) -> String {
-    match bytes.len() {
-        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
-        16 => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(bytes);
-            std::net::Ipv6Addr::from(octets).to_string()
-        }
-        _ => "?".into(),
-    }
 }
 
 /// The MQTT client with CloudLink's options, connected; messages arrive on the receiver.
@@ -434,7 +399,7 @@ fn mqtt_connect(
     })?;
     client.set_timeout(timeout + Duration::from_secs(1));
     let rx = client.start_consuming();
-    let options = connect_options(config, timeout)?;
+    let options = paho_connect_options(config, timeout)?;
     match client.connect(options) {
         Ok(response) => {
             let present = response
@@ -450,7 +415,10 @@ fn mqtt_connect(
 }
 
 /// The options CloudLink uses: server certificate and hostname verified, client certificate.
-fn connect_options(config: &Config, timeout: Duration) -> Result<mqtt::ConnectOptions, Diagnosis> {
+fn paho_connect_options(
+    config: &Config,
+    timeout: Duration,
+) -> Result<mqtt::ConnectOptions, Diagnosis> {
     let mut ssl = mqtt::SslOptionsBuilder::new();
     ssl.enable_server_cert_auth(true).verify(true);
     if let Some(ca) = &config.ca_cert {
@@ -540,19 +508,8 @@ fn subscribe(client: &mqtt::Client, topic: &str) -> StepResult<()> {
     }
 }
 
-fn random_token() -> String {
-    let mut bytes = [0u8; 12];
-    if openssl::rand::rand_bytes(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        return format!("{nanos:x}{:x}", std::process::id());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn publish(client: &mqtt::Client, topic: &str) -> StepResult<String> {
-    let token = random_token();
+    let token = random_hex(12);
     let payload = format!("{{\"awslink\":\"check\",\"token\":\"{token}\"}}");
     let message = mqtt::MessageBuilder::new()
         .topic(topic)

@@ -1,5 +1,5 @@
 //! `awslink health`: a liveness check for Docker's HEALTHCHECK, systemd watchdogs and scripts,
-//! run next to a running `awslink run` (issue 8).
+//! run next to a running `awslink run`.
 //!
 //! It never opens the sled database: the running awslink holds sled's lock on `{buffer}/db`
 //! (an exclusive `flock`, taken by sled 0.34 through fs2), and a second open would fail. Instead:
@@ -23,16 +23,21 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use awslink_actors::status::METRICS_TOPIC;
+use fs2::FileExt;
 use paho_mqtt as mqtt;
 
 use crate::cli::HealthArgs;
-use crate::config::Config;
+use crate::config::{Config, LocalSettings};
+use crate::failure::Failure;
 
-/// An unhealthy verdict (exit 1) or a configuration error (exit 2), with its one-line message.
-pub type Failure = (u8, String);
+/// `awslink health`: loads the configuration and runs the checks.
+pub fn run(args: &HealthArgs) -> Result<(), Failure> {
+    let (config, _) = super::load(&args.config)?;
+    check(&config, args)
+}
 
 /// Runs the checks on a loaded configuration; prints one line and returns `Ok` when healthy.
-pub fn run(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
+fn check(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
     if let Some(max_age) = args.max_age {
         check_max_age(config, max_age)?;
     }
@@ -67,26 +72,22 @@ pub fn run(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
 }
 
 fn unhealthy(message: String) -> Failure {
-    (1, message)
+    Failure::runtime(message)
 }
 
 /// `--max-age` must leave room for at least one metrics period.
 fn check_max_age(config: &Config, max_age: u64) -> Result<(), Failure> {
     let interval = config.metrics_interval.as_secs();
     if config.metrics_interval.is_zero() {
-        return Err((
-            2,
-            "--max-age needs metrics: config key \"metricsIntervalSecs\" is 0; set it above 0 or drop --max-age".into(),
+        return Err(Failure::usage(
+            "--max-age needs metrics: config key \"metricsIntervalSecs\" is 0; set it above 0 or drop --max-age",
         ));
     }
     if max_age < interval {
-        return Err((
-            2,
-            format!(
-                "--max-age {max_age} is shorter than config key \"metricsIntervalSecs\" ({interval}); a healthy awslink may not publish metrics within it: use --max-age {} or more",
-                interval + interval.div_ceil(2).max(1)
-            ),
-        ));
+        return Err(Failure::usage(format!(
+            "--max-age {max_age} is shorter than config key \"metricsIntervalSecs\" ({interval}); a healthy awslink may not publish metrics within it: use --max-age {} or more",
+            interval + interval.div_ceil(2).max(1)
+        )));
     }
     Ok(())
 }
@@ -163,11 +164,14 @@ fn check_lock_held(dir: &Path) -> Result<(), Failure> {
             )))
         }
     };
-    match lock::try_lock_shared(&file) {
-        Ok(lock::Attempt::HeldByOther) => Ok(()),
-        Ok(lock::Attempt::Acquired) => {
+    // A shared lock conflicts only with sled's exclusive one, so two health checks at the same
+    // moment do not mistake each other for awslink.
+    // fs2, called by path: std's `File` has lock methods of its own only since Rust 1.89.
+    match FileExt::try_lock_shared(&file) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Ok(()) => {
             // Released at once: a starting awslink must find the database free.
-            let _ = lock::unlock(&file);
+            let _ = FileExt::unlock(&file);
             drop(file);
             Err(unhealthy(format!(
                 "awslink is not running: nothing holds the lock on {}; start it (awslink run) or read its log for why it stopped",
@@ -181,113 +185,12 @@ fn check_lock_held(dir: &Path) -> Result<(), Failure> {
     }
 }
 
-/// `flock(2)`, the lock sled 0.34 takes (fs2's `try_lock_exclusive`). The awslink crate has no
-/// libc dependency; the C library is linked anyway, so the one function is declared here.
-#[cfg(unix)]
-mod lock {
-    use std::fs::File;
-    use std::io;
-    use std::os::raw::c_int;
-    use std::os::unix::io::AsRawFd;
-
-    // The same values on Linux, the BSDs and macOS.
-    const LOCK_SH: c_int = 1;
-    const LOCK_NB: c_int = 4;
-    const LOCK_UN: c_int = 8;
-
-    extern "C" {
-        fn flock(fd: c_int, operation: c_int) -> c_int;
-    }
-
-    /// The outcome of a non-blocking lock attempt.
-    pub enum Attempt {
-        /// We hold the lock now (nobody else did).
-        Acquired,
-        /// Another open file description holds an exclusive lock.
-        HeldByOther,
-    }
-
-    fn call(file: &File, operation: c_int) -> io::Result<()> {
-        loop {
-            // SAFETY: flock only reads the descriptor number; `file` keeps it open for the call.
-            let ret = unsafe { flock(file.as_raw_fd(), operation) };
-            if ret == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-
-    /// A non-blocking shared lock: it conflicts only with sled's exclusive one, so two health
-    /// checks at the same moment do not mistake each other for awslink.
-    pub fn try_lock_shared(file: &File) -> io::Result<Attempt> {
-        match call(file, LOCK_SH | LOCK_NB) {
-            Ok(()) => Ok(Attempt::Acquired),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Attempt::HeldByOther),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Releases the lock.
-    pub fn unlock(file: &File) -> io::Result<()> {
-        call(file, LOCK_UN)
-    }
-}
-
-/// Space available to unprivileged users on the file system of `dir`, in MiB (`None` where
-/// `statvfs` is not wired up).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Space available to unprivileged users on the file system of `dir`, in MiB (`None` when the
+/// file system cannot say).
 fn free_megabytes(dir: &Path) -> Option<u64> {
-    use std::ffi::CString;
-    use std::os::raw::{c_char, c_int, c_ulong};
-    use std::os::unix::ffi::OsStrExt;
-
-    /// The leading fields of glibc's `struct statvfs64` (the same on 32- and 64-bit targets);
-    /// the tail is padding, larger than the rest of the real struct.
-    #[repr(C)]
-    #[allow(dead_code)] // filled in by the C library; only f_bsize, f_frsize, f_bavail are read
-    struct StatVfs64 {
-        f_bsize: c_ulong,
-        f_frsize: c_ulong,
-        f_blocks: u64,
-        f_bfree: u64,
-        f_bavail: u64,
-        rest: [u64; 16],
-    }
-    extern "C" {
-        fn statvfs64(path: *const c_char, buf: *mut StatVfs64) -> c_int;
-    }
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut buf = StatVfs64 {
-        f_bsize: 0,
-        f_frsize: 0,
-        f_blocks: 0,
-        f_bfree: 0,
-        f_bavail: 0,
-        rest: [0; 16],
-    };
-    // SAFETY: `path` is NUL-terminated and outlives the call; `buf` is a writable struct at least
-    // as large as glibc's `struct statvfs64` with the same leading layout.
-    let ret = unsafe { statvfs64(path.as_ptr(), &mut buf) };
-    if ret != 0 {
-        return None;
-    }
-    let unit = if buf.f_frsize > 0 {
-        buf.f_frsize
-    } else {
-        buf.f_bsize
-    };
-    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
-    let unit = u64::from(unit);
-    Some(buf.f_bavail.saturating_mul(unit) / (1024 * 1024))
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn free_megabytes(_dir: &Path) -> Option<u64> {
-    None
+    fs2::available_space(dir)
+        .ok()
+        .map(|bytes| bytes / (1024 * 1024))
 }
 
 /// Connects to the local broker as `awslink-health-{pid}` (clean session) and waits up to
@@ -302,38 +205,11 @@ fn wait_for_metrics(config: &Config, max_age: Duration) -> Result<(), Failure> {
             .persistence(None)
             .finalize(),
     )
-    .map_err(|e| (2, format!("config key \"localAddress\" {}: {e}", local.uri)))?;
-    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
-    opts.clean_session(true)
-        .connect_timeout(max_age.min(Duration::from_secs(10)));
-    if let Some(user) = &local.username {
-        opts.user_name(user);
-    }
-    if let Some(password) = &local.password {
-        opts.password(password.as_str());
-    }
-    if local.uri.starts_with("ssl://") || local.uri.starts_with("mqtts://") {
-        let mut ssl = mqtt::SslOptionsBuilder::new();
-        ssl.enable_server_cert_auth(true).verify(true);
-        let files = [
-            ("localCACert", &local.ca_cert),
-            ("localCert", &local.cert),
-            ("localKey", &local.key),
-        ];
-        for (key, path) in files {
-            let Some(path) = path else { continue };
-            let set = match key {
-                "localCACert" => ssl.trust_store(path),
-                "localCert" => ssl.key_store(path),
-                _ => ssl.private_key(path),
-            };
-            set.map_err(|e| (2, format!("config key \"{key}\": {}: {e}", path.display())))?;
-        }
-        opts.ssl_options(ssl.finalize());
-    }
+    .map_err(|e| Failure::usage(format!("config key \"localAddress\" {}: {e}", local.uri)))?;
+    let options = paho_connect_options(local, max_age)?;
     let rx = client.start_consuming();
     let started = Instant::now();
-    client.connect(opts.finalize()).map_err(|e| {
+    client.connect(options).map_err(|e| {
         unhealthy(format!(
             "cannot connect to the local broker {}: {e}; is Mosquitto running?",
             local.uri
@@ -366,4 +242,43 @@ fn wait_for_metrics(config: &Config, max_age: Duration) -> Result<(), Failure> {
         });
     let _ = client.disconnect(None);
     result
+}
+
+/// The paho options for the local broker: clean session, the local credentials, and on
+/// `ssl://`/`mqtts://` the local CA, certificate and key with the server verified.
+fn paho_connect_options(
+    local: &LocalSettings,
+    max_age: Duration,
+) -> Result<mqtt::ConnectOptions, Failure> {
+    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+    opts.clean_session(true)
+        .connect_timeout(max_age.min(Duration::from_secs(10)));
+    if let Some(user) = &local.username {
+        opts.user_name(user);
+    }
+    if let Some(password) = &local.password {
+        opts.password(password.as_str());
+    }
+    if local.uri.starts_with("ssl://") || local.uri.starts_with("mqtts://") {
+        let mut ssl = mqtt::SslOptionsBuilder::new();
+        ssl.enable_server_cert_auth(true).verify(true);
+        let files = [
+            ("localCACert", &local.ca_cert),
+            ("localCert", &local.cert),
+            ("localKey", &local.key),
+        ];
+        for (key, path) in files {
+            let Some(path) = path else { continue };
+            let set = match key {
+                "localCACert" => ssl.trust_store(path),
+                "localCert" => ssl.key_store(path),
+                _ => ssl.private_key(path),
+            };
+            set.map_err(|e| {
+                Failure::usage(format!("config key \"{key}\": {}: {e}", path.display()))
+            })?;
+        }
+        opts.ssl_options(ssl.finalize());
+    }
+    Ok(opts.finalize())
 }

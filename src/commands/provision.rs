@@ -16,36 +16,24 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use awslink_actors::tls_probe::{self, ProbeTarget};
-use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use paho_mqtt as mqtt;
 use serde_json::{json, Value};
 
-use crate::certs::{self, new_key, refuse_existing, signing_request, write_new};
 use crate::cli::ProvisionArgs;
+use crate::commands::cert::{
+    self, ensure_dir, new_key, refuse_existing, signing_request, write_new,
+};
+use crate::commands::random_hex;
 use crate::config::{self, Endpoint};
-
-/// Exit code and one line naming what failed and the fix.
-pub type Failure = (u8, String);
+use crate::failure::Failure;
 
 /// The CreateCertificateFromCsr request topic (JSON payloads).
 pub const CREATE_FROM_CSR_TOPIC: &str = "$aws/certificates/create-from-csr/json";
 
 /// ALPN protocol AWS IoT requires for MQTT on port 443.
 const AWS_ALPN: &str = "x-amzn-mqtt-ca";
-
-fn usage(message: impl Into<String>) -> Failure {
-    (2, message.into())
-}
-
-fn failed(message: impl Into<String>) -> Failure {
-    (1, message.into())
-}
-
-fn crypto(what: &str) -> impl Fn(ErrorStack) -> Failure + '_ {
-    move |e| (1, format!("{what}: {e}"))
-}
 
 /// The RegisterThing request topic of `template`.
 pub fn provision_topic(template: &str) -> String {
@@ -61,18 +49,18 @@ struct Plan {
 }
 
 fn plan(args: &ProvisionArgs) -> Result<Plan, Failure> {
-    let endpoint =
-        config::parse_endpoint(&args.address).map_err(|e| usage(format!("--address {e}")))?;
+    let endpoint = config::parse_endpoint(&args.address)
+        .map_err(|e| Failure::usage(format!("--address {e}")))?;
     check_template_name(&args.template)?;
     let params = parse_params(&args.params)?;
     let Some(device_id) = params.get(&args.device_id_param).cloned() else {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "--param {0}=VALUE is missing: it names the device (the CSR's CN and the thing name); give it, or name another parameter with --device-id-param",
             args.device_id_param
         )));
     };
     config::check_thing_name(&device_id)
-        .map_err(|e| usage(format!("--param {}: {e}", args.device_id_param)))?;
+        .map_err(|e| Failure::usage(format!("--param {}: {e}", args.device_id_param)))?;
     check_readable("--claim-cert", &args.claim_cert, false)?;
     check_readable("--claim-key", &args.claim_key, true)?;
     if let Some(ca) = &args.ca_cert {
@@ -90,12 +78,14 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     let mut params = BTreeMap::new();
     for p in raw {
         let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "--param {p:?} is not KEY=VALUE, e.g. --param SerialNumber=0042"
             )));
         };
         if params.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(usage(format!("--param {k} is given twice; give it once")));
+            return Err(Failure::usage(format!(
+                "--param {k} is given twice; give it once"
+            )));
         }
     }
     Ok(params)
@@ -111,22 +101,25 @@ fn check_template_name(name: &str) -> Result<(), Failure> {
     if valid {
         return Ok(());
     }
-    Err(usage(format!(
+    Err(Failure::usage(format!(
         "--template {name:?} is not a provisioning template name (1 to 36 characters a-z A-Z 0-9 _ -); list them with: aws iot list-provisioning-templates"
     )))
 }
 
 fn check_readable(flag: &str, path: &Path, private: bool) -> Result<(), Failure> {
     let meta = fs::metadata(path)
-        .map_err(|e| usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
+        .map_err(|e| Failure::usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
     if !meta.is_file() {
-        return Err(usage(format!("{flag} {} is not a file", path.display())));
+        return Err(Failure::usage(format!(
+            "{flag} {} is not a file",
+            path.display()
+        )));
     }
     fs::File::open(path)
-        .map_err(|e| usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
+        .map_err(|e| Failure::usage(format!("{flag} {}: cannot read it: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if private && mode & 0o077 != 0 {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "{flag}: private key {} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
             path.display(),
             path.display()
@@ -144,12 +137,7 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
         refuse_existing(&key_path)?;
         refuse_existing(&cert_path)?;
     }
-    fs::create_dir_all(&args.out_dir).map_err(|e| {
-        usage(format!(
-            "cannot create output directory {}: {e} (use --out-dir)",
-            args.out_dir.display()
-        ))
-    })?;
+    ensure_dir(&args.out_dir)?;
     let key = new_key(args.key_type)?;
     let csr = String::from_utf8_lossy(&signing_request(&plan.device_id, &key)?).into_owned();
     let client_id = format!("provision-{}", random_hex(4));
@@ -167,7 +155,7 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
     let _ = client.disconnect(None);
     let issued = result?;
     let cert = X509::from_pem(issued.certificate_pem.as_bytes()).map_err(|_| {
-        failed(
+        Failure::runtime(
             "CreateCertificateFromCsr answered with a certificatePem that is not a PEM certificate",
         )
     })?;
@@ -176,7 +164,7 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
         .map(|k| k.public_eq(&key))
         .unwrap_or(false);
     if !matches {
-        return Err(failed(
+        return Err(Failure::runtime(
             "the issued certificate is not for the key this command made; run awslink provision again",
         ));
     }
@@ -199,7 +187,7 @@ fn write_files(
     cert: &X509,
 ) -> Result<(), Failure> {
     config::check_thing_name(&issued.thing_name).map_err(|e| {
-        failed(format!(
+        Failure::runtime(format!(
             "RegisterThing answered with thing name {e}; check the template"
         ))
     })?;
@@ -207,12 +195,14 @@ fn write_files(
     let cert_path = args.out_dir.join(format!("{}.pem", issued.thing_name));
     let key_pem = key
         .private_key_to_pem_pkcs8()
-        .map_err(crypto("key to PEM"))?;
-    let cert_pem = cert.to_pem().map_err(crypto("certificate to PEM"))?;
+        .map_err(Failure::crypto("key to PEM"))?;
+    let cert_pem = cert
+        .to_pem()
+        .map_err(Failure::crypto("certificate to PEM"))?;
     let written = write_new(&key_path, &key_pem, 0o600, args.force)
         .and_then(|()| write_new(&cert_path, &cert_pem, 0o644, args.force));
-    if let Err((_, e)) = written {
-        return Err(failed(format!(
+    if let Err(e) = written {
+        return Err(Failure::runtime(format!(
             "thing {:?} is provisioned (certificate id {}) but its files could not be written: {e}",
             issued.thing_name, issued.certificate_id
         )));
@@ -273,7 +263,9 @@ fn exchange(
             .get(name)
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| failed(format!("CreateCertificateFromCsr answered without {name}")))
+            .ok_or_else(|| {
+                Failure::runtime(format!("CreateCertificateFromCsr answered without {name}"))
+            })
     };
     let certificate_id = field("certificateId")?;
     let certificate_pem = field("certificatePem")?;
@@ -287,7 +279,7 @@ fn exchange(
         .get("thingName")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| failed("RegisterThing answered without thingName"))?;
+        .ok_or_else(|| Failure::runtime("RegisterThing answered without thingName"))?;
     println!(
         "  ok    RegisterThing             thing {thing_name:?} (template {})",
         args.template
@@ -321,11 +313,11 @@ enum ReplyError {
 impl ReplyError {
     fn into_failure(self, template: &str) -> Failure {
         match self {
-            ReplyError::Rejected { step, body } => failed(rejection_message(step, template, &body)),
-            ReplyError::Closed { step, topic } => failed(format!(
+            ReplyError::Rejected { step, body } => Failure::runtime(rejection_message(step, template, &body)),
+            ReplyError::Closed { step, topic } => Failure::runtime(format!(
                 "AWS IoT closed the connection at {step}: the claim certificate's policy must allow iot:Publish on topic/{topic}, iot:Subscribe on topicfilter/{topic}/* and iot:Receive on topic/{topic}/*"
             )),
-            ReplyError::Timeout { step, topic, secs } => failed(format!(
+            ReplyError::Timeout { step, topic, secs } => Failure::runtime(format!(
                 "no answer to {step} within {secs} s on {topic}/accepted or /rejected: the claim certificate's policy must allow iot:Receive on topic/{topic}/*; or raise --timeout"
             )),
         }
@@ -407,7 +399,7 @@ fn await_reply(
 fn subscribe(client: &mqtt::Client, topics: &[String]) -> Result<(), Failure> {
     let qos = vec![1; topics.len()];
     let refused = |detail: String| {
-        failed(format!(
+        Failure::runtime(format!(
             "subscribe to the reply topics refused ({detail}): the claim certificate's policy must allow iot:Subscribe on topicfilter/$aws/certificates/create-from-csr/json/* and topicfilter/$aws/provisioning-templates/TEMPLATE/provision/json/*"
         ))
     };
@@ -433,7 +425,7 @@ fn publish(client: &mqtt::Client, topic: &str, payload: &Value) -> Result<(), Fa
         .qos(1)
         .finalize();
     client.publish(message).map_err(|e| {
-        failed(format!(
+        Failure::runtime(format!(
             "PUBLISH to {topic} failed ({e}): the claim certificate's policy must allow iot:Publish on topic/{topic}"
         ))
     })
@@ -453,7 +445,7 @@ fn connect(
         .persistence(None)
         .finalize();
     let mut client = mqtt::Client::new(create)
-        .map_err(|e| failed(format!("cannot create the MQTT client: {e}")))?;
+        .map_err(|e| Failure::runtime(format!("cannot create the MQTT client: {e}")))?;
     client.set_timeout(timeout + Duration::from_secs(1));
     let rx = client.start_consuming();
     let alpn: Vec<String> = if endpoint.port == 443 {
@@ -461,36 +453,46 @@ fn connect(
     } else {
         Vec::new()
     };
-    let mut ssl = mqtt::SslOptionsBuilder::new();
-    ssl.enable_server_cert_auth(true).verify(true);
-    if let Some(ca) = &args.ca_cert {
-        ssl.trust_store(ca)
-            .map_err(|e| usage(format!("--ca-cert {}: {e}", ca.display())))?;
-    }
-    ssl.key_store(&args.claim_cert)
-        .map_err(|e| usage(format!("--claim-cert {}: {e}", args.claim_cert.display())))?;
-    ssl.private_key(&args.claim_key)
-        .map_err(|e| usage(format!("--claim-key {}: {e}", args.claim_key.display())))?;
-    if !alpn.is_empty() {
-        let protos: Vec<&str> = alpn.iter().map(String::as_str).collect();
-        ssl.alpn_protos(&protos);
-    }
-    let options = mqtt::ConnectOptionsBuilder::new_v3()
-        .ssl_options(ssl.finalize())
-        .keep_alive_interval(Duration::from_secs(30))
-        .connect_timeout(timeout)
-        .clean_session(true)
-        .finalize();
+    let options = paho_connect_options(args, &alpn, timeout)?;
     match client.connect(options) {
         Ok(_) => {
             println!("  ok    CONNECT                   claim certificate accepted");
             Ok((client, rx))
         }
-        Err(mqtt::Error::ConnectReturn(code)) => Err(failed(format!(
+        Err(mqtt::Error::ConnectReturn(code)) => Err(Failure::runtime(format!(
             "CONNACK refused ({code}): the claim certificate's policy must allow iot:Connect on client/{client_id} (claim policies often allow only client ids the template expects)"
         ))),
         Err(e) => Err(connect_failure(args, endpoint, client_id, alpn, &e.to_string())),
     }
+}
+
+/// The paho options for the claim connection: server certificate and host name verified, the
+/// claim certificate and key, ALPN on port 443, a clean session.
+fn paho_connect_options(
+    args: &ProvisionArgs,
+    alpn: &[String],
+    timeout: Duration,
+) -> Result<mqtt::ConnectOptions, Failure> {
+    let mut ssl = mqtt::SslOptionsBuilder::new();
+    ssl.enable_server_cert_auth(true).verify(true);
+    if let Some(ca) = &args.ca_cert {
+        ssl.trust_store(ca)
+            .map_err(|e| Failure::usage(format!("--ca-cert {}: {e}", ca.display())))?;
+    }
+    ssl.key_store(&args.claim_cert)
+        .map_err(|e| Failure::usage(format!("--claim-cert {}: {e}", args.claim_cert.display())))?;
+    ssl.private_key(&args.claim_key)
+        .map_err(|e| Failure::usage(format!("--claim-key {}: {e}", args.claim_key.display())))?;
+    if !alpn.is_empty() {
+        let protos: Vec<&str> = alpn.iter().map(String::as_str).collect();
+        ssl.alpn_protos(&protos);
+    }
+    Ok(mqtt::ConnectOptionsBuilder::new_v3()
+        .ssl_options(ssl.finalize())
+        .keep_alive_interval(Duration::from_secs(30))
+        .connect_timeout(timeout)
+        .clean_session(true)
+        .finalize())
 }
 
 /// Paho says only that the connect failed: repeat the TLS handshake to name the reason.
@@ -512,91 +514,21 @@ fn connect_failure(
     };
     match tls_probe::probe(&target) {
         Err(reason) if reason.detail.contains("client certificate rejected") => {
-            let id = certs::aws_certificate_id_of(&args.claim_cert).unwrap_or_else(|| "?".into());
-            failed(format!(
+            let id = cert::aws_certificate_id_of(&args.claim_cert).unwrap_or_else(|| "?".into());
+            Failure::runtime(format!(
                 "claim certificate rejected by the server: {} is not registered or not ACTIVE in AWS IoT (certificate id {id}); register the claim certificate and attach the claim policy",
                 args.claim_cert.display()
             ))
         }
-        Err(reason) => failed(format!(
+        Err(reason) => Failure::runtime(format!(
             "cannot connect to {}:{}: {} (run awslink check with the claim certificate for a step-by-step diagnosis)",
             endpoint.host, endpoint.port, reason.detail
         )),
-        Ok(()) => failed(format!(
+        Ok(()) => Failure::runtime(format!(
             "the server closed the connection after CONNECT ({paho_error}): the claim certificate's policy must allow iot:Connect for client id {client_id:?}"
         )),
     }
 }
 
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    if openssl::rand::rand_bytes(&mut bytes).is_err() {
-        return format!("{:08x}", std::process::id());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_are_key_value_pairs() {
-        let p = parse_params(&["SerialNumber=0042".into(), "Site=a=b".into()]).unwrap();
-        assert_eq!(p.get("SerialNumber").map(String::as_str), Some("0042"));
-        assert_eq!(p.get("Site").map(String::as_str), Some("a=b"));
-        assert_eq!(parse_params(&["novalue".into()]).unwrap_err().0, 2);
-        assert_eq!(parse_params(&["=x".into()]).unwrap_err().0, 2);
-        let twice = parse_params(&["a=1".into(), "a=2".into()]).unwrap_err();
-        assert!(twice.1.contains("twice"), "{twice:?}");
-    }
-
-    #[test]
-    fn template_names_follow_aws() {
-        assert!(check_template_name("awslink-demo_2").is_ok());
-        for bad in ["", "a b", "a/b", &"x".repeat(37)] {
-            assert_eq!(check_template_name(bad).unwrap_err().0, 2, "{bad}");
-        }
-        assert_eq!(
-            provision_topic("t"),
-            "$aws/provisioning-templates/t/provision/json"
-        );
-    }
-
-    #[test]
-    fn rejections_name_the_aws_error_and_the_fix() {
-        let body = json!({"statusCode": 404, "errorCode": "ResourceNotFoundException",
-                          "errorMessage": "The provisioning template nope does not exist"});
-        let m = rejection_message("RegisterThing", "nope", &body);
-        assert!(
-            m.starts_with("provisioning rejected at RegisterThing: ResourceNotFoundException (404): The provisioning template nope does not exist; "),
-            "{m}"
-        );
-        assert!(m.contains("--template"), "{m}");
-        let m = rejection_message("CreateCertificateFromCsr", "t", &json!({}));
-        assert!(m.contains("(no errorCode) (?)"), "{m}");
-        let closed = ReplyError::Closed {
-            step: "RegisterThing",
-            topic: provision_topic("t"),
-        }
-        .into_failure("t");
-        assert_eq!(closed.0, 1);
-        assert!(closed
-            .1
-            .contains("iot:Publish on topic/$aws/provisioning-templates/t/provision/json"));
-    }
-
-    #[test]
-    fn the_csr_carries_the_device_id_and_verifies() {
-        let key = new_key(crate::cli::KeyType::EcP256).unwrap();
-        let pem = signing_request("sn-1", &key).unwrap();
-        let req = openssl::x509::X509Req::from_pem(&pem).unwrap();
-        assert!(req.verify(&key).unwrap());
-        let cn = req
-            .subject_name()
-            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-            .next()
-            .unwrap();
-        assert_eq!(cn.data().as_slice(), b"sn-1");
-    }
-}
+mod tests;

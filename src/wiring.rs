@@ -1,11 +1,11 @@
-//! Wiring: the only place that knows which actor sits behind each recipient. Opens the journal,
-//! starts the actors, waits for SIGTERM/SIGINT and shuts down in order within 5 s.
+//! Wiring: the only place that knows which actor sits behind each recipient. Opens the journal
+//! the configuration describes, starts the actors and, at shutdown, stops them in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use log::{error, info, warn};
+use log::{error, warn};
 
 use awslink_actors::backoff::BackoffPolicy;
 use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
@@ -21,30 +21,6 @@ use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
 use awslink_actors::topics::{jobs_filter, Identity, COMMAND_FILTER};
 
 use crate::config::Config;
-
-/// How long shutdown may take before awslink exits anyway.
-const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
-
-/// Why `run` failed, with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The buffer directory cannot be used (locked, corrupt, unwritable): the operator must act.
-    #[error("{0}")]
-    Buffer(#[from] JournalError),
-    /// The runtime failed.
-    #[error("{0}")]
-    Runtime(String),
-}
-
-impl RunError {
-    /// 2 for problems the operator fixes in configuration or on disk, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::Buffer(_) => 2,
-            RunError::Runtime(_) => 1,
-        }
-    }
-}
 
 /// Opens the journal the configuration describes.
 pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
@@ -68,31 +44,43 @@ pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
     })
 }
 
-/// Runs awslink until a signal asks it to stop.
-pub fn run(config: Config, device_id: String) -> Result<(), RunError> {
-    let journal = open_journal(&config)?;
-    info!(
-        "awslink {} starting: device {device_id:?}, cloud {}:{}, local {}, buffer {} ({} queued)",
-        env!("CARGO_PKG_VERSION"),
-        config.endpoint.host,
-        config.endpoint.port,
-        config.local.uri,
-        config.buffer.path.display(),
-        journal.queued()
-    );
-    let system = System::new();
-    let code = system.block_on(async move { start_and_wait(config, device_id, journal).await });
-    drop(system);
-    match code {
-        0 => Ok(()),
-        n => Err(RunError::Runtime(format!("stopped with code {n}"))),
+/// The started actors, held until shutdown (the addresses keep them alive).
+pub struct Running {
+    supervisor: Addr<Supervisor>,
+    local: Addr<LocalBroker>,
+    buffer: Addr<Buffer>,
+    _status: Addr<StatusPublisher>,
+    _shadow_mapper: Option<Addr<ShadowMapper>>,
+}
+
+impl Running {
+    /// Stops in order — the cloud link (via the supervisor), the local sessions, the journal's
+    /// last flush — and gives up waiting after `budget`.
+    pub async fn shutdown(self, budget: Duration) {
+        let shutdown = async {
+            if let Err(e) = self.supervisor.send(Shutdown).await {
+                warn!("supervisor did not shut down cleanly: {e}");
+            }
+            if let Err(e) = self.local.send(Flush).await {
+                warn!("local session did not close cleanly: {e}");
+            }
+            if let Err(e) = self.buffer.send(Flush).await {
+                warn!("journal flush failed: {e}");
+            }
+        };
+        if actix_rt::time::timeout(budget, shutdown).await.is_err() {
+            error!(
+                "shutdown took longer than {} ms; exiting anyway",
+                budget.as_millis()
+            );
+        }
     }
 }
 
-async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> i32 {
-    // Before any actor starts: a SIGTERM during start-up must still mean a clean stop (as PID 1
-    // in a container, an unhandled SIGTERM would be ignored until the grace period ends).
-    let signal = wait_for_signal();
+/// Starts the actors on the current actix system and connects each recipient to its actor.
+/// Fails only when the buffer directory cannot be used.
+pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Running, JournalError> {
+    let device_id = device_id.to_string();
     let identity = Identity {
         tenant_id: config.tenant_id.clone(),
         device_id: device_id.clone(),
@@ -110,13 +98,7 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
     let shadow_ingest = if config.shadow_enabled {
         let filters = Filters::compile(config.topic_filter.as_deref(), &config.payload_filters)
             .unwrap_or_default(); // validated with the configuration
-        let cache = match journal.tree("shadow-reported") {
-            Ok(tree) => tree,
-            Err(e) => {
-                error!("{e}");
-                return 2;
-            }
-        };
+        let cache = journal.tree("shadow-reported")?;
         let ingest = Arc::new(ShadowIngest::new(
             device_id.clone(),
             filters,
@@ -207,55 +189,18 @@ async fn start_and_wait(config: Config, device_id: String, journal: Journal) -> 
     if let Some(mapper) = &shadow_mapper {
         metrics_sources.push(mapper.clone().recipient());
     }
-    let _status = status_ctx.run(StatusPublisher::new(
+    let status = status_ctx.run(StatusPublisher::new(
         local.clone().recipient(),
         config.status_topic.clone(),
         identity,
         metrics_sources,
         config.metrics_interval,
     ));
-
-    let signal = signal.await;
-    info!("{signal} received: shutting down");
-    let shutdown = async {
-        if let Err(e) = supervisor.send(Shutdown).await {
-            warn!("supervisor did not shut down cleanly: {e}");
-        }
-        if let Err(e) = local.send(Flush).await {
-            warn!("local session did not close cleanly: {e}");
-        }
-        if let Err(e) = buffer.send(Flush).await {
-            warn!("journal flush failed: {e}");
-        }
-    };
-    if actix_rt::time::timeout(SHUTDOWN_BUDGET, shutdown)
-        .await
-        .is_err()
-    {
-        error!(
-            "shutdown took longer than {} ms; exiting anyway",
-            SHUTDOWN_BUDGET.as_millis()
-        );
-    }
-    info!("awslink stopped");
-    0
-}
-
-/// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on the first signal.
-fn wait_for_signal() -> impl std::future::Future<Output = &'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let handlers = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    async move {
-        let (Ok(mut term), Ok(mut int)) = handlers else {
-            error!("cannot install signal handlers; stop awslink with SIGKILL");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    }
+    Ok(Running {
+        supervisor,
+        local,
+        buffer,
+        _status: status,
+        _shadow_mapper: shadow_mapper,
+    })
 }

@@ -1,5 +1,6 @@
 //! `awslink cert create|csr|show`: a device key and a self-signed certificate or a CSR for AWS IoT,
-//! and a readable summary of a certificate (validity, AWS certificate id, thumbprints).
+//! and a readable summary of a certificate (validity, AWS certificate id, thumbprints). The key,
+//! CSR and file helpers and the certificate names are shared with `check` and `provision`.
 //!
 //! Private keys are written with mode 0600 from the moment the file exists; existing files are
 //! replaced only with `--force`, atomically (written next to the target, then renamed).
@@ -20,23 +21,22 @@ use openssl::rsa::Rsa;
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509ReqBuilder, X509};
+use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Ref, X509ReqBuilder, X509};
 
-use crate::cli::{CreateArgs, CsrArgs, KeyType, ShowArgs};
+use crate::cli::{CertCommand, CreateArgs, CsrArgs, KeyType, ShowArgs};
 use crate::config;
-
-/// A failed command: exit code and one line naming the file and the fix.
-pub type Failure = (u8, String);
+use crate::failure::Failure;
 
 /// Days left below which `cert show` prints a warning.
 const WARN_DAYS: i64 = 30;
 
-fn usage(message: impl Into<String>) -> Failure {
-    (2, message.into())
-}
-
-fn crypto(what: &str) -> impl Fn(ErrorStack) -> Failure + '_ {
-    move |e| (1, format!("{what}: {e}"))
+/// `awslink cert create|csr|show`.
+pub fn run(command: &CertCommand) -> Result<(), Failure> {
+    match command {
+        CertCommand::Create(args) => create(args),
+        CertCommand::Csr(args) => csr(args),
+        CertCommand::Show(args) => show(args),
+    }
 }
 
 /// `awslink cert create`: a new key and a self-signed certificate with CN = device id.
@@ -53,8 +53,10 @@ pub fn create(args: &CreateArgs) -> Result<(), Failure> {
     let cert = self_signed(&args.device_id, &key, args.days)?;
     let key_pem = key
         .private_key_to_pem_pkcs8()
-        .map_err(crypto("key to PEM"))?;
-    let cert_pem = cert.to_pem().map_err(crypto("certificate to PEM"))?;
+        .map_err(Failure::crypto("key to PEM"))?;
+    let cert_pem = cert
+        .to_pem()
+        .map_err(Failure::crypto("certificate to PEM"))?;
     write_new(&key_path, &key_pem, 0o600, args.force)?;
     write_new(&cert_path, &cert_pem, 0o644, args.force)?;
     println!(
@@ -88,7 +90,7 @@ pub fn csr(args: &CsrArgs) -> Result<(), Failure> {
         let key = new_key(args.key_type.unwrap_or(KeyType::EcP256))?;
         let pem = key
             .private_key_to_pem_pkcs8()
-            .map_err(crypto("key to PEM"))?;
+            .map_err(Failure::crypto("key to PEM"))?;
         write_new(&key_path, &pem, 0o600, true)?;
         println!(
             "wrote {} ({}, mode 0600)",
@@ -115,7 +117,7 @@ pub fn show(args: &ShowArgs) -> Result<(), Failure> {
 }
 
 fn check_device_id(id: &str) -> Result<(), Failure> {
-    config::check_thing_name(id).map_err(|e| usage(format!("--device-id {e}")))
+    config::check_thing_name(id).map_err(|e| Failure::usage(format!("--device-id {e}")))
 }
 
 fn file_in(dir: &Path, device_id: &str, ext: &str) -> PathBuf {
@@ -125,7 +127,7 @@ fn file_in(dir: &Path, device_id: &str, ext: &str) -> PathBuf {
 /// Refuses to touch an existing file (exit 2 naming it).
 pub(crate) fn refuse_existing(path: &Path) -> Result<(), Failure> {
     if path.exists() {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "{} already exists; refusing to overwrite it (use --force to replace it, or --out-dir for another directory)",
             path.display()
         )));
@@ -133,9 +135,10 @@ pub(crate) fn refuse_existing(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn ensure_dir(dir: &Path) -> Result<(), Failure> {
+/// Creates the output directory (exit 2 naming it when that fails).
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Failure> {
     fs::create_dir_all(dir).map_err(|e| {
-        usage(format!(
+        Failure::usage(format!(
             "cannot create output directory {}: {e} (use --out-dir)",
             dir.display()
         ))
@@ -171,12 +174,12 @@ fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 
 fn write_error(path: &Path, e: std::io::Error) -> Failure {
     if e.kind() == std::io::ErrorKind::AlreadyExists {
-        return usage(format!(
+        return Failure::usage(format!(
             "{} already exists; refusing to overwrite it (use --force to replace it)",
             path.display()
         ));
     }
-    usage(format!(
+    Failure::usage(format!(
         "cannot write {}: {e} (choose a writable --out-dir)",
         path.display()
     ))
@@ -187,13 +190,13 @@ pub(crate) fn new_key(key_type: KeyType) -> Result<PKey<Private>, Failure> {
     match key_type {
         KeyType::EcP256 => {
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
-                .map_err(crypto("EC P-256 group"))?;
-            let ec = EcKey::generate(&group).map_err(crypto("EC key generation"))?;
-            PKey::from_ec_key(ec).map_err(crypto("EC key"))
+                .map_err(Failure::crypto("EC P-256 group"))?;
+            let ec = EcKey::generate(&group).map_err(Failure::crypto("EC key generation"))?;
+            PKey::from_ec_key(ec).map_err(Failure::crypto("EC key"))
         }
         KeyType::Rsa2048 => {
-            let rsa = Rsa::generate(2048).map_err(crypto("RSA key generation"))?;
-            PKey::from_rsa(rsa).map_err(crypto("RSA key"))
+            let rsa = Rsa::generate(2048).map_err(Failure::crypto("RSA key generation"))?;
+            PKey::from_rsa(rsa).map_err(Failure::crypto("RSA key"))
         }
     }
 }
@@ -205,7 +208,7 @@ fn subject(device_id: &str) -> Result<openssl::x509::X509Name, ErrorStack> {
 }
 
 fn self_signed(device_id: &str, key: &PKey<Private>, days: u32) -> Result<X509, Failure> {
-    build_self_signed(device_id, key, days).map_err(crypto("certificate"))
+    build_self_signed(device_id, key, days).map_err(Failure::crypto("certificate"))
 }
 
 fn build_self_signed(device_id: &str, key: &PKey<Private>, days: u32) -> Result<X509, ErrorStack> {
@@ -244,13 +247,14 @@ pub(crate) fn signing_request(device_id: &str, key: &PKey<Private>) -> Result<Ve
         b.sign(key, MessageDigest::sha256())?;
         b.build().to_pem()
     };
-    build().map_err(crypto("certificate signing request"))
+    build().map_err(Failure::crypto("certificate signing request"))
 }
 
 fn load_private_key(path: &Path) -> Result<PKey<Private>, Failure> {
-    let pem = fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let pem = fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
     PKey::private_key_from_pem(&pem).map_err(|_| {
-        usage(format!(
+        Failure::usage(format!(
             "{} is not a PEM private key; move it away or use --force to replace it",
             path.display()
         ))
@@ -270,7 +274,7 @@ fn check_reused_type(
     if matches {
         return Ok(());
     }
-    Err(usage(format!(
+    Err(Failure::usage(format!(
         "{} holds a key of type {}, not the --key-type asked for; drop --key-type to reuse it, or use --force to replace the key",
         path.display(),
         key_type_name(key)
@@ -282,20 +286,20 @@ fn show_path(args: &ShowArgs) -> Result<PathBuf, Failure> {
         return Ok(path.clone());
     }
     let Some(config_path) = &args.config else {
-        return Err(usage(
+        return Err(Failure::usage(
             "no certificate given: use awslink cert show PATH, or --config FILE to show its \"cert\"",
         ));
     };
     let text = fs::read_to_string(config_path).map_err(|e| {
-        usage(format!(
+        Failure::usage(format!(
             "cannot read config file {}: {e}",
             config_path.display()
         ))
     })?;
     let config = config::parse(&text, &config::Overrides::default())
-        .map_err(|e| usage(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     config.cert.ok_or_else(|| {
-        usage(format!(
+        Failure::usage(format!(
             "{}: config key \"cert\" is not set; give the certificate file: awslink cert show PATH",
             config_path.display()
         ))
@@ -304,9 +308,9 @@ fn show_path(args: &ShowArgs) -> Result<PathBuf, Failure> {
 
 fn load_certificate(path: &Path) -> Result<X509, Failure> {
     let pem = fs::read(path)
-        .map_err(|e| usage(format!("cannot read certificate {}: {e}", path.display())))?;
+        .map_err(|e| Failure::usage(format!("cannot read certificate {}: {e}", path.display())))?;
     X509::from_pem(&pem).map_err(|_| {
-        usage(format!(
+        Failure::usage(format!(
             "{} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)",
             path.display()
         ))
@@ -319,8 +323,8 @@ fn describe(cert: &X509) -> Result<Vec<String>, Failure> {
         .serial_number()
         .to_bn()
         .and_then(|bn| bn.to_hex_str().map(|s| s.to_string()))
-        .map_err(crypto("serial number"))?;
-    let key = cert.public_key().map_err(crypto("public key"))?;
+        .map_err(Failure::crypto("serial number"))?;
+    let key = cert.public_key().map_err(Failure::crypto("public key"))?;
     let days = days_left(cert.not_after())?;
     let mut lines = vec![
         format!("subject      {}", name_text(cert.subject_name())),
@@ -352,10 +356,10 @@ fn describe(cert: &X509) -> Result<Vec<String>, Failure> {
 
 /// Whole days until `not_after`, a started day counting as one; 0 or less once expired.
 fn days_left(not_after: &Asn1TimeRef) -> Result<i64, Failure> {
-    let now = Asn1Time::days_from_now(0).map_err(crypto("current time"))?;
+    let now = Asn1Time::days_from_now(0).map_err(Failure::crypto("current time"))?;
     let diff = now
         .diff(not_after)
-        .map_err(crypto("certificate validity"))?;
+        .map_err(Failure::crypto("certificate validity"))?;
     let total = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
     Ok(if total > 0 {
         (total + 86_399) / 86_400
@@ -379,7 +383,9 @@ fn name_text(name: &X509NameRef) -> String {
 
 /// The fingerprint as `openssl x509 -fingerprint` prints it: uppercase hex pairs joined by `:`.
 fn thumbprint(cert: &X509, digest: MessageDigest) -> Result<String, Failure> {
-    let bytes = cert.digest(digest).map_err(crypto("fingerprint"))?;
+    let bytes = cert
+        .digest(digest)
+        .map_err(Failure::crypto("fingerprint"))?;
     let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
     Ok(pairs.join(":"))
 }
@@ -388,7 +394,7 @@ fn thumbprint(cert: &X509, digest: MessageDigest) -> Result<String, Failure> {
 fn aws_certificate_id(cert: &X509) -> Result<String, Failure> {
     let bytes = cert
         .digest(MessageDigest::sha256())
-        .map_err(crypto("fingerprint"))?;
+        .map_err(Failure::crypto("fingerprint"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -397,6 +403,52 @@ pub fn aws_certificate_id_of(path: &Path) -> Option<String> {
     let pem = fs::read(path).ok()?;
     let cert = X509::from_pem(&pem).ok()?;
     aws_certificate_id(&cert).ok()
+}
+
+/// `CN=…` of the certificate's subject, or `(no CN)`.
+pub(crate) fn subject_cn(cert: &X509Ref) -> String {
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .map_or_else(
+            || "(no CN)".into(),
+            |e| format!("CN={}", String::from_utf8_lossy(e.data().as_slice())),
+        )
+}
+
+/// The DNS names and IP addresses a certificate is valid for (or its CN).
+pub(crate) fn certificate_names(cert: &X509Ref) -> String {
+    let mut names = Vec::new();
+    if let Some(sans) = cert.subject_alt_names() {
+        for san in &sans {
+            if let Some(dns) = san.dnsname() {
+                names.push(dns.to_string());
+            } else if let Some(ip) = san.ipaddress() {
+                names.push(ip_text(ip));
+            }
+        }
+    }
+    if names.is_empty() {
+        return subject_cn(cert);
+    }
+    if names.len() > 4 {
+        let more = names.len() - 4;
+        names.truncate(4);
+        names.push(format!("{more} more"));
+    }
+    names.join(", ")
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
+        16 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(bytes);
+            std::net::Ipv6Addr::from(octets).to_string()
+        }
+        _ => "?".into(),
+    }
 }
 
 fn key_type_name<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> String {

@@ -1,0 +1,63 @@
+//! `awslink run`: loads the configuration, sets up logging, opens the journal, starts the actors
+//! and runs until SIGTERM or SIGINT, then shuts down in order within 5 s.
+
+use std::time::Duration;
+
+use actix::System;
+use log::{error, info};
+
+use crate::cli::ConfigArgs;
+use crate::failure::Failure;
+use crate::{logging, wiring};
+
+/// How long shutdown may take before awslink exits anyway.
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
+
+/// Runs awslink until a signal asks it to stop.
+pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
+    let (config, device_id) = super::load(args)?;
+    logging::init(&config)?;
+    let journal = wiring::open_journal(&config)?;
+    info!(
+        "awslink {} starting: device {device_id:?}, cloud {}:{}, local {}, buffer {} ({} queued)",
+        env!("CARGO_PKG_VERSION"),
+        config.endpoint.host,
+        config.endpoint.port,
+        config.local.uri,
+        config.buffer.path.display(),
+        journal.queued()
+    );
+    let system = System::new();
+    let result = system.block_on(async move {
+        // Before any actor starts: a SIGTERM during start-up must still mean a clean stop (as
+        // PID 1 in a container, an unhandled SIGTERM would be ignored until the grace period ends).
+        let signal = wait_for_signal();
+        let running = wiring::start(&config, &device_id, journal)?;
+        let signal = signal.await;
+        info!("{signal} received: shutting down");
+        running.shutdown(SHUTDOWN_BUDGET).await;
+        info!("awslink stopped");
+        Ok(())
+    });
+    drop(system);
+    result
+}
+
+/// Installs the SIGTERM/SIGINT handlers now; the returned future resolves on the first signal.
+fn wait_for_signal() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            error!("cannot install signal handlers; stop awslink with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+}
