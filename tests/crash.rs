@@ -153,4 +153,19 @@ fn a_damaged_or_unusable_buffer_directory_exits_2_and_says_what_to_do() {
     ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("plain-file"), "names the path: {stderr}");
+
+    // A buffer path that is itself a regular file is refused before any actor starts.
+    let (code, _, stderr) = awslink_command(&[
+        "run",
+        "--config",
+        &config,
+        "--buffer-path",
+        &file.display().to_string(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("buffer directory {}", file.display())),
+        "names the path: {stderr}"
+    );
+    assert!(!stderr.contains("starting"), "no actor started: {stderr}");
 }
