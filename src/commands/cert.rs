@@ -51,12 +51,7 @@ pub fn create(args: &CreateArgs) -> Result<(), Failure> {
     ensure_dir(&args.out_dir)?;
     let key = new_key(args.key_type)?;
     let cert = self_signed(&args.device_id, &key, args.days)?;
-    let key_pem = key
-        .private_key_to_pem_pkcs8()
-        .map_err(Failure::crypto("key to PEM"))?;
-    let cert_pem = cert
-        .to_pem()
-        .map_err(Failure::crypto("certificate to PEM"))?;
+    let (key_pem, cert_pem) = pem_pair(&key, &cert)?;
     write_new(&key_path, &key_pem, 0o600, args.force)?;
     write_new(&cert_path, &cert_pem, 0o644, args.force)?;
     println!(
@@ -183,6 +178,17 @@ fn write_error(path: &Path, e: std::io::Error) -> Failure {
         "cannot write {}: {e} (choose a writable --out-dir)",
         path.display()
     ))
+}
+
+/// The key (PKCS #8) and the certificate as PEM, ready to write.
+pub(crate) fn pem_pair(key: &PKey<Private>, cert: &X509) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+    let key_pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(Failure::crypto("key to PEM"))?;
+    let cert_pem = cert
+        .to_pem()
+        .map_err(Failure::crypto("certificate to PEM"))?;
+    Ok((key_pem, cert_pem))
 }
 
 /// A new private key of the requested type.

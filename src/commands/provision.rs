@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::cli::ProvisionArgs;
 use crate::commands::cert::{
-    self, ensure_dir, new_key, refuse_existing, signing_request, write_new,
+    self, ensure_dir, new_key, pem_pair, refuse_existing, signing_request, write_new,
 };
 use crate::commands::random_hex;
 use crate::config::{self, Endpoint};
@@ -193,12 +193,7 @@ fn write_files(
     })?;
     let key_path = args.out_dir.join(format!("{}.key", issued.thing_name));
     let cert_path = args.out_dir.join(format!("{}.pem", issued.thing_name));
-    let key_pem = key
-        .private_key_to_pem_pkcs8()
-        .map_err(Failure::crypto("key to PEM"))?;
-    let cert_pem = cert
-        .to_pem()
-        .map_err(Failure::crypto("certificate to PEM"))?;
+    let (key_pem, cert_pem) = pem_pair(key, cert)?;
     let written = write_new(&key_path, &key_pem, 0o600, args.force)
         .and_then(|()| write_new(&cert_path, &cert_pem, 0o644, args.force));
     if let Err(e) = written {
