@@ -156,15 +156,16 @@ impl Ingest {
                     && (cloud_topic.starts_with("telemetry/")
                         || cloud_topic.starts_with("event/")) =>
             {
-                let requests = self
-                    .shadow
-                    .as_ref()
-                    .and_then(|s| s.on_local(payload, enqueued_ms));
-                match requests {
-                    Some(requests) => {
+                let shadow = self.shadow.as_ref();
+                match shadow.and_then(|s| Some((s, s.on_local(payload, enqueued_ms)?))) {
+                    Some((shadow, requests)) => {
                         let mut taken = Taken::Yes;
                         for request in requests {
-                            taken = worse(taken, self.append(&request));
+                            let appended = self.append(&request.message);
+                            if appended != Taken::No {
+                                shadow.journaled(&request);
+                            }
+                            taken = worse(taken, appended);
                         }
                         taken
                     }

@@ -1,7 +1,7 @@
 //! [`ShadowIngest`]: the half of the shadow mapping that runs on the local intake's thread. It
 //! turns a Ditto twin command into the shadow requests to journal, keeps the last reported
-//! state per shadow (what `modify` needs to null removed keys), and tells the
-//! [`ShadowMapper`](super::ShadowMapper) whom to answer.
+//! state per shadow (what `modify` needs to null removed keys) in step with what the journal
+//! accepted, and tells the [`ShadowMapper`](super::ShadowMapper) whom to answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -39,6 +39,17 @@ impl ReportedCache {
     fn remove(&self, shadow: &ShadowId) -> sled::Result<()> {
         self.0.remove(shadow.prefix()).map(|_| ())
     }
+}
+
+/// One shadow request for the journal, and what the reported cache learns once the journal has
+/// accepted it ([`ShadowIngest::journaled`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowUplink {
+    /// The message to journal (a `$aws/things/…/shadow/…` request).
+    pub message: CloudMessage,
+    shadow: ShadowId,
+    op: ShadowOp,
+    reported_patch: Option<Value>,
 }
 
 #[derive(Default)]
@@ -142,9 +153,17 @@ impl ShadowIngest {
         }
     }
 
+    /// The journal accepted `uplink`: the reported cache takes its patch (or forgets a deleted
+    /// shadow). Not called for a request the journal refused, so converting that command again
+    /// later still sees the state it was converted against.
+    pub fn journaled(&self, uplink: &ShadowUplink) {
+        self.remember(&uplink.shadow, uplink.op, uplink.reported_patch.as_ref());
+    }
+
     /// `None` if `payload` is not a Ditto twin command (forward it as telemetry/event);
     /// otherwise the shadow requests to journal (possibly none, after an error or a filter).
-    pub fn on_local(&self, payload: &[u8], enqueued_ms: u64) -> Option<Vec<CloudMessage>> {
+    /// Call [`journaled`](Self::journaled) for each request the journal accepts.
+    pub fn on_local(&self, payload: &[u8], enqueued_ms: u64) -> Option<Vec<ShadowUplink>> {
         let cmd = match classify(payload) {
             Classified::NotDitto => return None,
             Classified::Invalid(e, correlation_id) => {
@@ -194,14 +213,16 @@ impl ShadowIngest {
         Some(
             requests
                 .into_iter()
-                .map(|r| {
-                    self.remember(&r.shadow, r.op, r.reported_patch.as_ref());
-                    CloudMessage {
+                .map(|r| ShadowUplink {
+                    message: CloudMessage {
                         topic: r.topic(),
                         payload: r.payload.to_string().into_bytes(),
                         qos: 1,
                         enqueued_ms,
-                    }
+                    },
+                    shadow: r.shadow,
+                    op: r.op,
+                    reported_patch: r.reported_patch,
                 })
                 .collect(),
         )

@@ -11,8 +11,8 @@ use log::{debug, warn};
 use serde_json::Value;
 
 use super::convert::{
-    accepted_status, delta_to_ditto, ditto_error, ditto_response, retrieve_value, Action, Pending,
-    ShadowId,
+    accepted_status, delta_to_ditto, ditto_error, ditto_response, rejected_status, retrieve_value,
+    Action, Pending, ShadowId,
 };
 use super::ingest::ShadowIngest;
 use super::messages::{LocalDittoError, ShadowRequested};
@@ -23,11 +23,121 @@ pub const MAX_PENDING: usize = 1000;
 /// How long an unanswered request is remembered.
 pub const PENDING_TTL: Duration = Duration::from_secs(300);
 
+/// How often forgotten requests are swept out by default.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// One remembered request.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    pending: Pending,
+    since: Instant,
+    /// Shadow requests of the command not yet accepted (a whole-thing modify fans out).
+    remaining: usize,
+}
+
+/// What a shadow reply means for the pending requests.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Reply {
+    /// No request with that clientToken is remembered (answered, expired or never sent).
+    Unknown,
+    /// Accepted, but other shadow requests of the same command are still unanswered.
+    Waiting,
+    /// The command's last answer (or a rejection): answer the caller; it is forgotten now.
+    Done(Pending),
+}
+
+/// The requests waiting for the shadow service's answer, by clientToken: at most
+/// [`MAX_PENDING`], each forgotten `ttl` after it was sent. Time is passed in.
+#[derive(Debug)]
+pub(super) struct PendingRequests {
+    by_token: HashMap<String, Entry>,
+    ttl: Duration,
+}
+
+impl PendingRequests {
+    /// An empty table whose requests are forgotten after `ttl`.
+    pub(super) fn new(ttl: Duration) -> Self {
+        PendingRequests {
+            by_token: HashMap::new(),
+            ttl,
+        }
+    }
+
+    /// Remembers a command of `requests` shadow requests sent at `now`; when the table is full,
+    /// the oldest is forgotten first and `true` returned.
+    pub(super) fn insert(
+        &mut self,
+        token: String,
+        pending: Pending,
+        requests: usize,
+        now: Instant,
+    ) -> bool {
+        let mut evicted = false;
+        if self.by_token.len() >= MAX_PENDING {
+            if let Some(oldest) = self
+                .by_token
+                .iter()
+                .min_by_key(|(_, e)| e.since)
+                .map(|(k, _)| k.clone())
+            {
+                self.by_token.remove(&oldest);
+                evicted = true;
+            }
+        }
+        self.by_token.insert(
+            token,
+            Entry {
+                pending,
+                since: now,
+                remaining: requests,
+            },
+        );
+        evicted
+    }
+
+    /// Takes an `accepted` (or a rejected) reply for `token`.
+    pub(super) fn reply(&mut self, token: &str, accepted: bool) -> Reply {
+        let Some(entry) = self.by_token.get_mut(token) else {
+            return Reply::Unknown;
+        };
+        if accepted {
+            entry.remaining = entry.remaining.saturating_sub(1);
+            if entry.remaining > 0 {
+                return Reply::Waiting;
+            }
+        }
+        match self.by_token.remove(token) {
+            Some(entry) => Reply::Done(entry.pending),
+            None => Reply::Unknown,
+        }
+    }
+
+    /// Forgets the requests older than the TTL at `now`; returns how many.
+    pub(super) fn expire(&mut self, now: Instant) -> usize {
+        let before = self.by_token.len();
+        let ttl = self.ttl;
+        self.by_token
+            .retain(|_, e| now.saturating_duration_since(e.since) < ttl);
+        before - self.by_token.len()
+    }
+
+    /// Requests remembered.
+    pub(super) fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    /// True when no request waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+}
+
 /// The actor half: answers local Ditto commands when the shadow service replies.
 pub struct ShadowMapper {
     ingest: Arc<ShadowIngest>,
     local: Recipient<LocalPublish>,
-    pending: HashMap<String, (Pending, Instant, usize)>,
+    pending: PendingRequests,
+    sweep_every: Duration,
     answered: u64,
     rejected: u64,
     deltas: u64,
@@ -40,12 +150,21 @@ impl ShadowMapper {
         ShadowMapper {
             ingest,
             local,
-            pending: HashMap::new(),
+            pending: PendingRequests::new(PENDING_TTL),
+            sweep_every: SWEEP_EVERY,
             answered: 0,
             rejected: 0,
             deltas: 0,
             expired: 0,
         }
+    }
+
+    /// The same mapper forgetting unanswered requests after `ttl`, swept every `sweep_every`
+    /// (defaults: [`PENDING_TTL`], 10 s).
+    pub fn with_expiry(mut self, ttl: Duration, sweep_every: Duration) -> Self {
+        self.pending = PendingRequests::new(ttl);
+        self.sweep_every = sweep_every;
+        self
     }
 
     /// Local topic for Ditto messages to thing `thing_id`: the Hono command topic.
@@ -98,27 +217,26 @@ impl ShadowMapper {
         let Some(token) = payload.get("clientToken").and_then(Value::as_str) else {
             return;
         };
-        let Some((pending, _, remaining)) = self.pending.get_mut(token) else {
-            debug!("shadow reply for unknown clientToken {token:?}");
-            return;
-        };
-        if accepted {
-            *remaining = remaining.saturating_sub(1);
-            if *remaining > 0 {
+        let pending = match self.pending.reply(token, accepted) {
+            Reply::Unknown => {
+                debug!("shadow reply for unknown clientToken {token:?}");
                 return;
             }
-            let pending = pending.clone();
-            self.pending.remove(token);
+            Reply::Waiting => return,
+            Reply::Done(pending) => pending,
+        };
+        if accepted {
             self.answered += 1;
             let value = (pending.action == Action::Retrieve)
                 .then(|| retrieve_value(&pending, self.ingest.device_id(), payload));
             let response = ditto_response(&pending, accepted_status(pending.action), value);
             self.publish(&Self::thing_of(&pending.topic), "response", &response);
         } else {
-            let pending = pending.clone();
-            self.pending.remove(token);
             self.rejected += 1;
-            let code = payload.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+            let code = rejected_status(payload.get("code")).unwrap_or_else(|why| {
+                warn!("shadow rejection for clientToken {token:?}: {why}; answering 500");
+                500
+            });
             let message = payload
                 .get("message")
                 .and_then(Value::as_str)
@@ -135,10 +253,7 @@ impl ShadowMapper {
     }
 
     fn expire(&mut self) {
-        let before = self.pending.len();
-        self.pending
-            .retain(|_, (_, since, _)| since.elapsed() < PENDING_TTL);
-        self.expired += (before - self.pending.len()) as u64;
+        self.expired += self.pending.expire(Instant::now()) as u64;
     }
 }
 
@@ -146,7 +261,7 @@ impl Actor for ShadowMapper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_secs(10), |act, _| act.expire());
+        ctx.run_interval(self.sweep_every, |act, _| act.expire());
     }
 }
 
@@ -154,19 +269,12 @@ impl Handler<ShadowRequested> for ShadowMapper {
     type Result = ();
 
     fn handle(&mut self, msg: ShadowRequested, _ctx: &mut Self::Context) {
-        if self.pending.len() >= MAX_PENDING {
-            if let Some(oldest) = self
-                .pending
-                .iter()
-                .min_by_key(|(_, (_, t, _))| *t)
-                .map(|(k, _)| k.clone())
-            {
-                self.pending.remove(&oldest);
-                self.expired += 1;
-            }
+        if self
+            .pending
+            .insert(msg.token, msg.pending, msg.requests, Instant::now())
+        {
+            self.expired += 1;
         }
-        self.pending
-            .insert(msg.token, (msg.pending, Instant::now(), msg.requests));
     }
 }
 

@@ -23,7 +23,8 @@ pub use filters::Filters;
 pub use json::{merge, replace_patch};
 pub use rules::{client_token, ShadowRules, MAX_CLIENT_TOKEN};
 pub use to_ditto::{
-    accepted_status, delta_to_ditto, ditto_error, ditto_response, retrieve_value, Pending,
+    accepted_status, delta_to_ditto, ditto_error, ditto_response, rejected_status, retrieve_value,
+    Pending,
 };
 pub use to_shadow::to_shadow_requests;
 

@@ -69,6 +69,20 @@ pub fn accepted_status(action: Action) -> u16 {
     }
 }
 
+/// The Ditto status for the `code` of a shadow `…/rejected` document: AWS's code when it is an
+/// HTTP error status (400 to 599), otherwise why it is not (the caller answers 500 then).
+pub fn rejected_status(code: Option<&Value>) -> Result<u16, String> {
+    match code {
+        None => Err("no \"code\"".into()),
+        Some(code) => match code.as_u64() {
+            Some(n @ 400..=599) => Ok(n as u16),
+            _ => Err(format!(
+                "\"code\" {code} is not an HTTP error status (400 to 599)"
+            )),
+        },
+    }
+}
+
 /// The value a `retrieve` answers with, taken from a `get/accepted` document.
 pub fn retrieve_value(p: &Pending, device_id: &str, document: &Value) -> Value {
     let state = document.get("state").cloned().unwrap_or(Value::Null);
