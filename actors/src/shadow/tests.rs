@@ -74,7 +74,7 @@ struct Rig {
 
 fn rig(configure: impl FnOnce(ShadowMapper) -> ShadowMapper) -> Rig {
     let (ingest, db) = ingest();
-    let (local, rx) = probe_answering::<LocalPublish>(Ok(()));
+    let (local, rx) = probe_answering::<LocalPublish, _>(|_| Ok(()));
     let mapper = configure(ShadowMapper::new(ingest.clone(), local)).start();
     Rig {
         mapper,
