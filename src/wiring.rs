@@ -9,8 +9,8 @@ use log::{error, warn};
 
 use awslink_actors::backoff::BackoffPolicy;
 use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
-use awslink_actors::buffer::{Buffer, DEFAULT_WINDOW};
-use awslink_actors::cloud_link::{CloudLink, LinkConfig, LinkPeers};
+use awslink_actors::cloud::link::{CloudLink, LinkConfig, LinkPeers};
+use awslink_actors::drain::{Buffer, DEFAULT_WINDOW};
 use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
 use awslink_actors::messages::{Flush, GetMetrics, Shutdown};
 use awslink_actors::quota::Quota;

@@ -11,19 +11,21 @@
 //!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
 //! ```
 //!
-//! Pure logic lives in [`topics`], [`backoff`], [`buffer::journal`] (encoding) and
-//! [`status`] payload functions; actors are thin shells around them. Actors know their
-//! peers only as `Recipient<M>`; `awslink`'s `app.rs` wires them.
+//! Pure logic lives in [`topics`], [`backoff`], [`buffer::journal`] (encoding), [`drain::state`]
+//! (the drain's rules) and [`status`] payload functions; actors are thin shells around them.
+//! Actors know their peers only as `Recipient<M>` (the Buffer its link as a
+//! [`model::Publish`] handle); `awslink`'s `app.rs` wires them.
 
 pub mod backoff;
 pub mod buffer;
 pub mod clock;
-pub mod cloud_link;
+pub mod cloud;
+pub mod drain;
 pub mod intake;
 pub mod local_broker;
 pub mod messages;
 pub mod metrics;
-pub mod publisher;
+pub mod model;
 pub mod quota;
 pub mod shadow;
 pub mod status;
@@ -32,5 +34,4 @@ pub mod supervisor;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tls;
-pub mod tls_probe;
 pub mod topics;

@@ -1,22 +1,12 @@
-//! Every message that crosses an actor boundary. Plain data (owned values, no trait objects),
-//! except the link's [`Publisher`] handle that the Supervisor passes to the Buffer.
+//! Every actix message that crosses an actor boundary. Plain data (owned values), except the
+//! link's [`Link`] handle that the Supervisor passes to the Buffer. The data they carry is
+//! defined in [`crate::model`].
 
 use actix::prelude::*;
 
-use crate::publisher::Publisher;
-
-/// A message on its way to AWS IoT: the already-mapped cloud topic and the untouched payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudMessage {
-    /// Topic on AWS IoT (already mapped from the local topic).
-    pub topic: String,
-    /// Payload, byte-identical to what the local application published.
-    pub payload: Vec<u8>,
-    /// 0 or 1 (AWS IoT does not support QoS 2; local QoS 2 is sent as 1).
-    pub qos: i32,
-    /// Unix time in milliseconds when awslink accepted the message.
-    pub enqueued_ms: u64,
-}
+use crate::model::Link;
+/// Re-exported for the modules that still name them here; they are defined in [`crate::model`].
+pub use crate::model::{CloudMessage, DownCause, DownReason};
 
 /// LocalBroker → Buffer: new entries were appended to the journal (up to and including `last_seq`).
 #[derive(Message, Debug, Clone, Copy)]
@@ -24,37 +14,6 @@ pub struct CloudMessage {
 pub struct Journaled {
     /// Journal key of the newest entry appended.
     pub last_seq: u64,
-}
-
-/// Why a connection to the cloud is not (or no longer) up, in Kanto's cause codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownCause {
-    /// Network, TLS or protocol failure (`CONNECTION_ERROR`).
-    Error,
-    /// The endpoint refused our identity (`CONNECTION_NOT_AUTHENTICATED`).
-    NotAuthenticated,
-    /// awslink is shutting down (`CONNECTION_CLOSED`).
-    Closed,
-}
-
-impl DownCause {
-    /// The cause code published on the status topic (Kanto's names).
-    pub fn code(self) -> &'static str {
-        match self {
-            DownCause::Error => "CONNECTION_ERROR",
-            DownCause::NotAuthenticated => "CONNECTION_NOT_AUTHENTICATED",
-            DownCause::Closed => "CONNECTION_CLOSED",
-        }
-    }
-}
-
-/// A cause plus a human-readable detail, e.g. "tls handshake failed: certificate verify failed".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownReason {
-    /// Kanto cause code.
-    pub cause: DownCause,
-    /// Exactly what went wrong.
-    pub detail: String,
 }
 
 /// CloudLink → Supervisor: the connection attempt `attempt` came up or went down.
@@ -66,7 +25,7 @@ pub enum LinkEvent {
         /// The attempt number the Supervisor gave the link.
         attempt: u64,
         /// Where the Buffer publishes while this link is up.
-        publisher: Publisher,
+        publisher: Link,
     },
     /// The attempt failed or the connection was lost; the link actor stops itself.
     Down {
@@ -82,8 +41,13 @@ pub enum LinkEvent {
 #[rtype(result = "()")]
 pub struct LinkChanged {
     /// The current CloudLink's publishing half, or `None` while disconnected.
-    pub publisher: Option<Publisher>,
+    pub publisher: Option<Link>,
 }
+
+/// A cloud link → Buffer: publishes completed; ask the link which ones (one notice per burst).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Acked;
 
 /// Supervisor → CloudLink: disconnect cleanly and stop (shutdown).
 #[derive(Message, Debug, Clone, Copy)]

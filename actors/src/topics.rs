@@ -1,14 +1,7 @@
 //! Pure local ⇄ cloud topic mapping (DESIGN §5): Eclipse Hono topics on the local broker,
 //! Kanto-compatible topics on AWS IoT. No I/O here.
 
-/// Who this gateway is: fills empty tenant/device segments and filters commands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// Hono tenant id (`tenantId`).
-    pub tenant_id: String,
-    /// Device id = AWS thing name (`deviceId`).
-    pub device_id: String,
-}
+pub use crate::model::Identity;
 
 /// Local subscriptions that carry uplink traffic (QoS 1).
 pub const UPLINK_FILTERS: [&str; 7] = [

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use awslink_actors::tls_probe::{self, alert_name, is_alert_about_us, ProbeTarget};
+use awslink_actors::cloud::tls_probe::{self, alert_name, is_alert_about_us, ProbeTarget};
 use openssl::ssl::{
     HandshakeError, MidHandshakeSslStream, SslConnector, SslFiletype, SslMethod, SslStream,
     SslVerifyMode, SslVersion,

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use awslink_actors::tls_probe::{self, ProbeTarget};
+use awslink_actors::cloud::tls_probe::{self, ProbeTarget};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use paho_mqtt as mqtt;

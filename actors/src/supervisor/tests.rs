@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use paho_mqtt as mqtt;
 
 use super::*;
-use crate::publisher::{Progress, Publisher};
+use crate::cloud::publisher::{Progress, Publisher};
+use crate::model::Link;
 use crate::testkit::{probe, ProbeReceiver};
 
 /// Long enough for anything the Supervisor does on its own to have happened.
@@ -90,7 +91,7 @@ fn publisher(attempt: u64) -> Publisher {
 fn up(attempt: u64) -> LinkEvent {
     LinkEvent::Up {
         attempt,
-        publisher: publisher(attempt),
+        publisher: Link::new(Arc::new(publisher(attempt))),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 
-use crate::messages::{DownCause, DownReason};
+use crate::model::{DownCause, DownReason};
 
 /// What the probe connects to and with.
 #[derive(Debug, Clone)]

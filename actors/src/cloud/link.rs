@@ -11,11 +11,12 @@ use actix::prelude::*;
 use log::{info, warn};
 use paho_mqtt as mqtt;
 
+use super::publisher::{Progress, Publisher};
+use super::tls_probe::{self, ProbeTarget};
 use crate::buffer::journal::Journal;
 use crate::clock::unix_ms;
-use crate::messages::{CloudInbound, CloudMessage, Disconnect, DownCause, DownReason, LinkEvent};
-use crate::publisher::{Progress, Publisher};
-use crate::tls_probe::{self, ProbeTarget};
+use crate::messages::{CloudInbound, Disconnect, LinkEvent};
+use crate::model::{CloudMessage, DownCause, DownReason, Link};
 
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
@@ -368,7 +369,11 @@ impl Handler<Internal> for CloudLink {
                 self.up = true;
                 ctx.run_interval(WATCHDOG_TICK, |act, ctx| act.check_progress(ctx));
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
-                let publisher = Publisher::new(client.clone(), self.progress.clone(), self.attempt);
+                let publisher = Link::new(Arc::new(Publisher::new(
+                    client.clone(),
+                    self.progress.clone(),
+                    self.attempt,
+                )));
                 self.peers.events.do_send(LinkEvent::Up {
                     attempt: self.attempt,
                     publisher,

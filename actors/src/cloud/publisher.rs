@@ -1,22 +1,27 @@
-//! The publishing half of a connected CloudLink, handed to the Buffer while the link is up.
+//! The paho implementation of [`Publish`]: the publishing half of a connected CloudLink, handed
+//! to the Buffer (through the Supervisor) while the link is up.
 //!
-//! The Buffer publishes on the link's paho client itself and keeps the delivery tokens; a PUBACK
-//! wakes it through [`AckNotice`], which sends one [`Acked`] notice per burst of completions.
-//! Measured in `bench/`: an actor message per publish and per PUBACK (plus a spawned future per
-//! token) cost a mailbox hop, an allocation and a thread wake-up each, and kept awslink's CPU per
-//! message at 3× the bridge's.
+//! The Buffer publishes on the link's paho client directly (no actor message per publish); the
+//! [`Publisher`] keeps the delivery tokens, and a PUBACK wakes the Buffer through [`AckNotice`],
+//! which sends one [`Acked`] notice per burst of completions. Measured in `bench/`: an actor
+//! message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
+//! allocation and a thread wake-up each, and kept awslink's CPU per message at 3× the bridge's.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Wake, Waker};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Wake, Waker};
 use std::time::Duration;
 
 use actix::prelude::*;
 use paho_mqtt as mqtt;
 
 use crate::clock::mono_ms;
-use crate::messages::CloudMessage;
+use crate::messages::Acked;
+use crate::model::{CloudMessage, Outcome, Publish};
 
 /// How far the endpoint is behind: written by the Buffer, read by the CloudLink's watchdog.
 #[derive(Debug, Default)]
@@ -64,12 +69,15 @@ impl Progress {
     }
 }
 
-/// Publishes on one connected cloud link. Cheap to clone.
-#[derive(Clone)]
+/// Publishes on one connected cloud link and keeps the delivery token of every publish until it
+/// completed.
 pub struct Publisher {
     client: mqtt::AsyncClient,
     progress: Arc<Progress>,
     attempt: u64,
+    /// Journal key and delivery token of each outstanding publish, oldest first. Only the Buffer
+    /// touches it, so the lock is never contended.
+    outstanding: Mutex<VecDeque<(u64, mqtt::DeliveryToken)>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -88,30 +96,63 @@ impl Publisher {
             client,
             progress,
             attempt,
+            outstanding: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Starts a publish (QoS 0 or 1); the token completes on PUBACK (QoS 1) or when written.
-    pub fn publish(&self, msg: CloudMessage) -> mqtt::DeliveryToken {
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, mqtt::DeliveryToken)>> {
+        // A panic while holding the lock cannot leave the queue inconsistent: keep using it.
+        self.outstanding
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Publish for Publisher {
+    /// Starts a publish (QoS 0 or 1); its token completes on PUBACK (QoS 1) or when written.
+    fn publish(&self, seq: u64, msg: CloudMessage) {
         let message = mqtt::Message::new(msg.topic, msg.payload, msg.qos.clamp(0, 1));
         let token = self.client.publish(message);
         self.progress.sent();
-        token
+        self.outstanding().push_back((seq, token));
     }
 
-    /// Tells the watchdog that `n` publishes were answered.
-    pub fn answered(&self, n: usize) {
+    /// Polls every outstanding delivery token (which also registers `waker` on new ones).
+    fn completed(&self, waker: &Waker, done: &mut Vec<(u64, Outcome)>) {
+        let mut cx = std::task::Context::from_waker(waker);
+        self.outstanding()
+            .retain_mut(|(seq, token)| match Pin::new(token).poll(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(result) => {
+                    done.push((*seq, outcome(result)));
+                    false
+                }
+            });
+    }
+
+    fn forget_outstanding(&self) {
+        self.outstanding().clear();
+    }
+
+    fn answered(&self, n: usize) {
         self.progress.answered(n);
     }
 
-    /// The link is being replaced: stop counting its publishes.
-    pub fn retire(&self) {
+    fn retire(&self) {
         self.progress.reset();
     }
 
-    /// Which connection attempt this link is.
-    pub fn attempt(&self) -> u64 {
+    fn attempt(&self) -> u64 {
         self.attempt
+    }
+}
+
+/// How a finished delivery token ended, for the drain.
+fn outcome(result: mqtt::Result<()>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Delivered,
+        Err(e) if is_permanent(&e) => Outcome::Permanent(e.to_string()),
+        Err(e) => Outcome::Transient(e.to_string()),
     }
 }
 
@@ -122,11 +163,6 @@ pub fn is_permanent(e: &mqtt::Error) -> bool {
         mqtt::Error::BadUtf8String | mqtt::Error::BadQos | mqtt::Error::TopicNameTruncated
     )
 }
-
-/// A delivery token completed; poll the outstanding ones.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Acked;
 
 /// The waker of every delivery token: paho calls it on its own thread when a publish completes.
 /// Only the first completion after the Buffer last looked sends a notice, so a burst of PUBACKs
