@@ -330,3 +330,6 @@ impl Handler<GetMetrics> for Buffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
