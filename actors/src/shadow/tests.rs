@@ -232,38 +232,70 @@ fn a_request_the_journal_did_not_accept_leaves_the_reported_cache_as_it_was() {
 // ---- the ShadowMapper actor, with a probe as the LocalBroker ----
 
 #[actix::test]
-async fn an_accepted_modify_is_answered_204_by_its_client_token() {
+async fn accepted_requests_are_answered_by_their_client_token() {
     let mut rig = rig(|m| m);
-    rig.mapper
-        .do_send(requested("m1", Action::Modify, "/attributes/serial", 1));
-    rig.mapper.do_send(reply(
-        "update/accepted",
-        json!({"clientToken": "m1", "state": {"reported": {"serial": "A1"}}, "version": 2}),
-    ));
-    let answer = rig.local.expect(T).await;
-    assert_eq!(answer.topic, RESPONSE_TOPIC);
-    let body = json_of(&answer);
-    assert_eq!(body["status"], 204);
-    assert_eq!(body["headers"]["correlation-id"], "m1");
-    assert_eq!(body["topic"], "acme/gw1/things/twin/commands/modify");
-    assert_eq!(body["path"], "/attributes/serial");
-    assert!(body.get("value").is_none());
+    let document = json!({
+        "state": {"reported": {"serial": "A1", "value": 3}, "desired": {"value": 4}},
+        "version": 2,
+    });
+    // (token, action, path, accepted reply topic, Ditto status, Ditto value)
+    let rows = [
+        (
+            "m1",
+            Action::Modify,
+            "/attributes/serial",
+            "update/accepted",
+            204,
+            None,
+        ),
+        (
+            "d1",
+            Action::Delete,
+            "/features/temp",
+            "name/temp/delete/accepted",
+            204,
+            None,
+        ),
+        (
+            "r1",
+            Action::Retrieve,
+            "/attributes/serial",
+            "get/accepted",
+            200,
+            Some(json!("A1")),
+        ),
+        (
+            "r2",
+            Action::Retrieve,
+            "/features/temp",
+            "name/temp/get/accepted",
+            200,
+            Some(
+                json!({"properties": {"serial": "A1", "value": 3}, "desiredProperties": {"value": 4}}),
+            ),
+        ),
+    ];
+    for (token, action, path, rest, status, value) in rows {
+        rig.mapper.do_send(requested(token, action, path, 1));
+        let mut accepted = document.clone();
+        accepted["clientToken"] = json!(token);
+        rig.mapper.do_send(reply(rest, accepted));
+        let answer = rig.local.expect(T).await;
+        assert_eq!(answer.topic, RESPONSE_TOPIC, "{token}");
+        let body = json_of(&answer);
+        assert_eq!(body["status"], status, "{token}");
+        assert_eq!(body["headers"]["correlation-id"], token);
+        assert_eq!(
+            body["topic"],
+            format!("acme/gw1/things/twin/commands/{}", action.name())
+        );
+        assert_eq!(body["path"], path);
+        assert_eq!(body.get("value"), value.as_ref(), "{token}");
+    }
     rig.local.expect_none(Duration::from_millis(50)).await;
-}
-
-#[actix::test]
-async fn an_accepted_retrieve_is_answered_200_with_the_value() {
-    let mut rig = rig(|m| m);
-    rig.mapper
-        .do_send(requested("r1", Action::Retrieve, "/attributes/serial", 1));
-    rig.mapper.do_send(reply(
-        "get/accepted",
-        json!({"clientToken": "r1", "state": {"reported": {"serial": "A1", "x": 1}}, "version": 2}),
-    ));
-    let body = json_of(&rig.local.expect(T).await);
-    assert_eq!(body["status"], 200);
-    assert_eq!(body["headers"]["correlation-id"], "r1");
-    assert_eq!(body["value"], "A1");
+    let metrics = rig.mapper.send(GetMetrics).await.unwrap();
+    assert_eq!(counter(&metrics, "answered"), 4);
+    assert_eq!(counter(&metrics, "pending"), 0);
 }
 
 #[actix::test]
