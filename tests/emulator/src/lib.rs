@@ -1,10 +1,11 @@
 //! An AWS IoT Core endpoint for awslink's tests, demo and benchmarks.
 //!
 //! No open-source broker behaves like AWS IoT Core, so this crate puts a TLS front with
-//! AWS's connection policy ([`policy`]) before a private plain Mosquitto ([`broker`]) and
-//! runs a Device Shadow service ([`shadow`]) and, given the CA key, the fleet provisioning
-//! service ([`provisioning`]) on that broker. The behaviour follows
-//! `shared/AWS-IOT.md`; where AWS is unclear the stricter reading was chosen (see README.md).
+//! AWS's connection policy ([`policy`]) and Basic Ingest ([`rules`]) before a private plain
+//! Mosquitto ([`broker`]) and runs a Device Shadow service ([`shadow`]) and, given the CA
+//! key, the fleet provisioning service ([`provisioning`]) on that broker. The behaviour
+//! follows AWS's documentation; where AWS is unclear the stricter reading was chosen (see
+//! README.md).
 //!
 //! ```no_run
 //! use aws_iot_emulator::{testcerts, Emulator, EmulatorConfig};
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod provisioning;
 pub mod rate;
 pub mod relay;
+pub mod rules;
 pub mod service_client;
 pub mod shadow;
 pub mod stats;
@@ -39,6 +41,7 @@ use std::time::Duration;
 
 pub use error::EmulatorError;
 pub use policy::{CloseReason, Limits};
+pub use rules::RuleSet;
 pub use stats::{ConnectionStats, Stats};
 
 use broker::Broker;
@@ -96,6 +99,10 @@ pub struct EmulatorConfig {
     pub ca_key: Option<PathBuf>,
     /// Provisioning templates RegisterThing knows (default: `awslink-demo`).
     pub provisioning_templates: Vec<provisioning::Template>,
+    /// Basic Ingest rules that exist and are enabled (`[a-zA-Z0-9_]{1,128}`): their messages
+    /// are delivered on `$emulator/rules/{rule}/{topic}`; any other rule's are dropped and
+    /// counted in [`Stats::rule_not_found`]. Default: none.
+    pub rules: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -125,6 +132,7 @@ impl Default for EmulatorConfig {
             provisioning_templates: vec![provisioning::Template::new(
                 provisioning::DEFAULT_TEMPLATE,
             )],
+            rules: Vec::new(),
         }
     }
 }
@@ -163,6 +171,12 @@ impl EmulatorConfig {
         self
     }
 
+    /// Adds the Basic Ingest rule `name` (exists and is enabled).
+    pub fn with_rule(mut self, name: impl Into<String>) -> Self {
+        self.rules.push(name.into());
+        self
+    }
+
     /// The per-connection limits these settings describe.
     pub fn limits(&self) -> Limits {
         let aws = Limits::aws();
@@ -195,6 +209,7 @@ pub struct Emulator {
     provisioning: Option<provisioning::ProvisioningService>,
     broker: Broker,
     stats: StatsHandle,
+    rules: RuleSet,
     writer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     stats_file: Option<PathBuf>,
     stopped: bool,
@@ -203,6 +218,12 @@ pub struct Emulator {
 impl Emulator {
     /// Starts Mosquitto, the shadow service, the stats writer and then the TLS listener.
     pub fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        if let Some(bad) = cfg.rules.iter().find(|r| !rules::valid_rule_name(r)) {
+            return Err(EmulatorError::Config(format!(
+                "invalid rule name {bad:?}: AWS IoT rule names are 1 to 128 of a-z A-Z 0-9 _"
+            )));
+        }
+        let rule_set = RuleSet::new(cfg.rules.iter().cloned());
         let tls_settings = TlsSettings {
             ca_cert: cfg.ca_cert.clone(),
             server_cert: cfg.server_cert.clone(),
@@ -250,6 +271,7 @@ impl Emulator {
                 tls: tls_settings,
                 broker: SocketAddr::from((Ipv4Addr::LOCALHOST, broker.port())),
                 limits: cfg.limits(),
+                rules: rule_set.clone(),
                 stats: stats.clone(),
             },
         )?;
@@ -265,6 +287,7 @@ impl Emulator {
             provisioning,
             broker,
             stats,
+            rules: rule_set,
             writer,
             stats_file: cfg.stats_file,
             stopped: false,
@@ -289,6 +312,22 @@ impl Emulator {
     /// The private Mosquitto's log file.
     pub fn broker_log(&self) -> PathBuf {
         self.broker.log_file()
+    }
+
+    /// Creates or enables the Basic Ingest rule `name` while running; false when `name` is
+    /// not a valid rule name.
+    pub fn enable_rule(&self, name: &str) -> bool {
+        self.rules.enable(name)
+    }
+
+    /// Disables (or deletes) the Basic Ingest rule `name`: its messages are dropped from now on.
+    pub fn disable_rule(&self, name: &str) {
+        self.rules.disable(name)
+    }
+
+    /// The Basic Ingest rules that exist and are enabled now.
+    pub fn rules(&self) -> Vec<String> {
+        self.rules.names()
     }
 
     /// A snapshot of the counters.
@@ -378,6 +417,16 @@ mod tests {
         let l = no_topics.limits();
         assert_eq!((l.max_topic_bytes, l.max_topic_levels), (None, None));
         assert_eq!(l.publish_rate, Some(100));
+    }
+
+    #[test]
+    fn invalid_rule_name_is_a_config_error() {
+        let cfg = EmulatorConfig::new("/nonexistent/ca.pem", "s.pem", "s.key").with_rule("a-b");
+        let e = Emulator::start(cfg).err();
+        assert!(
+            matches!(&e, Some(EmulatorError::Config(m)) if m.contains("\"a-b\"")),
+            "{e:?}"
+        );
     }
 
     #[test]

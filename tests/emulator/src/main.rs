@@ -11,8 +11,8 @@ use aws_iot_emulator::shadow::ShadowLimits;
 use aws_iot_emulator::{Emulator, EmulatorConfig, EmulatorError};
 use clap::Parser;
 
-/// An AWS IoT Core endpoint: mutual TLS, AWS's per-connection limits and the Device Shadow
-/// service, in front of a private Mosquitto.
+/// An AWS IoT Core endpoint: mutual TLS, AWS's per-connection limits, Basic Ingest and the
+/// Device Shadow service, in front of a private Mosquitto.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -97,6 +97,19 @@ struct Cli {
     /// is named PREFIX + parameter SerialNumber); repeatable. Default: awslink-demo.
     #[arg(long, value_name = "NAME[=PREFIX]", value_parser = Template::parse)]
     provisioning_template: Vec<Template>,
+    /// A Basic Ingest rule that exists and is enabled (repeatable): PUBLISHes to
+    /// $aws/rules/NAME/TOPIC are delivered on the private broker as $emulator/rules/NAME/TOPIC.
+    /// Messages for any other rule are dropped and counted (rule_not_found), as AWS does.
+    #[arg(long = "rule", value_name = "NAME", value_parser = rule_name)]
+    rules: Vec<String>,
+}
+
+fn rule_name(s: &str) -> Result<String, String> {
+    if aws_iot_emulator::rules::valid_rule_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("a rule name is 1 to 128 of a-z A-Z 0-9 _".into())
+    }
 }
 
 fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
@@ -135,6 +148,7 @@ fn config(cli: Cli) -> EmulatorConfig {
         } else {
             cli.provisioning_template
         },
+        rules: cli.rules,
     };
     if cli.no_limits {
         cfg.without_limits()

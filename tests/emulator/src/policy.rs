@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mqtt_packet::{Connect, Packet, Publish};
 use crate::rate::SlidingWindow;
+use crate::rules::{counted_part, is_rules_filter, EMULATOR_PREFIX};
 
 /// AWS IoT limits enforced on each connection; `None` switches a limit off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +20,11 @@ pub struct Limits {
     pub byte_rate: Option<u64>,
     /// Largest PUBLISH payload in bytes (AWS: 128 KB, read as 131072).
     pub max_payload: Option<usize>,
-    /// Longest topic name or filter in bytes (AWS: 256).
+    /// Longest topic name or filter in bytes (AWS: 256), not counting the
+    /// `$aws/rules/{rule}/` prefix of Basic Ingest topics.
     pub max_topic_bytes: Option<usize>,
-    /// Most levels in a topic not under `$aws/` (AWS: 8, i.e. 7 slashes).
+    /// Most levels in a topic or filter (AWS: 8, i.e. 7 slashes), not counting the
+    /// `$aws/rules/{rule}/` prefix of Basic Ingest topics.
     pub max_topic_levels: Option<usize>,
     /// Longest client id in bytes (AWS: 128).
     pub max_client_id: Option<usize>,
@@ -38,7 +41,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The limits of AWS IoT Core as in AWS-IOT.md.
+    /// The limits of AWS IoT Core (see the README).
     pub fn aws() -> Self {
         Limits {
             publish_rate: Some(100),
@@ -89,6 +92,9 @@ pub enum CloseReason {
     UnsupportedProtocol,
     /// First packet not a CONNECT, or a malformed packet.
     ProtocolError,
+    /// SUBSCRIBE to Basic Ingest topics (`$aws/rules/…`), or PUBLISH / SUBSCRIBE on the
+    /// emulator's own `$emulator/…` topics.
+    ReservedTopic,
 }
 
 impl CloseReason {
@@ -104,6 +110,7 @@ impl CloseReason {
             CloseReason::ClientIdTooLong => "client_id_too_long",
             CloseReason::UnsupportedProtocol => "unsupported_protocol",
             CloseReason::ProtocolError => "protocol_error",
+            CloseReason::ReservedTopic => "reserved_topic",
         }
     }
 }
@@ -121,20 +128,31 @@ pub enum Verdict {
     Refuse(CloseReason, u8),
 }
 
-/// Checks a topic name or filter against the length and level limits.
-/// Topics under the reserved `$aws/` prefix are exempt from the level limit.
+/// Checks a topic name or filter against the length and level limits. Only the
+/// `$aws/rules/{rule}/` prefix of Basic Ingest topics is not counted; every other topic,
+/// `$aws/things/…` included, is counted whole (AWS's own reserved topics fit in 8 levels).
 pub fn check_topic(topic: &str, limits: &Limits) -> Result<(), CloseReason> {
+    let counted = counted_part(topic);
     if let Some(max) = limits.max_topic_bytes {
-        if topic.len() > max {
+        if counted.len() > max {
             return Err(CloseReason::TopicTooLong);
         }
     }
     if let Some(max) = limits.max_topic_levels {
-        if !topic.starts_with("$aws/") && topic.split('/').count() > max {
+        if counted.split('/').count() > max {
             return Err(CloseReason::TopicTooManyLevels);
         }
     }
     Ok(())
+}
+
+/// Whether a device may not use `topic` at all: the emulator's `$emulator/…` topics (where
+/// rule messages are delivered) for PUBLISH and SUBSCRIBE, and Basic Ingest topics for
+/// SUBSCRIBE (AWS: nothing can subscribe to them). Always enforced, whatever the limits.
+pub fn reserved(topic: &str, subscribe: bool) -> bool {
+    topic.starts_with(EMULATOR_PREFIX)
+        || topic == "$emulator"
+        || (subscribe && is_rules_filter(topic))
 }
 
 /// Whether a PUBLISH whose remaining length is `remaining_len` must be over the payload limit
@@ -190,6 +208,9 @@ impl Policy {
                     }
                 }
                 for (filter, qos) in &s.filters {
+                    if reserved(filter, true) {
+                        return Verdict::Close(CloseReason::ReservedTopic);
+                    }
                     if self.limits.reject_qos2 && *qos >= 2 {
                         return Verdict::Close(CloseReason::Qos2Subscribe);
                     }
@@ -218,6 +239,9 @@ impl Policy {
     }
 
     fn check_publish(&mut self, p: &Publish<'_>, wire_len: usize, now: Instant) -> Verdict {
+        if reserved(p.topic, false) {
+            return Verdict::Close(CloseReason::ReservedTopic);
+        }
         if self.limits.reject_qos2 && p.qos == 2 {
             return Verdict::Close(CloseReason::Qos2Publish);
         }
@@ -290,13 +314,33 @@ mod tests {
         let l = Limits::aws();
         let long = "a".repeat(257);
         let max = "a".repeat(256);
-        let rows: [(&str, Result<(), CloseReason>); 7] = [
+        let rule_max = format!("$aws/rules/{}/{max}", "r".repeat(128));
+        let rule_long = format!("$aws/rules/r/{long}");
+        let rows: [(&str, Result<(), CloseReason>); 14] = [
             ("a/b/c", Ok(())),
             ("1/2/3/4/5/6/7/8", Ok(())),
             ("1/2/3/4/5/6/7/8/9", Err(CloseReason::TopicTooManyLevels)),
-            ("$aws/things/t/shadow/name/s/update/x/y", Ok(())),
+            // AWS's deepest shadow topics (named shadow replies) have exactly 8 levels.
+            ("$aws/things/t/shadow/name/s/update/accepted", Ok(())),
+            ("$aws/things/t/shadow/name/s/#", Ok(())),
+            (
+                "$aws/things/t/shadow/name/s/update/x/y",
+                Err(CloseReason::TopicTooManyLevels),
+            ),
             (
                 "$other/1/2/3/4/5/6/7/8",
+                Err(CloseReason::TopicTooManyLevels),
+            ),
+            // Basic Ingest: `$aws/rules/{rule}/` is not counted, the rest is.
+            ("$aws/rules/r/1/2/3/4/5/6/7/8", Ok(())),
+            (
+                "$aws/rules/r/1/2/3/4/5/6/7/8/9",
+                Err(CloseReason::TopicTooManyLevels),
+            ),
+            (&rule_max, Ok(())),
+            (&rule_long, Err(CloseReason::TopicTooLong)),
+            (
+                "$aws/rulesx/1/2/3/4/5/6/7",
                 Err(CloseReason::TopicTooManyLevels),
             ),
             (&max, Ok(())),
@@ -366,8 +410,17 @@ mod tests {
         let big = vec![0u8; 128 * 1024 + 1];
         let max = vec![0u8; 128 * 1024];
         let now = Instant::now();
-        let rows: [(Packet<'_>, Verdict); 5] = [
+        let rows: [(Packet<'_>, Verdict); 8] = [
             (publish("a/b", 1, b"x"), Verdict::Forward),
+            (publish("$aws/rules/r/a/b", 1, b"x"), Verdict::Forward),
+            (
+                publish("$emulator/rules/r/a", 1, b"x"),
+                Verdict::Close(CloseReason::ReservedTopic),
+            ),
+            (
+                publish("$emulator", 0, b"x"),
+                Verdict::Close(CloseReason::ReservedTopic),
+            ),
             (
                 publish("a/b", 2, b"x"),
                 Verdict::Close(CloseReason::Qos2Publish),
@@ -390,10 +443,15 @@ mod tests {
                 *expected,
                 "row {i}"
             );
+            let reserved = matches!(expected, Verdict::Close(CloseReason::ReservedTopic));
             assert_eq!(
                 connected(Limits::none()).check(packet, 10, now),
-                Verdict::Forward,
-                "row {i}"
+                if reserved {
+                    *expected
+                } else {
+                    Verdict::Forward
+                },
+                "row {i}: reserved topics are refused whatever the limits"
             );
         }
     }
@@ -418,6 +476,22 @@ mod tests {
             (
                 sub(vec![("1/2/3/4/5/6/7/8/#", 1)]),
                 Verdict::Close(CloseReason::TopicTooManyLevels),
+            ),
+            (
+                sub(vec![("a", 1), ("$aws/rules/r/#", 1)]),
+                Verdict::Close(CloseReason::ReservedTopic),
+            ),
+            (
+                sub(vec![("$aws/rules/+/a", 0)]),
+                Verdict::Close(CloseReason::ReservedTopic),
+            ),
+            (
+                sub(vec![("$emulator/rules/#", 1)]),
+                Verdict::Close(CloseReason::ReservedTopic),
+            ),
+            (
+                sub(vec![("$aws/things/t/shadow/name/s/update/accepted", 1)]),
+                Verdict::Forward,
             ),
         ];
         for (i, (packet, expected)) in rows.iter().enumerate() {

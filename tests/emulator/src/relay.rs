@@ -1,8 +1,9 @@
 //! The TLS listener and the per-connection relay to the private broker.
 //!
 //! One accept thread; one thread per connection that polls the TLS socket and the broker
-//! socket, passes every packet from the device through the [`Policy`], and copies the
-//! broker's bytes back unchanged.
+//! socket, passes every packet from the device through the [`Policy`], hands Basic Ingest
+//! PUBLISHes to their rule's sink topic ([`crate::rules`]), and copies the broker's bytes
+//! back unchanged.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -17,8 +18,11 @@ use log::{debug, info, warn};
 use openssl::ssl::{ErrorCode, SslAcceptor, SslStream};
 
 use crate::error::EmulatorError;
-use crate::mqtt_packet::{encode_connack, kind, parse_fixed_header, parse_packet, Packet};
+use crate::mqtt_packet::{
+    encode_connack, encode_publish, kind, parse_fixed_header, parse_packet, Packet, Publish,
+};
 use crate::policy::{surely_oversize, CloseReason, Limits, Policy, Verdict};
+use crate::rules::{route, Route, RuleSet};
 use crate::stats::StatsHandle;
 use crate::tls::{self, TlsSettings};
 
@@ -36,6 +40,8 @@ pub struct RelayContext {
     pub broker: SocketAddr,
     /// Limits applied to each connection.
     pub limits: Limits,
+    /// The enabled Basic Ingest rules.
+    pub rules: RuleSet,
     /// Shared counters.
     pub stats: StatsHandle,
 }
@@ -330,6 +336,38 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
+    /// Appends an admitted PUBLISH for the broker to `out`: unchanged, or for a Basic Ingest
+    /// topic rewritten to its rule's sink topic (same QoS and packet id, so the broker's
+    /// PUBACK answers the device in order; RETAIN cleared, rules keep nothing).
+    fn forward_publish(&self, p: &Publish<'_>, bytes: &[u8], out: &mut Vec<u8>) {
+        let (rule, sink, found) = match route(p.topic, &self.shared.ctx.rules) {
+            Route::Broker => return out.extend_from_slice(bytes),
+            Route::Rule { rule, sink } => (rule, sink, true),
+            Route::RuleNotFound { rule, sink } => (rule, sink, false),
+        };
+        let n = self.shared.ctx.stats.rule_message(self.id, &rule, found);
+        if !found {
+            // AWS logs RuleNotFound for every such message; here the first one per rule is
+            // logged at info, the rest at debug (the count is in the stats).
+            let line = format!(
+                "connection {}: RuleNotFound: {:?}: rule {rule:?} does not exist or is disabled, message dropped ({n} so far)",
+                self.id, p.topic
+            );
+            if n == 1 {
+                info!("{line}");
+            } else {
+                debug!("{line}");
+            }
+        }
+        out.extend_from_slice(&encode_publish(
+            &sink,
+            p.payload,
+            p.qos,
+            p.packet_id.unwrap_or(0),
+            false,
+        ));
+    }
+
     /// Judges every complete packet in `inbuf`, forwards the admitted ones.
     fn process(&mut self) -> Flow {
         let mut out = Vec::new();
@@ -367,7 +405,10 @@ impl<'a> Connection<'a> {
             };
             match self.policy.check(&packet, bytes.len(), Instant::now()) {
                 Verdict::Forward => {
-                    out.extend_from_slice(bytes);
+                    match &packet {
+                        Packet::Publish(p) => self.forward_publish(p, bytes, &mut out),
+                        _ => out.extend_from_slice(bytes),
+                    }
                     count_forwarded(stats, self.id, &packet);
                 }
                 Verdict::Throttle => {

@@ -30,6 +30,14 @@ pub struct ConnectionStats {
     pub publishes_throttled: u64,
     /// Payload bytes of forwarded PUBLISH packets.
     pub payload_bytes_accepted: u64,
+    /// Basic Ingest PUBLISHes delivered to a known, enabled rule (also in
+    /// `publishes_accepted`).
+    #[serde(default)]
+    pub rule_messages: u64,
+    /// Basic Ingest PUBLISHes for a rule that does not exist or is disabled, dropped (also
+    /// in `publishes_accepted`: AWS accepts and acknowledges them).
+    #[serde(default)]
+    pub rule_not_found: u64,
     /// Whether the connection is still open.
     pub open: bool,
     /// Why the emulator closed it for policy (snake_case reason), if it did.
@@ -53,6 +61,16 @@ pub struct Stats {
     pub publishes_accepted: u64,
     /// PUBLISH packets throttled, all connections.
     pub publishes_throttled: u64,
+    /// Basic Ingest messages delivered, by rule name.
+    #[serde(default)]
+    pub rule_messages: BTreeMap<String, u64>,
+    /// Basic Ingest messages for a rule that does not exist or is disabled, dropped as AWS
+    /// drops them (AWS logs `RuleNotFound`): the total...
+    #[serde(default)]
+    pub rule_not_found: u64,
+    /// ...and by the rule name as sent.
+    #[serde(default)]
+    pub rule_not_found_by_rule: BTreeMap<String, u64>,
     /// Connections closed (or CONNECTs refused) for policy, by reason.
     pub closed_for_policy: BTreeMap<String, u64>,
     /// Shadow requests by outcome, e.g. `update_accepted`, `get_rejected_404`.
@@ -74,6 +92,16 @@ impl Stats {
     /// Shadow requests with `outcome` (0 if none).
     pub fn shadow(&self, outcome: &str) -> u64 {
         self.shadow_requests.get(outcome).copied().unwrap_or(0)
+    }
+
+    /// Basic Ingest messages delivered to `rule` (0 if none).
+    pub fn rule(&self, rule: &str) -> u64 {
+        self.rule_messages.get(rule).copied().unwrap_or(0)
+    }
+
+    /// Basic Ingest messages dropped because `rule` does not exist or is disabled (0 if none).
+    pub fn rule_not_found_for(&self, rule: &str) -> u64 {
+        self.rule_not_found_by_rule.get(rule).copied().unwrap_or(0)
     }
 
     /// Fleet provisioning requests with `outcome` (0 if none).
@@ -168,6 +196,31 @@ impl StatsHandle {
             .or_insert(0) += 1;
     }
 
+    /// Counts one Basic Ingest message of connection `id`: delivered to `rule` when `found`,
+    /// dropped as `RuleNotFound` otherwise. Returns that rule's count in its map after this one.
+    pub fn rule_message(&self, id: u64, rule: &str, found: bool) -> u64 {
+        let n = {
+            let mut s = self.lock();
+            let map = if found {
+                &mut s.rule_messages
+            } else {
+                s.rule_not_found += 1;
+                &mut s.rule_not_found_by_rule
+            };
+            let n = map.entry(rule.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.with_connection(id, |c| {
+            if found {
+                c.rule_messages += 1;
+            } else {
+                c.rule_not_found += 1;
+            }
+        });
+        n
+    }
+
     /// Counts one fleet provisioning request outcome.
     pub fn provisioning(&self, outcome: &str) {
         *self
@@ -206,7 +259,14 @@ mod tests {
         }
         let open = h.open_connection(peer, None, None);
         h.with_connection(open, |c| c.client_id = Some("dev".into()));
+        h.rule_message(open, "known", true);
+        h.rule_message(open, "typo", false);
+        h.rule_message(open, "typo", false);
         let s = h.snapshot();
+        assert_eq!((s.rule("known"), s.rule("typo")), (1, 0));
+        assert_eq!((s.rule_not_found, s.rule_not_found_for("typo")), (2, 2));
+        let c = s.connection("dev").unwrap();
+        assert_eq!((c.rule_messages, c.rule_not_found), (1, 2));
         assert_eq!(s.tls_accepted, KEEP_CLOSED_CONNECTIONS as u64 + 6);
         assert_eq!(s.connections_open, 1);
         assert_eq!(s.connections.len(), KEEP_CLOSED_CONNECTIONS + 1);

@@ -68,18 +68,27 @@ fn topic_over_256_bytes_closes_the_connection() {
 }
 
 #[test]
-fn topic_with_more_than_8_levels_closes_the_connection_except_under_aws() {
+fn topic_with_more_than_8_levels_closes_the_connection_under_aws_things_too() {
     let cloud = start(|_| {});
     let ok = device(&cloud, "ok");
     publish(&ok, "1/2/3/4/5/6/7/8", b"x", 1)
         .wait_for(TIMEOUT)
         .unwrap();
-    publish(&ok, "$aws/things/t/shadow/name/s/x/y/z", b"x", 1)
+    // AWS's deepest reserved shadow topics have exactly 8 levels.
+    ok.subscribe("$aws/things/t/shadow/name/s/update/accepted", 1)
         .wait_for(TIMEOUT)
         .unwrap();
     assert_closed_by(&cloud, "deep", "topic_too_many_levels", |d| {
         drop(publish(d, "1/2/3/4/5/6/7/8/9", b"x", 1));
     });
+    let s = cloud.emu.stats();
+    assert_eq!(s.closed_for("topic_too_many_levels"), 1);
+    let dev = device(&cloud, "deep-aws");
+    drop(publish(&dev, "$aws/things/t/shadow/name/s/x/y/z", b"x", 1));
+    wait_stats(&cloud, "second close", |s| {
+        s.closed_for("topic_too_many_levels") == 2
+    });
+    assert!(eventually(TIMEOUT, || !dev.is_connected()));
     assert_closed_by(&cloud, "deep-sub", "too_many_filters", |d| {
         let filters: Vec<String> = (0..9).map(|i| format!("f/{i}")).collect();
         drop(d.subscribe_many(&filters, &[1; 9]));

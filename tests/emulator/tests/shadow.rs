@@ -169,3 +169,65 @@ fn shadows_persist_in_a_file_across_restarts() {
     assert_eq!(got["state"]["reported"], json!({"kept": true}));
     assert_eq!(got["version"], 1);
 }
+
+#[test]
+fn behaves_like_aws_for_nulls_in_arrays_tokens_on_deltas_reports_and_deletes() {
+    let cloud = start(|_| {});
+    let d = Device::new(&cloud, "aws-like");
+    let t = "$aws/things/aws-like/shadow";
+
+    let rej = d.request(
+        &format!("{t}/update"),
+        r#"{"state":{"desired":{"colors":[null,"RED"]}},"clientToken":"n"}"#,
+        &format!("{t}/update/rejected"),
+    );
+    assert_eq!(
+        (
+            rej["code"].as_u64(),
+            rej["message"].as_str(),
+            rej["clientToken"].as_str()
+        ),
+        (Some(400), Some("Invalid JSON"), Some("n"))
+    );
+
+    // An unknown top-level field is ignored; the delta carries the request's clientToken.
+    publish(
+        &d.cli,
+        &format!("{t}/update"),
+        br#"{"state":{"desired":{"on":true},"reported":{"on":true}},"clientToken":"d1","note":"x"}"#,
+        1,
+    );
+    let acc = d.next_on(&format!("{t}/update/accepted"));
+    assert_eq!(acc["version"], 1);
+
+    // A reported-only update that re-opens the difference publishes a delta.
+    publish(
+        &d.cli,
+        &format!("{t}/update"),
+        br#"{"state":{"reported":{"on":false}},"clientToken":"r1"}"#,
+        1,
+    );
+    let delta = d.next_on(&format!("{t}/update/delta"));
+    assert_eq!(delta["state"], json!({"on": true}));
+    assert_eq!(
+        (delta["version"].as_u64(), delta["clientToken"].as_str()),
+        (Some(2), Some("r1"))
+    );
+
+    // A delete's payload is not parsed and its version not checked.
+    let del = d.request(
+        &format!("{t}/delete"),
+        r#"{"version":99,"clientToken":"x1""#,
+        &format!("{t}/delete/accepted"),
+    );
+    assert_eq!(del["version"], 2);
+    let s = cloud.emu.stats();
+    assert_eq!(
+        (
+            s.shadow("update_rejected_400"),
+            s.shadow("update_accepted"),
+            s.shadow("delete_accepted")
+        ),
+        (1, 2, 1)
+    );
+}

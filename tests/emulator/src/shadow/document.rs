@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 /// A JSON object.
 pub type Object = Map<String, Value>;
 
-/// Shadow service limits (AWS-IOT.md); all configurable.
+/// Shadow service limits (AWS's quotas, see the README); all configurable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShadowLimits {
     /// desired + reported, serialized compactly, in bytes (AWS: 8 KB, read as 8192).
@@ -103,14 +103,18 @@ pub struct UpdateRequest {
     pub version: Option<u64>,
 }
 
-/// `clientToken` and `version` of a get or delete request.
+/// `clientToken` and `version` of a request (the fields every request may carry).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimpleRequest {
     /// `clientToken`.
     pub client_token: Option<String>,
-    /// `version` (delete only).
+    /// `version`.
     pub version: Option<u64>,
 }
+
+/// AWS's message for a payload that is not a JSON object (and, the emulator's choice, for
+/// an array containing `null`, which AWS rejects without documenting the text).
+pub const INVALID_JSON: &str = "Invalid JSON";
 
 /// Nesting depth: a scalar is 0, an object or array is 1 + its deepest member.
 pub fn depth(v: &Value) -> usize {
@@ -144,51 +148,28 @@ fn parse_object(
     }
     match serde_json::from_slice::<Value>(payload) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ShadowError::new(
-            400,
-            "Payload contains invalid json: not an object",
-        )),
-        Err(e) => Err(ShadowError::new(
-            400,
-            format!("Payload contains invalid json: {e}"),
-        )),
+        Ok(_) | Err(_) => Err(ShadowError::new(400, INVALID_JSON)),
     }
 }
 
+/// `clientToken` (a string of at most 64 bytes) and, when `with_version`, `version` (a
+/// non-negative integer); every other top-level field is ignored, as AWS ignores it.
 fn common_fields(
     m: &Object,
     limits: &ShadowLimits,
-    allowed: &[&str],
+    with_version: bool,
 ) -> Result<SimpleRequest, ShadowError> {
-    for k in m.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ShadowError::new(400, format!("Unexpected field: {k}")));
-        }
-    }
     let client_token = match m.get("clientToken") {
         None => None,
         Some(Value::String(t)) if t.len() <= limits.max_client_token => Some(t.clone()),
-        Some(Value::String(_)) => {
-            return Err(ShadowError::new(
-                400,
-                format!(
-                    "clientToken is longer than {} bytes",
-                    limits.max_client_token
-                ),
-            ))
-        }
-        Some(_) => {
-            return Err(ShadowError::new(
-                400,
-                "Invalid clientToken: must be a string",
-            ))
-        }
+        Some(_) => return Err(ShadowError::new(400, "Invalid clientToken")),
     };
-    let version = match m.get("version") {
+    let version = match m.get("version").filter(|_| with_version) {
         None => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ShadowError::new(400, "Invalid version: must be a non-negative integer")
-        })?),
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ShadowError::new(400, "Invalid version"))?,
+        ),
     };
     Ok(SimpleRequest {
         client_token,
@@ -196,16 +177,24 @@ fn common_fields(
     })
 }
 
-/// Validates a get request (empty payload or `{"clientToken":..}`).
+/// Validates a get request (empty payload or `{"clientToken":..}`; other fields ignored).
 pub fn parse_get(payload: &[u8], limits: &ShadowLimits) -> Result<SimpleRequest, ShadowError> {
     let m = parse_object(payload, limits, true)?;
-    common_fields(&m, limits, &["clientToken"])
+    common_fields(&m, limits, false)
 }
 
-/// Validates a delete request (empty payload or `{"clientToken":..,"version":N}`).
-pub fn parse_delete(payload: &[u8], limits: &ShadowLimits) -> Result<SimpleRequest, ShadowError> {
-    let m = parse_object(payload, limits, true)?;
-    common_fields(&m, limits, &["clientToken", "version"])
+/// Whether `v` holds a `null` anywhere inside an array, at any depth (AWS rejects arrays with
+/// null values; a null in an object inside an array is rejected too, the stricter reading).
+pub fn has_null_in_array(v: &Value) -> bool {
+    fn walk(v: &Value, in_array: bool) -> bool {
+        match v {
+            Value::Null => in_array,
+            Value::Array(a) => a.iter().any(|e| walk(e, true)),
+            Value::Object(m) => m.values().any(|e| walk(e, in_array)),
+            _ => false,
+        }
+    }
+    walk(v, false)
 }
 
 fn too_deep(limits: &ShadowLimits) -> ShadowError {
@@ -234,11 +223,18 @@ fn section(
             if depth(v) > limits.max_depth {
                 return Err(too_deep(limits));
             }
+            if has_null_in_array(v) {
+                return Err(ShadowError::new(400, INVALID_JSON));
+            }
             Ok(SectionUpdate::Merge(m.clone()))
         }
         Some(_) => Err(ShadowError::new(
             400,
-            format!("Invalid {name} node: must be an object or null"),
+            if name == "desired" {
+                "Desired node must be an object"
+            } else {
+                "Reported node must be an object"
+            },
         )),
     }
 }
@@ -246,19 +242,14 @@ fn section(
 /// Validates an update request against AWS's rules and `limits`.
 pub fn parse_update(payload: &[u8], limits: &ShadowLimits) -> Result<UpdateRequest, ShadowError> {
     let m = parse_object(payload, limits, false)?;
-    let common = common_fields(&m, limits, &["state", "clientToken", "version"])?;
+    let common = common_fields(&m, limits, true)?;
     let state = match m.get("state") {
         None => return Err(ShadowError::new(400, "Missing required node: state")),
         Some(Value::Object(s)) => s,
         Some(_) => return Err(ShadowError::new(400, "State node must be an object")),
     };
-    for k in state.keys() {
-        if k != "desired" && k != "reported" {
-            return Err(ShadowError::new(
-                400,
-                format!("State contains an invalid node: '{k}'"),
-            ));
-        }
+    if state.keys().any(|k| k != "desired" && k != "reported") {
+        return Err(ShadowError::new(400, "State contains an invalid node"));
     }
     let desired = section(state, "desired", limits)?;
     let reported = section(state, "reported", limits)?;
@@ -392,6 +383,16 @@ pub fn delta(desired: &Object, reported: Option<&Object>) -> Object {
     out
 }
 
+/// Whether delta `after` holds a difference that delta `before` did not: a key that was not
+/// in it, or a value that changed (nested objects compared key by key).
+pub fn reopens(before: &Object, after: &Object) -> bool {
+    after.iter().any(|(k, a)| match (before.get(k), a) {
+        (None, _) => true,
+        (Some(Value::Object(b)), Value::Object(a)) => reopens(b, a),
+        (Some(b), a) => b != a,
+    })
+}
+
 /// The part of `meta` that covers the keys of `shape` (for the delta's metadata).
 pub fn metadata_matching(meta: &Object, shape: &Object) -> Object {
     let mut out = Object::new();
@@ -479,7 +480,8 @@ pub struct UpdateOutcome {
     pub document: ShadowDocument,
     /// `update/accepted` payload.
     pub accepted: Value,
-    /// `update/delta` payload, when the request had `desired` and desired ≠ reported.
+    /// `update/delta` payload, when desired ≠ reported after a request that had `desired`, or
+    /// after a reported-only request that re-opened a difference ([`reopens`]).
     pub delta: Option<Value>,
     /// `update/documents` payload.
     pub documents: Value,
@@ -569,20 +571,29 @@ pub fn apply_update(
         accepted["clientToken"] = json!(t);
         documents["clientToken"] = json!(t);
     }
-    let delta = match req.desired {
-        SectionUpdate::Merge(_) => {
-            let d = doc.delta();
-            (!d.is_empty()).then(|| {
-                let meta = doc
-                    .metadata_desired
-                    .as_ref()
-                    .map(|m| metadata_matching(m, &d))
-                    .unwrap_or_default();
-                json!({"state": d, "metadata": meta, "version": doc.version, "timestamp": now})
-            })
+    let after = doc.delta();
+    let publish_delta = !after.is_empty()
+        && match req.desired {
+            SectionUpdate::Merge(_) => true,
+            // A reported-only update: only when it re-opens a difference to desired.
+            _ => reopens(
+                &current.map(ShadowDocument::delta).unwrap_or_default(),
+                &after,
+            ),
+        };
+    let delta = publish_delta.then(|| {
+        let meta = doc
+            .metadata_desired
+            .as_ref()
+            .map(|m| metadata_matching(m, &after))
+            .unwrap_or_default();
+        let mut d =
+            json!({"state": after, "metadata": meta, "version": doc.version, "timestamp": now});
+        if let Some(t) = &req.client_token {
+            d["clientToken"] = json!(t);
         }
-        _ => None,
-    };
+        d
+    });
     Ok(UpdateOutcome {
         document: doc,
         accepted,
@@ -706,7 +717,11 @@ mod tests {
             " ".repeat(128 * 1024)
         );
         let long_token = json!({"state": {"reported": {"a": 1}}, "clientToken": "t".repeat(65)});
-        // (payload, expected error code, message fragment) — code 0 = valid.
+        let max_token = json!({"state": {"reported": {"a": 1}}, "clientToken": "t".repeat(64)});
+        let nesting = "JSON contains too many levels of nesting; maximum is 6";
+        let too_big = "The payload exceeds the maximum size allowed";
+        // (payload, expected error code, exact message) — code 0 = valid. The messages are
+        // AWS's texts from its Device Shadow error list.
         let rows: Vec<(String, u16, &str)> = vec![
             (r#"{"state":{"desired":{"a":1}}}"#.into(), 0, ""),
             (
@@ -715,45 +730,134 @@ mod tests {
                 "",
             ),
             (deep6.to_string(), 0, ""),
-            ("{not json".into(), 400, "invalid json"),
-            ("[1,2]".into(), 400, "invalid json"),
+            (max_token.to_string(), 0, ""),
+            // Unknown top-level fields are ignored, as AWS ignores them.
+            (
+                r#"{"state":{"reported":{"a":1}},"extra":1,"metadata":{}}"#.into(),
+                0,
+                "",
+            ),
+            (
+                r#"{"state":{"reported":{"a":[1,[2,"x"],{"b":[]}]}}}"#.into(),
+                0,
+                "",
+            ),
+            ("{not json".into(), 400, "Invalid JSON"),
+            ("[1,2]".into(), 400, "Invalid JSON"),
+            ("".into(), 400, "Invalid JSON"),
+            // Arrays cannot hold null, at any depth (AWS rejects them).
+            (
+                r#"{"state":{"desired":{"colors":[null,"RED"]}}}"#.into(),
+                400,
+                "Invalid JSON",
+            ),
+            (
+                r#"{"state":{"reported":{"a":{"b":[1,[null]]}}}}"#.into(),
+                400,
+                "Invalid JSON",
+            ),
+            (
+                r#"{"state":{"reported":{"a":[{"b":null}]}}}"#.into(),
+                400,
+                "Invalid JSON",
+            ),
             (
                 r#"{"clientToken":"t"}"#.into(),
                 400,
                 "Missing required node: state",
             ),
-            (r#"{"state":5}"#.into(), 400, "must be an object"),
-            (r#"{"state":{}}"#.into(), 400, "desired or reported"),
+            (r#"{"state":5}"#.into(), 400, "State node must be an object"),
+            (
+                r#"{"state":{}}"#.into(),
+                400,
+                "State node must contain desired or reported",
+            ),
             (
                 r#"{"state":{"delta":{"a":1}}}"#.into(),
                 400,
-                "invalid node: 'delta'",
+                "State contains an invalid node",
             ),
-            (r#"{"state":{"desired":[1]}}"#.into(), 400, "desired"),
+            (
+                r#"{"state":{"desired":[1]}}"#.into(),
+                400,
+                "Desired node must be an object",
+            ),
+            (
+                r#"{"state":{"reported":"on"}}"#.into(),
+                400,
+                "Reported node must be an object",
+            ),
             (
                 r#"{"state":{"reported":{"a":1}},"version":"x"}"#.into(),
                 400,
-                "version",
+                "Invalid version",
             ),
             (
-                r#"{"state":{"reported":{"a":1}},"extra":1}"#.into(),
+                r#"{"state":{"reported":{"a":1}},"version":-1}"#.into(),
                 400,
-                "Unexpected field",
+                "Invalid version",
             ),
-            (long_token.to_string(), 400, "clientToken"),
-            (deep7.to_string(), 400, "nesting"),
-            (big_state.to_string(), 413, "maximum size"),
-            (big_request, 413, "maximum size"),
+            (long_token.to_string(), 400, "Invalid clientToken"),
+            (
+                r#"{"state":{"reported":{"a":1}},"clientToken":7}"#.into(),
+                400,
+                "Invalid clientToken",
+            ),
+            (deep7.to_string(), 400, nesting),
+            (big_state.to_string(), 413, too_big),
+            (big_request, 413, too_big),
         ];
-        for (payload, code, fragment) in rows {
+        for (payload, code, message) in rows {
             let short: String = payload.chars().take(60).collect();
             match parse_update(payload.as_bytes(), &l) {
                 Ok(_) => assert_eq!(code, 0, "{short} accepted"),
                 Err(e) => {
-                    assert_eq!(e.code, code, "{short}: {e:?}");
-                    assert!(e.message.contains(fragment), "{short}: {e:?}");
+                    assert_eq!((e.code, e.message.as_str()), (code, message), "{short}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn get_request_ignores_unknown_fields_and_checks_the_token() {
+        let l = ShadowLimits::default();
+        let ok = parse_get(br#"{"clientToken":"g","version":"x","other":1}"#, &l).unwrap();
+        assert_eq!((ok.client_token.as_deref(), ok.version), (Some("g"), None));
+        assert_eq!(parse_get(b"", &l).unwrap(), SimpleRequest::default());
+        let rows: [(&[u8], &str); 3] = [
+            (b"nope", "Invalid JSON"),
+            (br#"{"clientToken":1}"#, "Invalid clientToken"),
+            (br#"[]"#, "Invalid JSON"),
+        ];
+        for (payload, message) in rows {
+            let e = parse_get(payload, &l).unwrap_err();
+            assert_eq!((e.code, e.message.as_str()), (400, message));
+        }
+    }
+
+    #[test]
+    fn reopens_table() {
+        // (delta before, delta after, re-opened)
+        let rows = [
+            (json!({}), json!({"a": 1}), true),
+            (json!({"a": 1}), json!({"a": 1}), false),
+            (json!({"a": 1, "b": 2}), json!({"a": 1}), false),
+            (json!({"a": 1}), json!({"a": 1, "b": 2}), true),
+            (json!({"a": {"x": 1}}), json!({"a": {"x": 1, "y": 2}}), true),
+            (
+                json!({"a": {"x": 1, "y": 2}}),
+                json!({"a": {"x": 1}}),
+                false,
+            ),
+            (json!({"a": 1}), json!({"a": 2}), true),
+            (json!({}), json!({}), false),
+        ];
+        for (before, after, expected) in rows {
+            assert_eq!(
+                reopens(&obj(before.clone()), &obj(after.clone())),
+                expected,
+                "{before} -> {after}"
+            );
         }
     }
 

@@ -296,26 +296,24 @@ impl ShadowStore {
         })
     }
 
+    /// Deletes the shadow. AWS ignores the request's content: the payload is not validated and
+    /// a `version` in it is not checked; only a `clientToken`, when one can be read, is
+    /// echoed (the device SDKs match replies by it).
     fn delete(
         &mut self,
         t: &ShadowTopic,
         payload: &[u8],
         now: u64,
     ) -> Result<Handled, ShadowError> {
-        let req = document::parse_delete(payload, &self.limits)?;
+        let token = document::client_token_of(payload, &self.limits);
         let entry = self
             .entries
             .get_mut(&t.key())
             .filter(|e| e.document.is_some())
             .ok_or_else(|| Self::missing(t))?;
-        if let Some(v) = req.version {
-            if v != entry.version {
-                return Err(ShadowError::new(409, "Version conflict"));
-            }
-        }
         entry.document = None;
         let mut body = serde_json::json!({"version": entry.version, "timestamp": now});
-        if let Some(tok) = &req.client_token {
+        if let Some(tok) = token {
             body["clientToken"] = serde_json::json!(tok);
         }
         Ok(Handled {
@@ -551,6 +549,94 @@ mod tests {
     }
 
     #[test]
+    fn reported_only_update_that_reopens_a_difference_publishes_a_delta() {
+        let mut f = Fixture::new();
+        let upd = format!("{T}/update");
+        let delta_topic = format!("{T}/update/delta");
+        f.send(
+            &upd,
+            json!({"state": {"desired": {"a": 1, "b": 2}, "reported": {"a": 1, "b": 2}}}),
+        );
+        // (reported-only request, expected delta state or None)
+        let rows = [
+            (json!({"a": 5}), Some(json!({"a": 1}))),
+            // The difference on `a` already stands: nothing re-opened.
+            (json!({"a": 6}), None),
+            // Deleted from reported while still desired: re-opened.
+            (json!({"b": null}), Some(json!({"a": 1, "b": 2}))),
+            (json!({"a": 1, "b": 2}), None),
+            (json!({"c": 3}), None),
+        ];
+        for (i, (reported, expected)) in rows.into_iter().enumerate() {
+            let token = format!("r{i}");
+            let h = f.send(
+                &upd,
+                json!({"state": {"reported": reported}, "clientToken": token}),
+            );
+            let delta = h.replies.iter().find(|r| r.topic == delta_topic);
+            match expected {
+                None => assert_eq!(delta, None, "row {i}"),
+                Some(state) => {
+                    let d = &delta.unwrap_or_else(|| panic!("row {i}: no delta")).payload;
+                    assert_eq!(d["state"], state, "row {i}");
+                    assert_eq!(d["clientToken"], token.as_str(), "row {i}");
+                    assert_eq!(d["version"], (i + 2) as u64, "row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn delta_carries_the_request_client_token_only_when_sent() {
+        let mut f = Fixture::new();
+        let upd = format!("{T}/update");
+        let with = f.reply(
+            &upd,
+            json!({"state": {"desired": {"a": 1}}, "clientToken": "tok-1"}),
+            &format!("{T}/update/delta"),
+        );
+        assert_eq!(with["clientToken"], "tok-1");
+        let without = f.reply(
+            &upd,
+            json!({"state": {"desired": {"a": 2}}}),
+            &format!("{T}/update/delta"),
+        );
+        assert_eq!(without.get("clientToken"), None, "{without}");
+    }
+
+    #[test]
+    fn delete_ignores_its_payload_and_version() {
+        let mut f = Fixture::new();
+        let del = format!("{T}/delete");
+        // (payload, echoed clientToken)
+        let rows: [(&[u8], Option<&str>); 4] = [
+            (b"{oops", None),
+            (br#"{"version":99,"clientToken":"d1"}"#, Some("d1")),
+            (
+                br#"{"version":"x","clientToken":"d2","extra":[null]}"#,
+                Some("d2"),
+            ),
+            (b"", None),
+        ];
+        for (i, (payload, token)) in rows.into_iter().enumerate() {
+            f.send(
+                &format!("{T}/update"),
+                json!({"state": {"reported": {"i": i}}}),
+            );
+            f.clock += Duration::from_secs(1);
+            let h = f.store.handle(&del, payload, NOW, f.clock).unwrap();
+            assert_eq!(h.outcome, "delete_accepted", "row {i}: {:?}", h.replies);
+            let body = &h.replies[0].payload;
+            assert_eq!(
+                body.get("clientToken").and_then(Value::as_str),
+                token,
+                "row {i}"
+            );
+            assert_eq!(body["version"], (i + 1) as u64, "row {i}");
+        }
+    }
+
+    #[test]
     fn get_and_delete_of_a_missing_shadow_are_404() {
         let mut f = Fixture::new();
         let rej = f.reply(
@@ -662,12 +748,6 @@ mod tests {
                 413,
             ),
             (format!("{T}/get"), b"not json".to_vec(), "get", 400),
-            (
-                format!("{T}/delete"),
-                br#"{"version":99}"#.to_vec(),
-                "delete",
-                409,
-            ),
             (
                 "$aws/things/bad.name/shadow/get".into(),
                 Vec::new(),
