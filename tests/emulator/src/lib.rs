@@ -78,7 +78,7 @@ pub struct EmulatorConfig {
     pub byte_rate: Option<u64>,
     /// Largest PUBLISH payload (AWS: 128 KB = 131072 bytes); `None` = unlimited.
     pub max_payload: Option<usize>,
-    /// Enforce topic length (256 bytes) and depth (8 levels outside `$aws/`).
+    /// Enforce topic length (256 bytes) and depth (8 levels), Basic Ingest prefix not counted.
     pub check_topics: bool,
     /// Longest client id (AWS: 128 bytes); `None` = unlimited.
     pub max_client_id: Option<usize>,

@@ -211,9 +211,11 @@ fn too_large() -> ShadowError {
     ShadowError::new(413, "The payload exceeds the maximum size allowed")
 }
 
+/// `state[name]`; `not_object` is AWS's 400 text when it is neither an object nor `null`.
 fn section(
     state: &Object,
     name: &str,
+    not_object: &'static str,
     limits: &ShadowLimits,
 ) -> Result<SectionUpdate, ShadowError> {
     match state.get(name) {
@@ -228,14 +230,7 @@ fn section(
             }
             Ok(SectionUpdate::Merge(m.clone()))
         }
-        Some(_) => Err(ShadowError::new(
-            400,
-            if name == "desired" {
-                "Desired node must be an object"
-            } else {
-                "Reported node must be an object"
-            },
-        )),
+        Some(_) => Err(ShadowError::new(400, not_object)),
     }
 }
 
@@ -251,8 +246,8 @@ pub fn parse_update(payload: &[u8], limits: &ShadowLimits) -> Result<UpdateReque
     if state.keys().any(|k| k != "desired" && k != "reported") {
         return Err(ShadowError::new(400, "State contains an invalid node"));
     }
-    let desired = section(state, "desired", limits)?;
-    let reported = section(state, "reported", limits)?;
+    let desired = section(state, "desired", "Desired node must be an object", limits)?;
+    let reported = section(state, "reported", "Reported node must be an object", limits)?;
     if desired == SectionUpdate::Absent && reported == SectionUpdate::Absent {
         return Err(ShadowError::new(
             400,
