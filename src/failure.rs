@@ -3,7 +3,7 @@
 //! 1 for a runtime failure, 2 for what the operator fixes in the configuration, the arguments,
 //! the files they name or the buffer directory.
 
-use awslink_actors::buffer::journal::JournalError;
+use awslink_actors::store::JournalError;
 use openssl::error::ErrorStack;
 
 use crate::config::ConfigError;

@@ -8,7 +8,6 @@ use actix::prelude::*;
 use log::{error, warn};
 
 use awslink_actors::backoff::BackoffPolicy;
-use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::cloud::link::{CloudLink, LinkConfig, LinkPeers};
 use awslink_actors::drain::{Buffer, DEFAULT_WINDOW};
 use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
@@ -17,6 +16,7 @@ use awslink_actors::quota::Quota;
 use awslink_actors::shadow::convert::{Filters, ShadowRules};
 use awslink_actors::shadow::{ShadowIngest, ShadowMapper};
 use awslink_actors::status::StatusPublisher;
+use awslink_actors::store::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
 use awslink_actors::topics::{jobs_filter, Identity, COMMAND_FILTER};
 
@@ -98,7 +98,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
     let shadow_ingest = if config.shadow_enabled {
         let filters = Filters::compile(config.topic_filter.as_deref(), &config.payload_filters)
             .unwrap_or_default(); // validated with the configuration
-        let cache = journal.tree("shadow-reported")?;
+        let cache = journal.shadow_cache()?;
         let ingest = Arc::new(ShadowIngest::new(
             device_id.clone(),
             filters,
@@ -118,7 +118,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         shadow: shadow_ingest.clone(),
         downlink_ttl: config.buffer.downlink_ttl,
     };
-    let link_store = journal.clone();
+    let link_store = journal.downlink();
     let local = LocalBroker::new(
         local_config,
         journal,

@@ -24,12 +24,12 @@ use rumqttc::{
     Request, TlsConfiguration, Transport,
 };
 
-use crate::buffer::journal::Journal;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::local_broker::LocalConnection;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::shadow::ShadowIngest;
 use crate::status::THING_REQUEST_TOPIC;
+use crate::store::Journal;
 use crate::topics::{self, Identity, UplinkError};
 
 /// Largest burst journaled before one flush and its acknowledgements.

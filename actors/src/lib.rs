@@ -11,13 +11,12 @@
 //!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
 //! ```
 //!
-//! Pure logic lives in [`topics`], [`backoff`], [`buffer::journal`] (encoding), [`drain::state`]
+//! Pure logic lives in [`topics`], [`backoff`], [`store::record`] (encoding), [`drain::state`]
 //! (the drain's rules) and [`status`] payload functions; actors are thin shells around them.
 //! Actors know their peers only as `Recipient<M>` (the Buffer its link as a
 //! [`model::Publish`] handle); `awslink`'s `app.rs` wires them.
 
 pub mod backoff;
-pub mod buffer;
 pub mod clock;
 pub mod cloud;
 pub mod drain;
@@ -29,6 +28,7 @@ pub mod model;
 pub mod quota;
 pub mod shadow;
 pub mod status;
+pub mod store;
 pub mod supervisor;
 /// Probe recipients for testing one actor alone.
 #[cfg(any(test, feature = "testkit"))]

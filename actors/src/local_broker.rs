@@ -12,7 +12,6 @@ use actix::prelude::*;
 use log::{error, info, warn};
 use paho_mqtt as mqtt;
 
-use crate::buffer::journal::Journal;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::intake::{self, Counters, IntakeConfig, IntakeHandle, IntakePeers};
 use crate::messages::{
@@ -20,6 +19,7 @@ use crate::messages::{
 };
 use crate::shadow::ShadowIngest;
 use crate::status::last_will_payload;
+use crate::store::{DownlinkStore, Journal};
 use crate::topics::{self, Downlink, Identity};
 
 /// How to reach the local broker (the `local*` configuration keys).
@@ -82,6 +82,8 @@ struct DownCounters {
 pub struct LocalBroker {
     config: LocalConfig,
     journal: Journal,
+    /// Where commands from the cloud wait until Mosquitto has them.
+    downlink: DownlinkStore,
     peers: LocalPeers,
     intake_counters: Arc<Counters>,
     intake: Option<IntakeHandle>,
@@ -107,6 +109,7 @@ impl LocalBroker {
     pub fn new(config: LocalConfig, journal: Journal, peers: LocalPeers) -> Self {
         LocalBroker {
             config,
+            downlink: journal.downlink(),
             journal,
             peers,
             intake_counters: Arc::new(Counters::default()),
@@ -323,7 +326,7 @@ impl Handler<CloudInbound> for LocalBroker {
                 })
             })
             .collect();
-        let journal = self.journal.clone();
+        let downlink = self.downlink.clone();
         // Forget the stored copy once Mosquitto has every local copy (or it was dropped); on
         // failure it stays and is delivered at the next start (within downlinkTtlSecs).
         actix_rt::spawn(async move {
@@ -338,7 +341,7 @@ impl Handler<CloudInbound> for LocalBroker {
                 }
             }
             if let (true, Some(seq)) = (delivered, msg.stored) {
-                if let Err(e) = journal.remove_downlink(seq) {
+                if let Err(e) = downlink.remove(seq) {
                     warn!("cannot forget delivered downlink message {seq}: {e}");
                 }
             }
@@ -350,8 +353,8 @@ impl LocalBroker {
     /// At start: deliver the commands a previous run stored but could not hand to Mosquitto,
     /// dropping (and counting) those older than the downlink TTL.
     fn replay_downlink(&mut self, ctx: &mut Context<Self>) {
-        let journal = self.journal.clone();
-        let entries = match journal.downlink_entries() {
+        let downlink = self.downlink.clone();
+        let entries = match downlink.entries() {
             Ok(e) => e,
             Err(e) => return error!("cannot read stored downlink messages: {e}"),
         };
@@ -363,7 +366,7 @@ impl LocalBroker {
                     "dropping stored command on {:?}: older than the downlink TTL",
                     msg.topic
                 );
-                if let Err(e) = journal.remove_downlink(seq) {
+                if let Err(e) = downlink.remove(seq) {
                     warn!("cannot forget expired downlink message {seq}: {e}");
                 }
                 continue;

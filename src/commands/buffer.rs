@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use awslink_actors::buffer::journal::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::clock::unix_ms;
+use awslink_actors::store::{self, Durability, Journal, JournalConfig, JournalError, Limits};
 
 use crate::cli::{BufferCommand, PurgeArgs};
 use crate::failure::Failure;
@@ -47,13 +47,19 @@ fn open(path: &Path) -> Result<Journal, Failure> {
         limits: Limits::UNLIMITED,
         min_free_bytes: 0,
     };
-    Journal::open(&config).map_err(|e| match e {
+    Journal::open(&config).map_err(explain)
+}
+
+/// A locked buffer is the operator's to fix (stop the running awslink); other errors are the
+/// buffer's.
+fn explain(e: JournalError) -> Failure {
+    match e {
         JournalError::Locked { path } => Failure::usage(format!(
             "buffer directory {} is in use by a running awslink; stop it first (sled lets one process open the buffer)",
             path.display()
         )),
         other => Failure::Buffer(other),
-    })
+    }
 }
 
 fn age(now_ms: u64, then_ms: u64) -> String {
@@ -65,19 +71,38 @@ fn age(now_ms: u64, then_ms: u64) -> String {
     }
 }
 
-/// The report of `awslink buffer inspect`.
+/// The report of `awslink buffer inspect`; reads the buffer without changing it.
 fn inspect(path: &Path) -> Result<String, Failure> {
-    let journal = open(path)?;
+    if !path.is_dir() {
+        return Err(Failure::usage(format!(
+            "buffer directory {} does not exist",
+            path.display()
+        )));
+    }
+    let found = store::inspect(path).map_err(explain)?;
     let now = unix_ms();
     let mut out = String::new();
     let _ = writeln!(out, "buffer {}", path.display());
     let _ = writeln!(
         out,
         "  queued           {} messages, {} bytes",
-        journal.queued(),
-        journal.queued_bytes()
+        found.queued, found.queued_bytes
     );
-    let oldest = journal.oldest_enqueued_ms()?;
+    if found.legacy_messages > 0 {
+        let _ = writeln!(
+            out,
+            "  earlier version  {} messages, {} bytes (moved into the queue at the next start)",
+            found.legacy_messages, found.legacy_bytes
+        );
+    }
+    if found.misplaced > 0 {
+        let _ = writeln!(
+            out,
+            "  out of sequence  {} records (quarantined at the next start)",
+            found.misplaced
+        );
+    }
+    let oldest = found.oldest_enqueued_ms;
     let _ = writeln!(
         out,
         "  oldest queued    {}",
@@ -86,11 +111,10 @@ fn inspect(path: &Path) -> Result<String, Failure> {
     let _ = writeln!(
         out,
         "  commands stored  {} (waiting for the local broker)",
-        journal.downlink_len()
+        found.downlink
     );
-    let quarantined = journal.quarantined()?;
-    let _ = writeln!(out, "  quarantined      {}", quarantined.len());
-    for q in quarantined {
+    let _ = writeln!(out, "  quarantined      {}", found.quarantined.len());
+    for q in found.quarantined {
         let _ = writeln!(
             out,
             "    {} ago  {}  {} bytes  {}",

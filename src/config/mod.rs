@@ -38,7 +38,7 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-pub use awslink_actors::buffer::journal::WhenFull;
+pub use awslink_actors::store::WhenFull;
 
 /// `buffer` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

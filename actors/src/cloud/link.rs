@@ -13,10 +13,10 @@ use paho_mqtt as mqtt;
 
 use super::publisher::{Progress, Publisher};
 use super::tls_probe::{self, ProbeTarget};
-use crate::buffer::journal::Journal;
 use crate::clock::unix_ms;
 use crate::messages::{CloudInbound, Disconnect, LinkEvent};
 use crate::model::{CloudMessage, DownCause, DownReason, Link};
+use crate::store::DownlinkStore;
 
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
@@ -62,17 +62,17 @@ pub struct LinkPeers {
     /// Where Device Shadow replies (`$aws/things/…/shadow/…`) go, when the mapper runs.
     pub shadow_inbound: Option<Recipient<CloudInbound>>,
     /// Keeps commands from the cloud until the local broker has them.
-    pub downlink_store: Option<Journal>,
+    pub downlink_store: Option<DownlinkStore>,
 }
 
-fn store_downlink(store: &Journal, message: &CloudInbound) -> Option<u64> {
+fn store_downlink(store: &DownlinkStore, message: &CloudInbound) -> Option<u64> {
     let record = CloudMessage {
         topic: message.topic.clone(),
         payload: message.payload.clone(),
         qos: 1,
         enqueued_ms: message.received_ms,
     };
-    match store.append_downlink(&record) {
+    match store.append(&record) {
         Ok(seq) => Some(seq),
         Err(e) => {
             warn!(

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{error, warn};
 
-use crate::buffer::journal::Journal;
 use crate::clock::unix_ms;
 use crate::cloud::publisher::AckNotice;
 use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
+use crate::store::Journal;
 use state::{Completion, Drain};
 
 /// AWS IoT allows 100 unacknowledged QoS 1 publishes per connection.

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::buffer::journal::{Durability, JournalConfig, Limits};
 use crate::model::{CloudMessage, Publish};
+use crate::store::{Durability, JournalConfig, Limits};
 
 /// What the fake link saw and holds.
 #[derive(Default)]

@@ -19,25 +19,23 @@ use super::convert::{
 use super::messages::{LocalDittoError, ShadowRequested};
 use crate::clock::LogLimiter;
 use crate::messages::CloudMessage;
+use crate::store::{self, ShadowCache};
 
-/// The last reported state per shadow, kept in the sled tree `shadow-reported` and keyed by the
-/// shadow's topic prefix. The only code that touches the tree.
-struct ReportedCache(sled::Tree);
+/// The last reported state per shadow, kept in the store's [`ShadowCache`] and keyed by the
+/// shadow's topic prefix.
+struct ReportedCache(ShadowCache);
 
 impl ReportedCache {
     fn get(&self, shadow: &ShadowId) -> Option<Value> {
-        let bytes = self.0.get(shadow.prefix()).ok().flatten()?;
-        serde_json::from_slice(&bytes).ok()
+        self.0.get(&shadow.prefix()).ok().flatten()
     }
 
-    fn put(&self, shadow: &ShadowId, reported: &Value) -> sled::Result<()> {
-        self.0
-            .insert(shadow.prefix(), reported.to_string().into_bytes())
-            .map(|_| ())
+    fn put(&self, shadow: &ShadowId, reported: &Value) -> store::Result<()> {
+        self.0.put(&shadow.prefix(), reported)
     }
 
-    fn remove(&self, shadow: &ShadowId) -> sled::Result<()> {
-        self.0.remove(shadow.prefix()).map(|_| ())
+    fn remove(&self, shadow: &ShadowId) -> store::Result<()> {
+        self.0.remove(&shadow.prefix())
     }
 }
 
@@ -78,7 +76,7 @@ impl ShadowIngest {
         device_id: String,
         filters: Filters,
         rules: ShadowRules,
-        reported: sled::Tree,
+        reported: ShadowCache,
     ) -> Self {
         ShadowIngest {
             device_id,

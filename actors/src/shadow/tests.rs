@@ -61,7 +61,13 @@ fn ditto(action: &str, path: &str, value: Option<Value>, correlation: &str) -> V
 fn ingest() -> (Arc<ShadowIngest>, sled::Db) {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let tree = db.open_tree("shadow-reported").unwrap();
-    let ingest = ShadowIngest::new(DEV.into(), Filters::default(), ShadowRules::default(), tree);
+    let cache = crate::store::ShadowCache::from_tree(tree);
+    let ingest = ShadowIngest::new(
+        DEV.into(),
+        Filters::default(),
+        ShadowRules::default(),
+        cache,
+    );
     (Arc::new(ingest), db)
 }
 

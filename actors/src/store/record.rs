@@ -5,7 +5,7 @@
 //! under the key of its first message: message `i` of a record at key `k` has sequence number
 //! `k + i`. One sled insert per record instead of one per message is what makes a burst cheap.
 
-use crate::messages::CloudMessage;
+use crate::model::CloudMessage;
 
 /// Format byte of a single encoded message.
 pub const MESSAGE_VERSION: u8 = 1;

@@ -1,0 +1,564 @@
+//! The uplink queue: appends staged into records and written by a commit, the generation trees
+//! they go into, the durable watermark and the dropping of delivered generations, the
+//! free-space cache that guards appends, and the drain announcement (one notice per burst).
+//! What is on disk at open is read by [`super::recovery`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use log::warn;
+
+use super::record::{self, decode, encode, RecordBuilder};
+use super::recovery::recover;
+use super::{
+    decode_key, lock, open_error, read, write, Durability, Journal, JournalConfig, JournalError,
+    Limits, Result, WhenFull,
+};
+use crate::model::CloudMessage;
+
+/// Prefix of the generation trees; the rest of the name is the first sequence number.
+pub(super) const GENERATION_PREFIX: &str = "uplink.";
+/// The tree holding the watermark.
+pub(super) const META_TREE: &str = "uplink-meta";
+/// Key of the watermark in [`META_TREE`].
+pub(super) const WATERMARK_KEY: &[u8] = b"delivered_below";
+/// A generation is closed after this many messages...
+pub const GENERATION_MESSAGES: u64 = 8192;
+/// ...or this many bytes, whichever comes first.
+pub const GENERATION_BYTES: u64 = 4 * 1024 * 1024;
+/// How long a free-space answer is reused.
+pub const FREE_SPACE_REFRESH_MS: u64 = 100;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number of the new entry.
+    pub seq: u64,
+    /// Oldest entries removed to make room (`DropOldest`).
+    pub dropped: u64,
+    /// `RejectNew` and the queue is now at or over its limits, or the disk is below
+    /// `min_free_bytes`: the caller must stop taking messages (the entry is kept: it was already
+    /// received, and refusing it would lose it).
+    pub full: bool,
+}
+
+/// The messages not yet behind the watermark.
+pub(super) struct Live {
+    /// Everything below is delivered, quarantined or dropped.
+    pub(super) watermark: u64,
+    /// The watermark as last stored in [`META_TREE`] (generations are dropped only behind it).
+    pub(super) persisted: u64,
+    /// Sequence number of the next append.
+    pub(super) next_seq: u64,
+    /// Encoded size of each message from `watermark` to `next_seq` (0 for a key that is
+    /// missing, e.g. one an earlier version removed from the middle of its queue).
+    pub(super) sizes: VecDeque<u32>,
+    /// Sum of `sizes`.
+    pub(super) bytes: u64,
+}
+
+/// Appends not yet written to sled (written by the next [`Journal::commit`]).
+#[derive(Default)]
+struct Staged {
+    /// Closed records, oldest first.
+    closed: Vec<(u64, Vec<u8>)>,
+    open: Option<RecordBuilder>,
+}
+
+/// The generation trees by first sequence number; the last one takes new records.
+pub(super) struct Generations {
+    pub(super) trees: BTreeMap<u64, sled::Tree>,
+}
+
+/// The queue's part of the journal.
+pub(super) struct Queue {
+    meta: sled::Tree,
+    limits: Limits,
+    min_free_bytes: u64,
+    live: Mutex<Live>,
+    staged: Mutex<Staged>,
+    /// Generations to drop, for the journal's own thread: `drop_tree` frees every page of the
+    /// tree and may read them back from disk first; on the drain's thread it stalled delivery
+    /// for 160–350 ms after a 100k-message burst (benchmark, scenario 1).
+    to_drop: Mutex<std::sync::mpsc::Sender<sled::Tree>>,
+    pub(super) generations: RwLock<Generations>,
+    /// Bytes written to the last generation.
+    last_generation_bytes: AtomicU64,
+    /// Appends not yet announced to the drain (one notification covers a burst).
+    unannounced: AtomicBool,
+    free_cached: AtomicU64,
+    free_checked_ms: AtomicU64,
+    appended_since_check: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Queue {
+    /// Recovers the queue of `db` and starts the thread that drops delivered generations.
+    /// Also returns the records that cannot be part of the queue: (generation start, key).
+    pub(super) fn open(
+        path: &Path,
+        db: &sled::Db,
+        config: &JournalConfig,
+    ) -> Result<(Queue, Vec<(u64, u64)>)> {
+        let meta = db.open_tree(META_TREE).map_err(|e| open_error(path, e))?;
+        let recovered = recover(db, Some(&meta)).map_err(|e| open_error(path, e))?;
+        let to_drop = start_dropper(db.clone()).map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let queue = Queue {
+            meta,
+            limits: config.limits,
+            min_free_bytes: config.min_free_bytes,
+            live: Mutex::new(recovered.live),
+            staged: Mutex::new(Staged::default()),
+            to_drop: Mutex::new(to_drop),
+            generations: RwLock::new(recovered.generations),
+            last_generation_bytes: AtomicU64::new(recovered.last_generation_bytes),
+            unannounced: AtomicBool::new(false),
+            free_cached: AtomicU64::new(0),
+            free_checked_ms: AtomicU64::new(0),
+            appended_since_check: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        };
+        Ok((queue, recovered.misplaced))
+    }
+}
+
+impl Journal {
+    /// Appends a message (durable after the next [`Journal::commit`]). With `DropOldest` the
+    /// oldest entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells
+    /// the caller to pause its intake.
+    pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
+        self.append_encoded(&encode(msg))
+    }
+
+    pub(super) fn append_encoded(&self, value: &[u8]) -> Result<Appended> {
+        let len = value.len() as u64;
+        let free = self.free_bytes();
+        if free < self.inner.queue.min_free_bytes / 2 {
+            return Err(JournalError::DiskLow {
+                path: self.inner.path.clone(),
+                free,
+            });
+        }
+        // Sequence numbers are handed out under the staging lock, so records stay contiguous.
+        let mut staged = lock(&self.inner.queue.staged);
+        let (seq, dropped, full, stored) = {
+            let mut live = lock(&self.inner.queue.live);
+            let dropped = self.make_room(&mut live, len);
+            let seq = live.next_seq;
+            live.next_seq += 1;
+            live.sizes.push_back(len.min(u64::from(u32::MAX)) as u32);
+            live.bytes += len;
+            let full = (self.inner.queue.limits.when_full == WhenFull::RejectNew
+                && !self.live_has_room(&live, 1.0))
+                || free.saturating_sub(len) < self.inner.queue.min_free_bytes;
+            let stored = if dropped > 0 {
+                self.store_watermark(&mut live)
+            } else {
+                Ok(())
+            };
+            (seq, dropped, full, stored)
+        };
+        let open = staged.open.get_or_insert_with(|| RecordBuilder::new(seq));
+        if open.is_full_for(value.len()) {
+            let done = std::mem::replace(open, RecordBuilder::new(seq));
+            staged.closed.push(done.finish());
+        }
+        if let Some(open) = staged.open.as_mut() {
+            open.push(value);
+        }
+        drop(staged);
+        // sled writes roughly 2.3x the entry; count that against the cached free space.
+        self.inner
+            .queue
+            .appended_since_check
+            .fetch_add(len * 3, Ordering::Relaxed);
+        if dropped > 0 {
+            if let Err(e) = stored.and_then(|()| self.drop_finished_generations()) {
+                warn!("cannot record the dropped messages in the journal: {e}");
+            }
+        }
+        Ok(Appended { seq, dropped, full })
+    }
+
+    /// Writes every append so far to sled (one insert per record) and, in `fsync` mode, flushes
+    /// it to disk: after `Ok` the appends survive a crash (`batched`: within `flush_every_ms`).
+    /// On an error the appends stay staged and the next call tries again.
+    pub fn commit(&self) -> Result<()> {
+        self.write_staged()?;
+        if self.inner.durability == Durability::Fsync {
+            self.flush_db()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_staged(&self) -> Result<()> {
+        let mut staged = lock(&self.inner.queue.staged);
+        if let Some(open) = staged.open.take() {
+            if !open.is_empty() {
+                staged.closed.push(open.finish());
+            }
+        }
+        let mut written = 0;
+        let mut result = Ok(());
+        for (first, value) in &staged.closed {
+            if let Err(e) = self.insert_record(*first, value) {
+                result = Err(e);
+                break;
+            }
+            written += 1;
+        }
+        staged.closed.drain(..written);
+        result
+    }
+
+    /// Inserts one record into the last generation, opening a new one when it is full. Called
+    /// with the staging lock held, so records go in in sequence order.
+    fn insert_record(&self, first: u64, value: &[u8]) -> Result<()> {
+        let last_start = read(&self.inner.queue.generations)
+            .trees
+            .keys()
+            .next_back()
+            .copied();
+        let roll = match last_start {
+            None => true,
+            Some(start) => {
+                first.saturating_sub(start) >= GENERATION_MESSAGES
+                    || self
+                        .inner
+                        .queue
+                        .last_generation_bytes
+                        .load(Ordering::Relaxed)
+                        >= GENERATION_BYTES
+            }
+        };
+        if roll {
+            let name = format!("{GENERATION_PREFIX}{first:020}");
+            let tree = self.inner.db.open_tree(name).map_err(|e| self.error(e))?;
+            write(&self.inner.queue.generations)
+                .trees
+                .insert(first, tree);
+            self.inner
+                .queue
+                .last_generation_bytes
+                .store(0, Ordering::Relaxed);
+        }
+        let generations = read(&self.inner.queue.generations);
+        let Some((_, tree)) = generations.trees.iter().next_back() else {
+            return Ok(());
+        };
+        tree.insert(first.to_be_bytes(), value)
+            .map_err(|e| self.error(e))?;
+        self.inner
+            .queue
+            .last_generation_bytes
+            .fetch_add(value.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sequence number of the newest entry appended (0 when none was).
+    pub fn last_seq(&self) -> u64 {
+        lock(&self.inner.queue.live).next_seq.saturating_sub(1)
+    }
+
+    /// True while the queue is below `fraction` of both limits.
+    pub fn has_room(&self, fraction: f64) -> bool {
+        self.live_has_room(&lock(&self.inner.queue.live), fraction)
+    }
+
+    fn live_has_room(&self, live: &Live, fraction: f64) -> bool {
+        let limits = self.inner.queue.limits;
+        (live.sizes.len() as f64) < limits.max_messages as f64 * fraction
+            && (live.bytes as f64) < limits.max_bytes as f64 * fraction
+    }
+
+    /// Bytes available to this process on the buffer's filesystem (`u64::MAX` if unknown).
+    /// Asked at most every [`FREE_SPACE_REFRESH_MS`] (a `statfs` per message cost ~4% of the CPU
+    /// in the benchmark); in between, the bytes appended since are subtracted from the last answer.
+    pub fn free_bytes(&self) -> u64 {
+        let now = crate::clock::unix_ms();
+        let checked = self.inner.queue.free_checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) < FREE_SPACE_REFRESH_MS {
+            let since = self
+                .inner
+                .queue
+                .appended_since_check
+                .load(Ordering::Relaxed);
+            return self
+                .inner
+                .queue
+                .free_cached
+                .load(Ordering::Relaxed)
+                .saturating_sub(since);
+        }
+        let free = fs2::available_space(&self.inner.path).unwrap_or(u64::MAX);
+        self.inner.queue.free_cached.store(free, Ordering::Relaxed);
+        self.inner
+            .queue
+            .appended_since_check
+            .store(0, Ordering::Relaxed);
+        self.inner
+            .queue
+            .free_checked_ms
+            .store(now, Ordering::Relaxed);
+        free
+    }
+
+    /// True when the filesystem has `factor` × `min_free_bytes` available (resume threshold).
+    pub fn disk_ok(&self, factor: f64) -> bool {
+        self.free_bytes() as f64 >= self.inner.queue.min_free_bytes as f64 * factor
+    }
+
+    /// Applies the full policy so that one more entry of `len` bytes fits, moving the watermark
+    /// over the oldest entries (`DropOldest`); returns how many it dropped. An entry larger than
+    /// the byte limit on its own still goes into an empty queue.
+    fn make_room(&self, live: &mut Live, len: u64) -> u64 {
+        let limits = self.inner.queue.limits;
+        let mut dropped = 0;
+        loop {
+            let messages = live.sizes.len() as u64;
+            // A queue at its limit under RejectNew still takes what was already received.
+            let fits = messages < limits.max_messages
+                && live.bytes.saturating_add(len) <= limits.max_bytes;
+            if fits || messages == 0 || limits.when_full == WhenFull::RejectNew {
+                break;
+            }
+            if let Some(size) = live.sizes.pop_front() {
+                live.bytes -= u64::from(size);
+                live.watermark += 1;
+                // A key missing from the middle of an old queue is not a dropped message.
+                if size > 0 {
+                    dropped += 1;
+                }
+            }
+        }
+        self.inner
+            .queue
+            .dropped
+            .fetch_add(dropped, Ordering::Relaxed);
+        dropped
+    }
+
+    /// The drain reports that every entry below `seq` is delivered or quarantined: they leave
+    /// the queue, the watermark is stored, and generations wholly below it are dropped.
+    /// A `seq` at or below the current watermark changes nothing (a late PUBACK after
+    /// `dropOldest` moved past it), except that a store that failed before is tried again.
+    pub fn delivered_below(&self, seq: u64) -> Result<()> {
+        {
+            let mut live = lock(&self.inner.queue.live);
+            let target = seq.min(live.next_seq);
+            if target > live.watermark {
+                for _ in live.watermark..target {
+                    if let Some(size) = live.sizes.pop_front() {
+                        live.bytes -= u64::from(size);
+                    }
+                }
+                live.watermark = target;
+            } else if live.persisted >= live.watermark {
+                return Ok(());
+            }
+            self.store_watermark(&mut live)?;
+        }
+        self.drop_finished_generations()
+    }
+
+    /// Stores the watermark if it moved since it was last stored. Under the live lock, so a
+    /// lower value never overwrites a higher one.
+    fn store_watermark(&self, live: &mut Live) -> Result<()> {
+        if live.watermark > live.persisted {
+            self.inner
+                .queue
+                .meta
+                .insert(WATERMARK_KEY, &live.watermark.to_be_bytes())
+                .map_err(|e| self.error(e))?;
+            live.persisted = live.watermark;
+        }
+        Ok(())
+    }
+
+    /// Drops every generation except the last whose messages all lie below the stored
+    /// watermark (the next generation starts at or below it): removed from the map here (no
+    /// reader sees them afterwards), dropped from sled on the journal's own thread. The
+    /// watermark is stored first, so a crash in between leaves a fully delivered generation
+    /// behind, which the next open drops.
+    pub(super) fn drop_finished_generations(&self) -> Result<()> {
+        let watermark = lock(&self.inner.queue.live).persisted;
+        // The generation holding the watermark is the newest one starting at or below it;
+        // everything older is finished. Checked under the read lock first: this runs after
+        // every burst of PUBACKs, and a write lock would hold up the intake's inserts.
+        let holding = |trees: &BTreeMap<u64, sled::Tree>| {
+            let mut at_or_below = trees.range(..=watermark).rev();
+            let holding = at_or_below.next().map(|(start, _)| *start);
+            at_or_below.next().and(holding)
+        };
+        if holding(&read(&self.inner.queue.generations).trees).is_none() {
+            return Ok(());
+        }
+        let finished = {
+            let mut generations = write(&self.inner.queue.generations);
+            match holding(&generations.trees) {
+                Some(start) => {
+                    let rest = generations.trees.split_off(&start);
+                    std::mem::replace(&mut generations.trees, rest)
+                }
+                None => BTreeMap::new(),
+            }
+        };
+        for tree in finished.into_values() {
+            if let Err(returned) = lock(&self.inner.queue.to_drop).send(tree) {
+                // The thread is gone (it only ends with the journal): drop it here.
+                let tree = returned.0;
+                self.inner
+                    .db
+                    .drop_tree(tree.name())
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks that entries were appended; true when the drain must be told (no notice pending).
+    pub fn announce(&self) -> bool {
+        !self.inner.queue.unannounced.swap(true, Ordering::AcqRel)
+    }
+
+    /// The drain calls this before reading: later appends announce themselves again.
+    pub fn take_announcement(&self) {
+        self.inner.queue.unannounced.store(false, Ordering::Release);
+    }
+
+    /// Entries removed by `dropOldest` since the journal was opened.
+    pub fn dropped(&self) -> u64 {
+        self.inner.queue.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The first committed entry with sequence number ≥ `from` that is not behind the watermark.
+    pub fn first_from(&self, from: u64) -> Result<Option<(u64, CloudMessage)>> {
+        match self.entries_from(from, 1)?.into_iter().next() {
+            None => Ok(None),
+            Some((seq, Ok(msg))) => Ok(Some((seq, msg))),
+            Some((seq, Err(detail))) => Err(JournalError::BadEntry { seq, detail }),
+        }
+    }
+
+    /// Up to `max` committed entries with sequence number ≥ `from` (and not behind the
+    /// watermark), in order. An entry that cannot be decoded comes back as its sequence number
+    /// and what is wrong with it.
+    pub fn entries_from(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+        let from = from.max(lock(&self.inner.queue.live).watermark);
+        // Held while reading, so no generation is dropped under the scan.
+        let generations = read(&self.inner.queue.generations);
+        read_entries(&self.inner.path, &generations.trees, from, max)
+    }
+
+    /// The stored bytes of entry `seq`: its part of a record, or the whole value when the
+    /// record that starts at `seq` cannot be split.
+    pub(super) fn raw_entry(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        let generations = read(&self.inner.queue.generations);
+        let Some((_, tree)) = generations.trees.range(..=seq).next_back() else {
+            return Ok(None);
+        };
+        let Some(item) = tree.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item.map_err(|e| self.error(e))?;
+        let first = decode_key(&key);
+        Ok(match record::split(&value) {
+            Ok(parts) => usize::try_from(seq - first)
+                .ok()
+                .and_then(|i| parts.get(i))
+                .map(|part| part.to_vec()),
+            Err(_) if first == seq => Some(value.to_vec()),
+            Err(_) => None,
+        })
+    }
+
+    /// Number of messages waiting for delivery.
+    pub fn queued(&self) -> u64 {
+        lock(&self.inner.queue.live).sizes.len() as u64
+    }
+
+    /// Encoded bytes of the messages waiting for delivery.
+    pub fn queued_bytes(&self) -> u64 {
+        lock(&self.inner.queue.live).bytes
+    }
+
+    /// Enqueue time (unix ms) of the oldest waiting message.
+    pub fn oldest_enqueued_ms(&self) -> Result<Option<u64>> {
+        Ok(self.first_from(0)?.map(|(_, msg)| msg.enqueued_ms))
+    }
+}
+
+/// Up to `max` entries with sequence number ≥ `from` in the generation `trees`, in order (see
+/// [`Journal::entries_from`]).
+pub(super) fn read_entries(
+    path: &Path,
+    trees: &BTreeMap<u64, sled::Tree>,
+    from: u64,
+    max: usize,
+) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+    let mut out = Vec::with_capacity(max.min(256));
+    let first_generation = trees
+        .range(..=from)
+        .next_back()
+        .map_or(0, |(start, _)| *start);
+    for tree in trees.range(first_generation..).map(|(_, t)| t) {
+        // The record holding `from` may start before it.
+        let start = match tree.range(..=from.to_be_bytes()).next_back() {
+            Some(item) => decode_key(&item.map_err(|e| open_error(path, e))?.0),
+            None => from,
+        };
+        for item in tree.range(start.to_be_bytes()..) {
+            let (key, value) = item.map_err(|e| open_error(path, e))?;
+            let first = decode_key(&key);
+            match record::split(&value) {
+                Ok(parts) => {
+                    for (seq, part) in (first..).zip(parts) {
+                        if seq >= from {
+                            out.push((seq, decode(part)));
+                            if out.len() >= max {
+                                return Ok(out);
+                            }
+                        }
+                    }
+                }
+                Err(detail) if first >= from => {
+                    out.push((first, Err(detail)));
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts the thread that drops delivered generations; it ends when the journal is dropped.
+fn start_dropper(db: sled::Db) -> std::io::Result<std::sync::mpsc::Sender<sled::Tree>> {
+    let (tx, rx) = std::sync::mpsc::channel::<sled::Tree>();
+    std::thread::Builder::new()
+        .name("awslink-journal-gc".into())
+        .spawn(move || {
+            for tree in rx {
+                let name = tree.name();
+                drop(tree);
+                if let Err(e) = db.drop_tree(&name) {
+                    warn!(
+                        "cannot drop the delivered journal generation {}: {e}; it is dropped at the next start",
+                        String::from_utf8_lossy(&name)
+                    );
+                }
+            }
+        })?;
+    Ok(tx)
+}
