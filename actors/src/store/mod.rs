@@ -19,7 +19,7 @@
 //! - The tree `uplink` of earlier versions (one message per key) is moved into generations when
 //!   the journal opens (appended after what is queued, then flushed, then dropped), so a buffer
 //!   left by an older awslink is still drained — also after a downgrade and a new upgrade
-//!   ([`legacy`]).
+//!   (`legacy.rs`).
 //! - A record whose key cannot be part of the queue is moved to the quarantine at open; so is
 //!   every message the drain or the intake gives up on ([`quarantine`]).
 //!

@@ -1,7 +1,7 @@
 //! The uplink queue: appends staged into records and written by a commit, the generation trees
 //! they go into, the durable watermark and the dropping of delivered generations, the
 //! free-space cache that guards appends, and the drain announcement (one notice per burst).
-//! What is on disk at open is read by [`super::recovery`].
+//! What is on disk at open is read by `recovery.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
