@@ -35,3 +35,4 @@ pub mod supervisor;
 pub mod testkit;
 pub mod tls;
 pub mod topics;
+pub mod tpm;

@@ -1753,6 +1753,22 @@ typedef void MQTTAsync_traceCallback(enum MQTTASYNC_TRACE_LEVELS level, char* me
 LIBMQTT_API void MQTTAsync_setTraceCallback(MQTTAsync_traceCallback* callback);
 
 /**
+ * awslink patch: a hook that loads the client's private key into the OpenSSL context instead of
+ * SSL_CTX_use_PrivateKey_file(), for keys that are not files (a key held by a TPM).
+ * @param ssl_ctx the SSL_CTX being set up (an SSL_CTX*)
+ * @param privateKey the MQTTAsync_SSLOptions privateKey string (or the keyStore when it is NULL)
+ * @return 1 when the key was set, 0 when it could not be (the connect fails as for a bad key
+ * file), -1 when the hook does not handle this key (Paho loads it as a PEM file).
+ */
+typedef int MQTTAsync_privateKeyHook(void* ssl_ctx, const char* privateKey);
+
+/**
+ * awslink patch: sets (or with NULL removes) the process-wide private key hook. Set it before
+ * the first TLS connect; it is read without a lock.
+ */
+LIBMQTT_API void MQTTAsync_setPrivateKeyHook(MQTTAsync_privateKeyHook* hook);
+
+/**
   * This function returns version information about the library.
   * no trace information will be returned.  The default trace level is
   * MQTTASYNC_TRACE_MINIMUM

@@ -543,6 +543,17 @@ exit:
 	return rc;
 }
 
+/* awslink patch: see MQTTAsync_setPrivateKeyHook in MQTTAsync.h (same type as
+ * MQTTAsync_privateKeyHook, declared here because this file does not include MQTTAsync.h) */
+typedef int SSLSocket_privateKeyHook_t(void* ssl_ctx, const char* privateKey);
+static SSLSocket_privateKeyHook_t* SSLSocket_privateKeyHook = NULL;
+
+LIBMQTT_API void MQTTAsync_setPrivateKeyHook(SSLSocket_privateKeyHook_t* hook)
+{
+	SSLSocket_privateKeyHook = hook;
+}
+
+
 int SSLSocket_createContext(networkHandles* net, MQTTClient_SSLOptions* opts)
 {
 	int rc = 1;
@@ -620,7 +631,11 @@ int SSLSocket_createContext(networkHandles* net, MQTTClient_SSLOptions* opts)
 		}
 
 		/* support for ASN.1 == DER format? DER can contain only one certificate? */
-		rc = SSL_CTX_use_PrivateKey_file(net->ctx, opts->privateKey, SSL_FILETYPE_PEM);
+		/* awslink patch: the application's private key hook, when set, may put the key into the
+		 * context itself (a key held by a TPM); -1 means "not mine, load the file". */
+		rc = (SSLSocket_privateKeyHook != NULL) ? SSLSocket_privateKeyHook(net->ctx, opts->privateKey) : -1;
+		if (rc == -1)
+			rc = SSL_CTX_use_PrivateKey_file(net->ctx, opts->privateKey, SSL_FILETYPE_PEM);
 		if (opts->privateKey == opts->keyStore)
 			opts->privateKey = NULL;
 		if (rc != 1)
