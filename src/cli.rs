@@ -202,7 +202,8 @@ pub struct CsrArgs {
 pub struct ShowArgs {
     /// Certificate file (PEM). Default: the "cert" of --config.
     pub path: Option<PathBuf>,
-    /// Configuration file whose "cert" to show when no PATH is given.
+    /// Configuration file whose "cert" to show when no PATH is given; also says where its
+    /// private key lives (a file, or a key in the TPM).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

@@ -4,12 +4,16 @@
 //! probe and `check`'s handshake) and rumqttc's `TlsConfiguration` (the local intake). Peer and
 //! hostname verification are always on and cannot be turned off here; TLS 1.2 is the minimum.
 //! A file that cannot be used is reported with the setting that names it, never its contents.
+//! The client key is a file or a key held by a TPM 2.0 ([`PrivateKey`]); a TPM key is opened
+//! through [`crate::tpm`] and handed to paho and openssl as that module's stand-in.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVersion};
 use paho_mqtt as mqtt;
+
+use crate::tpm::{TpmError, TpmKey};
 
 /// The ALPN protocol AWS IoT expects for MQTT with a client certificate on port 443.
 pub const AWS_ALPN_CERT: &str = "x-amzn-mqtt-ca";
@@ -68,6 +72,8 @@ impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.setting.is_empty() {
             write!(f, "tls setup: {}", self.problem)
+        } else if self.path.as_os_str().is_empty() {
+            write!(f, "{}: {}", self.setting, self.problem)
         } else {
             write!(
                 f,
@@ -82,6 +88,39 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// The client's private key: a PEM file, or a key held by a TPM 2.0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateKey {
+    /// A PEM private key file (PKCS #8, SEC 1 or PKCS #1).
+    File(PathBuf),
+    /// A key in a TPM; it never leaves the TPM, which signs the handshake.
+    Tpm(TpmKey),
+}
+
+impl From<PathBuf> for PrivateKey {
+    fn from(path: PathBuf) -> Self {
+        PrivateKey::File(path)
+    }
+}
+
+impl PrivateKey {
+    /// The key file, if the key is a plain file.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            PrivateKey::File(p) => Some(p),
+            PrivateKey::Tpm(_) => None,
+        }
+    }
+
+    /// Where the key lives, in words (`file /etc/awslink/device.key`, `in the TPM on …`).
+    pub fn describe(&self) -> String {
+        match self {
+            PrivateKey::File(p) => format!("file {}", p.display()),
+            PrivateKey::Tpm(t) => t.describe(),
+        }
+    }
+}
+
 /// Everything a TLS client of awslink presents and trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsIdentity {
@@ -89,8 +128,8 @@ pub struct TlsIdentity {
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM chain); `None` = no client certificate.
     pub cert: Option<PathBuf>,
-    /// Client private key (PEM); `None` = no client certificate.
-    pub key: Option<PathBuf>,
+    /// Client private key; `None` = no client certificate.
+    pub key: Option<PrivateKey>,
     /// ALPN protocols to offer, in order; empty = none.
     pub alpn: Vec<String>,
     /// The settings these came from (for error messages).
@@ -123,6 +162,35 @@ impl TlsIdentity {
         }
     }
 
+    fn tpm_error(&self, e: TpmError) -> TlsError {
+        TlsError {
+            file: TlsFile::Key,
+            setting: e.setting,
+            path: PathBuf::new(),
+            problem: e.problem,
+        }
+    }
+
+    /// The client key in an openssl builder: the file, or the TPM key's stand-in.
+    fn use_key(&self, b: &mut SslConnectorBuilder) -> Result<(), TlsError> {
+        match &self.key {
+            None => Ok(()),
+            // The reason OpenSSL gives can quote the file's first bytes: say only that it failed.
+            Some(PrivateKey::File(key)) => b
+                .set_private_key_file(key, SslFiletype::PEM)
+                .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key")),
+            Some(PrivateKey::Tpm(tpm)) => {
+                let id = tpm.open().map_err(|e| self.tpm_error(e))?;
+                b.set_private_key(&id.pkey).map_err(|e| {
+                    self.tpm_error(TpmError {
+                        setting: tpm.key_setting(),
+                        problem: format!("OpenSSL refused the TPM key: {e}"),
+                    })
+                })
+            }
+        }
+    }
+
     fn setup_error(&self, problem: impl Into<String>) -> TlsError {
         TlsError {
             file: TlsFile::Ca,
@@ -136,10 +204,15 @@ impl TlsIdentity {
     /// and key when set, ALPN when set. Each file must be readable now (Paho C would otherwise
     /// report only "TCP/TLS connect failure" at connect time).
     pub fn paho_ssl_options(&self) -> Result<mqtt::SslOptions, TlsError> {
+        let key_file = self
+            .key
+            .as_ref()
+            .and_then(PrivateKey::file)
+            .map(Path::to_path_buf);
         for (file, path) in [
             (TlsFile::Ca, &self.ca),
             (TlsFile::Cert, &self.cert),
-            (TlsFile::Key, &self.key),
+            (TlsFile::Key, &key_file),
         ] {
             if let Some(path) = path {
                 std::fs::File::open(path).map_err(|e| self.error(file, path, e.to_string()))?;
@@ -155,9 +228,18 @@ impl TlsIdentity {
             ssl.key_store(cert)
                 .map_err(|e| self.error(TlsFile::Cert, cert, e.to_string()))?;
         }
-        if let Some(key) = &self.key {
-            ssl.private_key(key)
-                .map_err(|e| self.error(TlsFile::Key, key, e.to_string()))?;
+        match &self.key {
+            None => {}
+            Some(PrivateKey::File(key)) => {
+                ssl.private_key(key)
+                    .map_err(|e| self.error(TlsFile::Key, key, e.to_string()))?;
+            }
+            Some(PrivateKey::Tpm(tpm)) => {
+                // Paho's patched TLS setup asks the TPM module for the key by this name.
+                let id = tpm.open().map_err(|e| self.tpm_error(e))?;
+                ssl.private_key(&id.paho_name)
+                    .map_err(|e| self.error(TlsFile::Key, Path::new(""), e.to_string()))?;
+            }
         }
         if !self.alpn.is_empty() {
             let protos: Vec<&str> = self.alpn.iter().map(String::as_str).collect();
@@ -182,11 +264,7 @@ impl TlsIdentity {
             b.set_certificate_chain_file(cert)
                 .map_err(|_| self.error(TlsFile::Cert, cert, "not a readable PEM certificate"))?;
         }
-        if let Some(key) = &self.key {
-            // The reason OpenSSL gives can quote the file's first bytes: say only that it failed.
-            b.set_private_key_file(key, SslFiletype::PEM)
-                .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key"))?;
-        }
+        self.use_key(&mut b)?;
         if !self.alpn.is_empty() {
             b.set_alpn_protos(&alpn_wire(&self.alpn)).map_err(setup)?;
         }
@@ -195,15 +273,14 @@ impl TlsIdentity {
 
     /// Whether the private key belongs to the client certificate (both must be set and load).
     pub fn key_matches_cert(&self) -> Result<bool, TlsError> {
-        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+        let (Some(cert), Some(_)) = (&self.cert, &self.key) else {
             return Ok(true);
         };
         let setup = |e: openssl::error::ErrorStack| self.setup_error(e.to_string());
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
         b.set_certificate_chain_file(cert)
             .map_err(|_| self.error(TlsFile::Cert, cert, "not a readable PEM certificate"))?;
-        b.set_private_key_file(key, SslFiletype::PEM)
-            .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key"))?;
+        self.use_key(&mut b)?;
         Ok(b.check_private_key().is_ok())
     }
 
@@ -218,7 +295,13 @@ impl TlsIdentity {
         };
         let ca = read(TlsFile::Ca, ca_path)?;
         let client_auth = match (&self.cert, &self.key) {
-            (Some(cert_path), Some(key_path)) => {
+            (Some(_), Some(PrivateKey::Tpm(tpm))) => {
+                return Err(self.tpm_error(TpmError {
+                    setting: tpm.key_setting(),
+                    problem: "a TPM key can be used for the cloud connection only".into(),
+                }))
+            }
+            (Some(cert_path), Some(PrivateKey::File(key_path))) => {
                 let cert_pem = read(TlsFile::Cert, cert_path)?;
                 let key_pem = read(TlsFile::Key, key_path)?;
                 let cert = openssl::x509::X509::from_pem(&cert_pem)
@@ -300,7 +383,11 @@ mod tests {
             } else {
                 None
             },
-            key: if file == TlsFile::Key { p } else { None },
+            key: if file == TlsFile::Key {
+                p.map(PrivateKey::File)
+            } else {
+                None
+            },
             alpn: vec![],
             settings: LOCAL_SETTINGS,
         }
@@ -336,7 +423,7 @@ mod tests {
         let id = TlsIdentity {
             ca: None,
             cert: None,
-            key: Some(key),
+            key: Some(PrivateKey::File(key)),
             alpn: vec![],
             settings: CLOUD_SETTINGS,
         };

@@ -24,8 +24,9 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Ref, X509ReqBuilder, X509};
 
 use crate::cli::{CertCommand, CreateArgs, CsrArgs, KeyType, ShowArgs};
-use crate::config;
+use crate::config::{self, PrivateKey};
 use crate::failure::Failure;
+use awslink_actors::tpm::TpmKey;
 
 /// Days left below which `cert show` prints a warning.
 const WARN_DAYS: i64 = 30;
@@ -103,12 +104,28 @@ pub fn csr(args: &CsrArgs) -> Result<(), Failure> {
 
 /// `awslink cert show`: subject, issuer, serial, validity, thumbprints, key.
 pub fn show(args: &ShowArgs) -> Result<(), Failure> {
-    let path = show_path(args)?;
+    let (path, key) = show_path(args)?;
     let cert = load_certificate(&path)?;
     for line in describe(&cert)? {
         println!("{line}");
     }
+    // A key file is where the configuration says; a TPM key's place and fit are worth a line.
+    if let Some(PrivateKey::Tpm(tpm)) = key {
+        println!("private key  {}", describe_tpm_key(&tpm, &cert));
+    }
     Ok(())
+}
+
+/// Where the configured TPM key lives and whether it belongs to the certificate.
+fn describe_tpm_key(tpm: &TpmKey, cert: &X509) -> String {
+    let verdict = match (tpm.open(), cert.public_key()) {
+        (Ok(id), Ok(public)) if id.pkey.public_eq(&public) => {
+            format!("{}, matches the certificate", id.kind)
+        }
+        (Ok(id), _) => format!("{}, does NOT match the certificate", id.kind),
+        (Err(e), _) => format!("cannot be opened: {e}"),
+    };
+    format!("{} ({verdict})", tpm.describe())
 }
 
 fn check_device_id(id: &str) -> Result<(), Failure> {
@@ -287,9 +304,10 @@ fn check_reused_type(
     )))
 }
 
-fn show_path(args: &ShowArgs) -> Result<PathBuf, Failure> {
-    if let Some(path) = &args.path {
-        return Ok(path.clone());
+/// The certificate to show and, with `--config`, the configured private key.
+fn show_path(args: &ShowArgs) -> Result<(PathBuf, Option<PrivateKey>), Failure> {
+    if let (Some(path), None) = (&args.path, &args.config) {
+        return Ok((path.clone(), None));
     }
     let Some(config_path) = &args.config else {
         return Err(Failure::usage(
@@ -304,12 +322,17 @@ fn show_path(args: &ShowArgs) -> Result<PathBuf, Failure> {
     })?;
     let config = config::parse(&text, &config::Overrides::default())
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
-    config.cert.ok_or_else(|| {
-        Failure::usage(format!(
+    let cert = match (&args.path, config.cert) {
+        (Some(path), _) => path.clone(),
+        (None, Some(cert)) => cert,
+        (None, None) => {
+            return Err(Failure::usage(format!(
             "{}: config key \"cert\" is not set; give the certificate file: awslink cert show PATH",
             config_path.display()
-        ))
-    })
+        )))
+        }
+    };
+    Ok((cert, config.key))
 }
 
 fn load_certificate(path: &Path) -> Result<X509, Failure> {

@@ -18,7 +18,7 @@ use paho_mqtt as mqtt;
 
 use crate::cli::CheckArgs;
 use crate::commands::{cert, random_hex};
-use crate::config::Config;
+use crate::config::{Config, PrivateKey};
 use crate::failure::Failure;
 
 /// OpenSSL verify results (`X509_V_ERR_*`) that get their own diagnosis.
@@ -224,12 +224,24 @@ fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
             .map_err(|_| bad_file("cert", cert, "a PEM certificate"))?;
     }
     if let Some(key) = &config.key {
-        b.set_private_key_file(key, SslFiletype::PEM)
-            .map_err(|_| bad_file("key", key, "a PEM private key"))?;
+        match key {
+            PrivateKey::File(path) => b
+                .set_private_key_file(path, SslFiletype::PEM)
+                .map_err(|_| bad_file("key", path, "a PEM private key"))?,
+            PrivateKey::Tpm(tpm) => {
+                let id = tpm.open().map_err(|e| {
+                    Diagnosis::config(
+                        format!("cannot use the key {}", tpm.describe()),
+                        e.to_string(),
+                    )
+                })?;
+                b.set_private_key(&id.pkey).map_err(setup)?;
+            }
+        }
         b.check_private_key().map_err(|_| {
             Diagnosis::config(
-                format!("{} does not belong to the certificate", key.display()),
-                "config key \"key\": the private key does not match \"cert\"; use the key the certificate was made for",
+                format!("the key {} does not belong to the certificate", key.describe()),
+                format!("config key \"{}\": the private key does not match \"cert\"; use the key the certificate was made for", key_setting(key)),
             )
         })?;
     }
@@ -237,6 +249,14 @@ fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
         b.set_alpn_protos(&alpn_wire(&config.alpn)).map_err(setup)?;
     }
     Ok(b.build())
+}
+
+/// The setting that names the key (`key`, `keyTpmHandle`, `tpmKey`).
+fn key_setting(key: &PrivateKey) -> &'static str {
+    match key {
+        PrivateKey::File(_) => "key",
+        PrivateKey::Tpm(tpm) => tpm.key_setting(),
+    }
 }
 
 fn bad_file(key: &str, path: &Path, what: &str) -> Diagnosis {
@@ -429,9 +449,23 @@ fn paho_connect_options(
         ssl.key_store(cert)
             .map_err(|_| bad_file("cert", cert, "a readable file"))?;
     }
-    if let Some(key) = &config.key {
-        ssl.private_key(key)
-            .map_err(|_| bad_file("key", key, "a readable file"))?;
+    match &config.key {
+        None => {}
+        Some(PrivateKey::File(key)) => {
+            ssl.private_key(key)
+                .map_err(|_| bad_file("key", key, "a readable file"))?;
+        }
+        Some(PrivateKey::Tpm(tpm)) => {
+            let id = tpm.open().map_err(|e| {
+                Diagnosis::config(
+                    format!("cannot use the key {}", tpm.describe()),
+                    e.to_string(),
+                )
+            })?;
+            ssl.private_key(&id.paho_name).map_err(|e| {
+                Diagnosis::config(format!("paho: {e}"), "the TPM key's name is not usable")
+            })?;
+        }
     }
     if !config.alpn.is_empty() {
         let protos: Vec<&str> = config.alpn.iter().map(String::as_str).collect();

@@ -32,6 +32,13 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
             .as_ref()
             .map_or("(none)".into(), |p| p.display().to_string())
     );
+    println!(
+        "  client key       {}",
+        config
+            .key
+            .as_ref()
+            .map_or("(none)".into(), |k| k.describe())
+    );
     println!("  password         {}", secret(&config.password));
     println!(
         "  local broker     {} (client id {})",

@@ -503,7 +503,7 @@ fn connect_failure(
         port: endpoint.port,
         ca_cert: args.ca_cert.clone(),
         cert: Some(args.claim_cert.clone()),
-        key: Some(args.claim_key.clone()),
+        key: Some(args.claim_key.clone().into()),
         alpn,
         timeout: Duration::from_secs(3),
     };

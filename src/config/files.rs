@@ -5,15 +5,23 @@ use std::path::Path;
 use openssl::nid::Nid;
 use openssl::x509::X509;
 
-use super::{check_thing_name, Config, ConfigError};
+use awslink_actors::tpm::TpmKeySource;
+
+use super::{check_thing_name, Config, ConfigError, PrivateKey};
 
 /// Checks that every certificate and key file exists and is readable, and that private keys are
-/// not readable by group or others.
+/// not readable by group or others. A TPM key is opened and signs a test digest, so that a
+/// missing device, a wrong handle, a foreign key blob or a locked-out TPM is reported here.
 pub fn check(config: &Config) -> Result<(), ConfigError> {
+    let key_file = config
+        .key
+        .as_ref()
+        .and_then(PrivateKey::file)
+        .map(Path::to_path_buf);
     let files = [
         ("caCert", &config.ca_cert, false),
         ("cert", &config.cert, false),
-        ("key", &config.key, true),
+        ("key", &key_file, true),
         ("localCACert", &config.local.ca_cert, false),
         ("localCert", &config.local.cert, false),
         ("localKey", &config.local.key, true),
@@ -22,6 +30,20 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
         if let Some(path) = path {
             check_file(key, path, private)?;
         }
+    }
+    if let Some(PrivateKey::Tpm(tpm)) = &config.key {
+        // The TPM key's files hold only blobs wrapped by the TPM: readable, any mode.
+        match &tpm.source {
+            TpmKeySource::Tss2File(path) => check_file("key", path, false)?,
+            TpmKeySource::KantoBlobs {
+                private, public, ..
+            } => {
+                check_file("tpmKey", private, false)?;
+                check_file("tpmKeyPub", public, false)?;
+            }
+            TpmKeySource::Persistent(_) => {}
+        }
+        tpm.open().map_err(|e| ConfigError::new(e.to_string()))?;
     }
     Ok(())
 }

@@ -4,11 +4,13 @@
 
 pub mod files;
 mod reader;
+mod tpm;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use awslink_actors::shadow::convert::Filters;
+pub use awslink_actors::tls::PrivateKey;
 use serde_json::Value;
 
 use reader::Reader;
@@ -105,8 +107,8 @@ pub struct Config {
     pub ca_cert: Option<PathBuf>,
     /// Client certificate.
     pub cert: Option<PathBuf>,
-    /// Client key.
-    pub key: Option<PathBuf>,
+    /// Client key: a file or a TPM key.
+    pub key: Option<PrivateKey>,
     /// ALPN protocols.
     pub alpn: Vec<String>,
     /// Custom authorizer username.
@@ -222,13 +224,13 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     let device_id_pattern = r.string("deviceIdPattern")?;
     let ca_cert = r.string("caCert")?.map(PathBuf::from);
     let cert = r.string("cert")?.map(PathBuf::from);
-    let key = r.string("key")?.map(PathBuf::from);
+    let key = tpm::read_key(r)?;
     let mut alpn = r.string_list("alpn")?;
     let username = r.string("username")?;
     let password = r.string("password")?;
     let _auth_id = r.string("authId")?;
     match (&cert, &key, &username) {
-        (Some(_), None, _) => return Err(r.error("key", "is required when \"cert\" is set: the client certificate's private key file")),
+        (Some(_), None, _) => return Err(r.error("key", "is required when \"cert\" is set: the client certificate's private key file (or \"keyTpmHandle\" for a key in a TPM)")),
         (None, Some(_), _) => return Err(r.error("cert", "is required when \"key\" is set: the client certificate file")),
         (None, None, None) => return Err(r.error("cert", "is required: the device certificate file (with \"key\"), or set \"username\"/\"password\" for a custom authorizer")),
         _ => {}
@@ -239,14 +241,6 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         } else {
             "x-amzn-mqtt-ca".into()
         });
-    }
-    for tpm in ["tpmDevice", "tpmHandle", "tpmKey", "tpmKeyPub"] {
-        if r.present(tpm) {
-            return Err(r.error(
-                tpm,
-                "TPM-held keys are not supported by awslink; use \"cert\" and \"key\" files",
-            ));
-        }
     }
     let local_address = r
         .string("localAddress")?

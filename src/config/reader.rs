@@ -113,6 +113,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A TPM persistent handle: a JSON number (Kanto writes `tpmHandle` in decimal) or a string
+    /// (`"0x81000001"`).
+    pub fn tpm_handle(&mut self, key: &'static str) -> Result<Option<u32>, ConfigError> {
+        use awslink_actors::tpm::keyfile;
+        let checked = match self.raw(key) {
+            None => return Ok(None),
+            Some(Value::String(s)) => keyfile::parse_persistent_handle(s),
+            Some(v) => match v.as_u64() {
+                // Kanto writes 0 for "no TPM".
+                Some(0) => return Ok(None),
+                Some(n) => keyfile::check_persistent(n),
+                None => Err(format!("{} is not a TPM handle", show(v))),
+            },
+        };
+        checked.map(Some).map_err(|e| self.error(key, e))
+    }
+
     /// A boolean, `default` when absent.
     pub fn boolean(&mut self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.raw(key) {
@@ -144,11 +161,6 @@ impl<'a> Reader<'a> {
                     format!("{} is not one of {}", show(v), list.join(", ")),
                 )
             })
-    }
-
-    /// Whether a key is set; used for keys awslink accepts but does not support (Kanto's TPM keys).
-    pub fn present(&mut self, key: &'static str) -> bool {
-        self.raw(key).is_some()
     }
 
     /// A nested object, read with its own reader (an absent object reads as empty).

@@ -54,9 +54,8 @@ fn kanto_config_loads_unchanged() {
         "topicFilter": "", "payloadFilters": [],
         "tpmDevice": "", "tpmHandle": 0, "tpmKey": "", "tpmKeyPub": ""
     });
-    let mut kanto = kanto;
-    kanto.as_object_mut().unwrap().remove("tpmHandle");
     let c = parse_value(&kanto).unwrap();
+    assert_eq!(c.key, Some(PrivateKey::File("/k.pem".into())));
     assert_eq!(c.tenant_id, "t1");
     assert_eq!(c.device_id, None);
     assert_eq!(c.client_id, None);
@@ -82,7 +81,7 @@ fn errors_name_the_key_and_the_fix() {
         (with("reconnect", json!({"minDelayMs": 5000, "maxDelayMs": 100})), "config key \"reconnect.maxDelayMs\": 100 is smaller"),
         (with("quota", json!({"maxPayloadBytes": 200000})), "config key \"quota.maxPayloadBytes\""),
         (with("deviceId", json!("my device")), "config key \"deviceId\": \"my device\" contains ' '"),
-        (with("tpmDevice", json!("/dev/tpm0")), "config key \"tpmDevice\": TPM-held keys are not supported"),
+        (with("tpmDevice", json!("/dev/tpm0")), "config key \"tpmDevice\": is set but \"key\" (/k.pem) is not a TPM key; name the TPM key with \"keyTpmHandle\""),
         (with("logLevel", json!("LOUD")), "config key \"logLevel\""),
         (with("statusTopic", json!("a/#")), "config key \"statusTopic\""),
         (with("localAddress", json!("ws://x")), "config key \"localAddress\""),
@@ -186,4 +185,144 @@ fn the_shipped_example_config_is_valid() {
     let text = include_str!("../../config/awslink.example.json");
     let c = parse(text, &Overrides::default()).unwrap();
     assert_eq!(c.buffer.path, PathBuf::from("/var/lib/awslink"));
+}
+
+#[test]
+fn tpm_key_settings_by_table() {
+    use awslink_actors::tpm::{TpmKey, TpmKeySource};
+    let tpm = |device: &str, source| {
+        Some(PrivateKey::Tpm(TpmKey {
+            device: device.into(),
+            source,
+        }))
+    };
+    let kanto = TpmKeySource::KantoBlobs {
+        parent: 0x8100_0000,
+        private: "/k.priv".into(),
+        public: "/k.pub".into(),
+    };
+    let rows: Vec<(serde_json::Value, Option<PrivateKey>)> = vec![
+        (
+            json!({"key": "", "keyTpmHandle": "0x81000001"}),
+            tpm("", TpmKeySource::Persistent(0x8100_0001)),
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": 2164260865u32, "tpmDevice": "/dev/tpmrm0"}),
+            tpm("/dev/tpmrm0", TpmKeySource::Persistent(0x8100_0001)),
+        ),
+        // Kanto: the parent's handle as a decimal number, the blobs as files; key unset.
+        (
+            json!({"key": "", "tpmDevice": "/dev/tpmrm0", "tpmHandle": 2164260864u32, "tpmKey": "/k.priv", "tpmKeyPub": "/k.pub"}),
+            tpm("/dev/tpmrm0", kanto.clone()),
+        ),
+        (
+            json!({"key": "", "tpmDevice": "swtpm:host=127.0.0.1,port=2321", "tpmHandle": "0x81000000", "tpmKey": "/k.priv", "tpmKeyPub": "/k.pub"}),
+            tpm("swtpm:host=127.0.0.1,port=2321", kanto),
+        ),
+        // Kanto's unset values: tpmHandle 0 and empty strings.
+        (
+            json!({"tpmDevice": "", "tpmHandle": 0, "tpmKey": "", "tpmKeyPub": ""}),
+            Some(PrivateKey::File("/k.pem".into())),
+        ),
+    ];
+    for (settings, want) in rows {
+        let mut v = base();
+        for (k, val) in settings.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        let got = parse_value(&v).map(|c| c.key);
+        assert_eq!(got, Ok(want), "{settings}");
+    }
+}
+
+#[test]
+fn tpm_key_mistakes_name_the_key() {
+    let rows: Vec<(serde_json::Value, &str)> = vec![
+        (
+            json!({"keyTpmHandle": "0x81000001"}),
+            "config key \"key\": is set together with keyTpmHandle",
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": "0x01000001"}),
+            "config key \"keyTpmHandle\": 0x1000001 is not a persistent handle",
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": "eighty-one"}),
+            "config key \"keyTpmHandle\": \"eighty-one\" is not a TPM handle",
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": true}),
+            "config key \"keyTpmHandle\": true is not a TPM handle",
+        ),
+        (
+            json!({"key": "", "tpmHandle": 2164260864u32, "tpmKey": "/k.priv"}),
+            "config key \"tpmKeyPub\": is required",
+        ),
+        (
+            json!({"key": "", "tpmKey": "/k.priv", "tpmKeyPub": "/k.pub"}),
+            "config key \"tpmHandle\": is required",
+        ),
+        (
+            json!({"tpmHandle": 2164260864u32, "tpmKey": "/k.priv", "tpmKeyPub": "/k.pub"}),
+            "config key \"key\": is set together with tpmKey",
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": "0x81000001", "tpmHandle": 2164260864u32, "tpmKey": "/a", "tpmKeyPub": "/b"}),
+            "config key \"keyTpmHandle\": is set together with Kanto's",
+        ),
+        (
+            json!({"key": "", "keyTpmHandle": "0x81000001", "tpmDevice": "tpmrm0"}),
+            "config key \"tpmDevice\": \"tpmrm0\" is neither a device path",
+        ),
+        (
+            json!({"key": "", "tpmDevice": "/dev/tpmrm0"}),
+            "config key \"tpmDevice\": is set but no TPM key is named",
+        ),
+    ];
+    for (settings, want) in rows {
+        let mut v = base();
+        for (k, val) in settings.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        let err = parse_value(&v).expect_err(&format!("must fail: {settings}"));
+        assert!(
+            err.to_string().contains(want),
+            "{settings}\n got: {err}\nwant: {want}"
+        );
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn a_tss2_key_file_in_key_is_a_tpm_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let tss2 = dir.path().join("device.tss2.pem");
+    std::fs::write(
+        &tss2,
+        "-----BEGIN TSS2 PRIVATE KEY-----\nMAA=\n-----END TSS2 PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let plain = dir.path().join("device.key");
+    std::fs::write(
+        &plain,
+        "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let key_of = |path: &std::path::Path, device: serde_json::Value| {
+        let mut v = with("key", json!(path));
+        v["tpmDevice"] = device;
+        parse_value(&v).map(|c| c.key)
+    };
+    assert_eq!(
+        key_of(&tss2, json!("")),
+        Ok(Some(PrivateKey::Tpm(awslink_actors::tpm::TpmKey {
+            device: String::new(),
+            source: awslink_actors::tpm::TpmKeySource::Tss2File(tss2.clone()),
+        })))
+    );
+    assert_eq!(
+        key_of(&plain, json!("")),
+        Ok(Some(PrivateKey::File(plain.clone())))
+    );
+    assert!(key_of(&plain, json!("/dev/tpmrm0")).is_err());
 }

@@ -592,3 +592,4 @@ pub fn awslink_command(args: &[&str]) -> (Option<i32>, String, String) {
 }
 pub mod cloud;
 pub mod proxy;
+pub mod swtpm;

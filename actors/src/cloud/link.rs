@@ -3,6 +3,7 @@
 //! Supervisor starts a fresh one. Once up it hands a [`Publisher`] (its paho client) to the
 //! Buffer via the Supervisor, and watches that the endpoint answers what the Buffer sends.
 
+use crate::tls::{PrivateKey, TlsIdentity, CLOUD_SETTINGS};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,8 @@ pub struct LinkConfig {
     pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM).
     pub cert: Option<PathBuf>,
-    /// Client private key (PEM).
-    pub key: Option<PathBuf>,
+    /// Client private key: a PEM file or a TPM key.
+    pub key: Option<PrivateKey>,
     /// Username (custom authorizers).
     pub username: Option<String>,
     /// Password (custom authorizers). Never logged.
@@ -203,26 +204,17 @@ impl CloudLink {
 
     fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
         let c = &self.config;
-        let mut ssl = mqtt::SslOptionsBuilder::new();
-        ssl.enable_server_cert_auth(true).verify(true);
-        if let Some(ca) = &c.ca_cert {
-            ssl.trust_store(ca)
-                .map_err(|e| format!("caCert {}: {e}", ca.display()))?;
+        let ssl = TlsIdentity {
+            ca: c.ca_cert.clone(),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            alpn: c.alpn.clone(),
+            settings: CLOUD_SETTINGS,
         }
-        if let Some(cert) = &c.cert {
-            ssl.key_store(cert)
-                .map_err(|e| format!("cert {}: {e}", cert.display()))?;
-        }
-        if let Some(key) = &c.key {
-            ssl.private_key(key)
-                .map_err(|e| format!("key {}: {e}", key.display()))?;
-        }
-        if !c.alpn.is_empty() {
-            let protos: Vec<&str> = c.alpn.iter().map(String::as_str).collect();
-            ssl.alpn_protos(&protos);
-        }
+        .paho_ssl_options()
+        .map_err(|e| e.to_string())?;
         let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
-        opts.ssl_options(ssl.finalize())
+        opts.ssl_options(ssl)
             .keep_alive_interval(c.keep_alive)
             .connect_timeout(c.connect_timeout)
             .clean_session(true)

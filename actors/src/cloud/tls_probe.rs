@@ -10,6 +10,7 @@ use std::time::Duration;
 use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 
 use crate::model::{DownCause, DownReason};
+use crate::tls::PrivateKey;
 
 /// What the probe connects to and with.
 #[derive(Debug, Clone)]
@@ -22,8 +23,8 @@ pub struct ProbeTarget {
     pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM).
     pub cert: Option<PathBuf>,
-    /// Client private key (PEM).
-    pub key: Option<PathBuf>,
+    /// Client private key: a PEM file or a TPM key.
+    pub key: Option<PrivateKey>,
     /// ALPN protocols to offer.
     pub alpn: Vec<String>,
     /// Timeout for each network step.
@@ -108,10 +109,17 @@ fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
             .set_certificate_chain_file(cert)
             .map_err(|e| format!("cannot load cert {}: {e}", cert.display()))?;
     }
-    if let Some(key) = &target.key {
-        builder
+    match &target.key {
+        None => {}
+        Some(PrivateKey::File(key)) => builder
             .set_private_key_file(key, SslFiletype::PEM)
-            .map_err(|_| format!("cannot load key {}", key.display()))?;
+            .map_err(|_| format!("cannot load key {}", key.display()))?,
+        Some(PrivateKey::Tpm(tpm)) => {
+            let id = tpm.open().map_err(|e| e.to_string())?;
+            builder
+                .set_private_key(&id.pkey)
+                .map_err(|e| format!("cannot use the TPM key: {e}"))?;
+        }
     }
     if !target.alpn.is_empty() {
         let mut wire = Vec::new();

@@ -167,7 +167,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// OpenSSL's pending errors as one line (the tpm2 provider's reasons include the TPM's response
 /// code text); the queue is cleared.
 pub(super) fn openssl_errors() -> String {
-    let text = openssl::error::ErrorStack::get()
+    describe(&openssl::error::ErrorStack::get())
+}
+
+/// An error stack as one line: each reason, with its detail (the TPM's response code) if any.
+fn describe(stack: &openssl::error::ErrorStack) -> String {
+    let text = stack
         .errors()
         .iter()
         .map(|e| match e.data() {
@@ -385,7 +390,7 @@ fn test_signature(stand_in: &PKey<Private>) -> Result<(), String> {
     signer
         .sign_oneshot_to_vec(b"awslink TPM key check")
         .map(|_| ())
-        .map_err(|_| openssl_errors())
+        .map_err(|e| describe(&e))
 }
 
 /// The process's one ENGINE whose RSA and EC methods are the built-in ones with `sign` replaced.

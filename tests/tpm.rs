@@ -1,0 +1,272 @@
+//! Device keys held by a TPM 2.0 (a software TPM, swtpm, in each test's temp dir), against the
+//! AWS IoT emulator: a persistent key (`keyTpmHandle`) and a Kanto configuration with the four
+//! `tpm*` keys pass `config check`, `cert show` says where the key lives, `awslink check` passes
+//! and messages flow; bad TPM settings exit 2 with one line naming the setting. The tests skip
+//! (saying why) only where swtpm, tpm2-tools or the tpm2 OpenSSL provider are not installed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_iot_emulator::{Emulator, EmulatorConfig};
+use serde_json::{json, Value};
+use support::swtpm::{self, SwTpm};
+use support::*;
+
+const DEVICE: &str = "gw-tpm";
+const STATUS: &str = "edge/connection/remote/status";
+const T: Duration = Duration::from_secs(30);
+const PARENT: &str = "0x81000000";
+const KEY: &str = "0x81000001";
+
+fn skip() -> bool {
+    match swtpm::missing() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// A temp dir with the test certificates, a software TPM and the emulator.
+struct TpmRig {
+    emulator: Emulator,
+    tpm: SwTpm,
+    certs: Certs,
+    dir: tempfile::TempDir,
+}
+
+impl TpmRig {
+    fn start() -> TpmRig {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::generate(dir.path(), DEVICE);
+        let tpm = SwTpm::start(dir.path());
+        let emulator = Emulator::start(EmulatorConfig::new(
+            &certs.ca,
+            &certs.server_cert,
+            &certs.server_key,
+        ))
+        .unwrap();
+        TpmRig {
+            emulator,
+            tpm,
+            certs,
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// awslink's config for the emulator with `key` (the key settings) merged in; no key file.
+    fn setup(&self, local_uri: String, key: Value) -> AwslinkSetup<'_> {
+        let mut extra = json!({"key": ""});
+        if let (Value::Object(e), Value::Object(k)) = (&mut extra, key) {
+            e.extend(k);
+        }
+        AwslinkSetup {
+            dir: self.dir.path(),
+            cloud_port: self.emulator.port(),
+            local_uri,
+            certs: &self.certs,
+            device_id: DEVICE,
+            extra,
+        }
+    }
+
+    /// Writes the config for `key` and returns its path.
+    fn write_config(&self, key: Value, cert: &Path) -> PathBuf {
+        let mut key = key;
+        key["cert"] = json!(cert);
+        let config = self.setup("tcp://127.0.0.1:1".into(), key).config();
+        let path = self.path("check.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        path
+    }
+
+    /// `awslink run` with `key`: status connected, a telemetry message reaches the cloud.
+    fn messages_flow(&self, key: Value, cert: &Path) {
+        let local = Mosquitto::plain();
+        let mut key = key;
+        key["cert"] = json!(cert);
+        let mut awslink = Awslink::start(&self.setup(local.uri(), key));
+        let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+        status.expect_json(STATUS, T, "status connected", |v| v["connected"] == true);
+        let cloud = Probe::connect(
+            &format!("tcp://127.0.0.1:{}", self.emulator.broker_port()),
+            "cloud-app",
+            &["telemetry/#"],
+        );
+        let sensor = Probe::connect(&local.uri(), "sensor", &[]);
+        sensor.publish("telemetry", br#"{"signed":"by the TPM"}"#, 1);
+        let got = cloud.expect(T, "telemetry through the TPM-keyed link");
+        assert_eq!(got.topic(), format!("telemetry/tenant/{DEVICE}"));
+        assert_eq!(got.payload(), br#"{"signed":"by the TPM"}"#);
+        assert_eq!(awslink.terminate().0, Some(0), "{}", awslink.log());
+    }
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let (code, out, err) = awslink_command(args);
+    assert_eq!(code, Some(0), "{args:?}\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+#[test]
+fn a_persistent_tpm_key_passes_config_check_cert_show_and_check_and_carries_messages() {
+    if skip() {
+        return;
+    }
+    let rig = TpmRig::start();
+    rig.tpm.create_parent(PARENT);
+    let public = rig.tpm.create_persistent_key(PARENT, "ecc256", KEY);
+    let cert = rig.path("tpm-device.pem");
+    swtpm::device_certificate(rig.dir.path(), &public, DEVICE, &cert);
+    let key = json!({"keyTpmHandle": KEY, "tpmDevice": rig.tpm.tcti});
+    let config = rig.write_config(key.clone(), &cert);
+    let config = config.to_str().unwrap();
+
+    let summary = run_ok(&["config", "check", "--config", config]);
+    assert!(
+        summary.contains(&format!("persistent handle {KEY}")),
+        "{summary}"
+    );
+    let shown = run_ok(&["cert", "show", "--config", config]);
+    assert!(
+        shown.contains(&format!(
+            "private key  in the TPM on {}, persistent handle {KEY} (EC prime256v1, matches the certificate)",
+            rig.tpm.tcti
+        )),
+        "{shown}"
+    );
+    run_ok(&["check", "--config", config]);
+    rig.messages_flow(key, &cert);
+}
+
+#[test]
+fn a_kanto_config_with_the_four_tpm_keys_passes_config_check_and_runs() {
+    if skip() {
+        return;
+    }
+    let rig = TpmRig::start();
+    rig.tpm.create_parent(PARENT);
+    // Kanto's TPM backend signs with RSA-PSS: an RSA key, its blobs kept as files.
+    let (private, public, public_pem) = rig.tpm.create_key(PARENT, "rsa2048", "kanto");
+    let cert = rig.path("kanto-device.pem");
+    swtpm::device_certificate(rig.dir.path(), &public_pem, DEVICE, &cert);
+    let key = json!({
+        "tpmDevice": rig.tpm.tcti,
+        "tpmHandle": 0x8100_0000u32,
+        "tpmKey": private,
+        "tpmKeyPub": public,
+    });
+    let config = rig.write_config(key.clone(), &cert);
+    let summary = run_ok(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert!(summary.contains("under parent 0x81000000"), "{summary}");
+    rig.messages_flow(key, &cert);
+}
+
+#[test]
+fn tpm_mistakes_exit_2_with_one_line_naming_the_setting() {
+    if skip() {
+        return;
+    }
+    let rig = TpmRig::start();
+    rig.tpm.create_parent(PARENT);
+    let public = rig.tpm.create_persistent_key(PARENT, "ecc256", KEY);
+    let (private, _, _) = rig.tpm.create_key(PARENT, "ecc256", "other");
+    let cert = rig.path("tpm-device.pem");
+    swtpm::device_certificate(rig.dir.path(), &public, DEVICE, &cert);
+    let tcti = rig.tpm.tcti.clone();
+    let rows: Vec<(&str, Value, &str)> = vec![
+        (
+            "no TPM device",
+            json!({"keyTpmHandle": KEY, "tpmDevice": rig.path("no-tpmrm0")}),
+            "config key \"tpmDevice\":",
+        ),
+        (
+            "no key at the handle",
+            json!({"keyTpmHandle": "0x81000009", "tpmDevice": tcti}),
+            "config key \"keyTpmHandle\": no usable key at persistent handle 0x81000009",
+        ),
+        (
+            "not a persistent handle",
+            json!({"keyTpmHandle": "0x80000001", "tpmDevice": tcti}),
+            "config key \"keyTpmHandle\": 0x80000001 is not a persistent handle",
+        ),
+        (
+            "blobs of two different keys",
+            json!({"tpmDevice": tcti, "tpmHandle": PARENT, "tpmKey": private, "tpmKeyPub": rig.path("persistent.pub")}),
+            "config key \"tpmKey\": the TPM cannot load tpmKey/tpmKeyPub",
+        ),
+        (
+            "a public blob that is not one",
+            json!({"tpmDevice": tcti, "tpmHandle": PARENT, "tpmKey": private, "tpmKeyPub": cert}),
+            "config key \"tpmKeyPub\":",
+        ),
+        (
+            "Kanto keys without tpmKey",
+            json!({"tpmDevice": tcti, "tpmHandle": PARENT, "tpmKeyPub": rig.path("other.pub")}),
+            "config key \"tpmKey\": is required",
+        ),
+    ];
+    let private_blob = std::fs::read(&private).unwrap();
+    for (what, key, want) in rows {
+        let config = rig.write_config(key, &cert);
+        let (code, out, err) =
+            awslink_command(&["config", "check", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{what}: stdout {out} stderr {err}");
+        eprintln!("{what}: {}", err.trim());
+        assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(
+            !err.contains("TSS2 PRIVATE KEY") && !err.contains("ERROR:"),
+            "{what}: {err}"
+        );
+        assert!(
+            !err.contains(&format!("{:02x?}", &private_blob[2..10])),
+            "{what}: {err}"
+        );
+    }
+
+    // One wrong password with maxTries 1 puts the TPM into dictionary-attack lockout, and then
+    // it refuses the key: `run` says so and exits 2.
+    rig.tpm.tool(&[
+        "tpm2_dictionarylockout",
+        "-s",
+        "-n",
+        "1",
+        "-t",
+        "600",
+        "-l",
+        "600",
+    ]);
+    let wrong = [
+        "tpm2_create",
+        "-C",
+        PARENT,
+        "-P",
+        "wrong",
+        "-G",
+        "ecc256",
+        "-u",
+        "x.pub",
+        "-r",
+        "x.priv",
+    ];
+    assert!(
+        rig.tpm.tool_result(&wrong).is_err(),
+        "a wrong parent password is refused"
+    );
+    let config = rig.write_config(json!({"keyTpmHandle": KEY, "tpmDevice": tcti}), &cert);
+    let (code, _, err) = awslink_command(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    eprintln!("lockout: {}", err.trim());
+    assert!(
+        err.contains("config key \"keyTpmHandle\"") && err.contains("lockout"),
+        "{err}"
+    );
+}
