@@ -10,7 +10,7 @@ use log::{error, warn};
 use awslink_actors::backoff::BackoffPolicy;
 use awslink_actors::cloud::link::{CloudLink, LinkConfig, LinkPeers};
 use awslink_actors::drain::{Buffer, DEFAULT_WINDOW};
-use awslink_actors::local_broker::{LocalBroker, LocalConfig, LocalPeers};
+use awslink_actors::local::{LocalBroker, LocalConfig, LocalPeers};
 use awslink_actors::messages::{Flush, GetMetrics, Shutdown};
 use awslink_actors::quota::Quota;
 use awslink_actors::shadow::convert::{Filters, ShadowRules};

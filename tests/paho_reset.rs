@@ -35,7 +35,7 @@ fn a_qos1_publish_whose_write_fails_on_a_reset_connection_fails_without_aborting
     let port = resetting_broker();
     let mut failed_writes = 0;
     for round in 0..20 {
-        // The options of awslink's local publishing session (local_broker.rs).
+        // The options of awslink's local publishing session (actors/src/local/connection.rs).
         let client = mqtt::CreateOptionsBuilder::new()
             .server_uri(format!("tcp://127.0.0.1:{port}"))
             .client_id(format!("reset-{round}"))

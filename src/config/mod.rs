@@ -88,7 +88,7 @@ pub struct QuotaSettings {
 }
 
 /// Local broker connection (the LocalBroker's own settings type).
-pub use awslink_actors::local_broker::LocalConnection as LocalSettings;
+pub use awslink_actors::local::LocalConnection as LocalSettings;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

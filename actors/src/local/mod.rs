@@ -1,9 +1,12 @@
-//! LocalBroker: awslink's sessions with the local Mosquitto. The uplink intake (`intake.rs`, the
-//! persistent session) journals every message before acknowledging it; a second, paho session
-//! publishes `LocalPublish` (commands, status, Ditto responses) and carries the last will. Both
-//! reconnect to Mosquitto by themselves.
+//! The LocalBroker actor: awslink's sessions with the local Mosquitto and the routing of cloud
+//! messages to local topics. The uplink [`intake`] (the persistent session, on its own thread)
+//! journals every message before acknowledging it; a second, paho session (options in
+//! [`connection`]) publishes `LocalPublish` (commands, status, Ditto responses) and carries the
+//! last will. Both reconnect to Mosquitto by themselves.
 
-use std::path::PathBuf;
+pub mod connection;
+pub mod intake;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,34 +15,16 @@ use actix::prelude::*;
 use log::{error, info, warn};
 use paho_mqtt as mqtt;
 
+pub use self::connection::{publisher_client_id, LocalConnection};
+use self::intake::ingest::{Counters, Ingest, IntakePeers};
+use self::intake::IntakeHandle;
 use crate::clock::{unix_ms, LogLimiter};
-use crate::intake::{self, Counters, IntakeConfig, IntakeHandle, IntakePeers};
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
 use crate::shadow::ShadowIngest;
-use crate::status::last_will_payload;
 use crate::store::{DownlinkStore, Journal};
 use crate::topics::{self, Downlink, Identity};
-
-/// How to reach the local broker (the `local*` configuration keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalConnection {
-    /// paho URI: `tcp://host:port` or `ssl://host:port`.
-    pub uri: String,
-    /// Fixed client id of the persistent session.
-    pub client_id: String,
-    /// Optional credentials.
-    pub username: Option<String>,
-    /// Never logged.
-    pub password: Option<String>,
-    /// CA for a TLS local broker.
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate for a TLS local broker.
-    pub cert: Option<PathBuf>,
-    /// Client key for a TLS local broker.
-    pub key: Option<PathBuf>,
-}
 
 /// Everything the LocalBroker needs.
 #[derive(Clone)]
@@ -76,15 +61,25 @@ struct DownCounters {
     connects: Arc<AtomicU64>,
 }
 
-/// The local broker actor: owns the uplink [`intake`](crate::intake) (the persistent session,
-/// on its own thread) and a paho session for what awslink publishes locally (commands, status,
-/// Ditto responses) that carries the status topic's last will.
+/// Where the LocalBroker publishes the local copies of cloud messages.
+enum Sessions {
+    /// Its own paho session `{id}-pub`; the intake and that session start with the actor.
+    Mosquitto,
+    /// Another recipient, and no session is started (tests of the routing alone).
+    #[cfg(test)]
+    Copies(Recipient<LocalPublish>),
+}
+
+/// The local broker actor: owns the uplink [`intake`] (the persistent session, on its own
+/// thread) and a paho session for what awslink publishes locally (commands, status, Ditto
+/// responses) that carries the status topic's last will.
 pub struct LocalBroker {
     config: LocalConfig,
     journal: Journal,
     /// Where commands from the cloud wait until Mosquitto has them.
     downlink: DownlinkStore,
     peers: LocalPeers,
+    sessions: Sessions,
     intake_counters: Arc<Counters>,
     intake: Option<IntakeHandle>,
     client: Option<mqtt::AsyncClient>,
@@ -98,12 +93,6 @@ pub struct LocalBroker {
 #[rtype(result = "()")]
 struct ConnectResult(Result<(), String>);
 
-/// Client id of the publishing session: the persistent session (and its queued messages) keeps
-/// the configured id, so upgrading from a single-session awslink loses nothing.
-pub fn publisher_client_id(client_id: &str) -> String {
-    format!("{client_id}-pub")
-}
-
 impl LocalBroker {
     /// A broker session that journals into `journal` and reports to `peers`.
     pub fn new(config: LocalConfig, journal: Journal, peers: LocalPeers) -> Self {
@@ -112,6 +101,7 @@ impl LocalBroker {
             downlink: journal.downlink(),
             journal,
             peers,
+            sessions: Sessions::Mosquitto,
             intake_counters: Arc::new(Counters::default()),
             intake: None,
             client: None,
@@ -121,16 +111,23 @@ impl LocalBroker {
         }
     }
 
+    /// A broker that starts no session and publishes the local copies of cloud messages to
+    /// `copies` (tests of the routing and the downlink store without Mosquitto).
+    #[cfg(test)]
+    fn routing_only(
+        config: LocalConfig,
+        journal: Journal,
+        peers: LocalPeers,
+        copies: Recipient<LocalPublish>,
+    ) -> Self {
+        LocalBroker {
+            sessions: Sessions::Copies(copies),
+            ..LocalBroker::new(config, journal, peers)
+        }
+    }
+
     fn create_client(&self) -> Result<mqtt::AsyncClient, String> {
-        let client = mqtt::CreateOptionsBuilder::new()
-            .server_uri(&self.config.connection.uri)
-            .client_id(publisher_client_id(&self.config.connection.client_id))
-            .persistence(None)
-            .send_while_disconnected(true)
-            .allow_disconnected_send_at_anytime(true)
-            .max_buffered_messages(10_000)
-            .create_client()
-            .map_err(|e| format!("cannot create the local MQTT client: {e}"))?;
+        let client = connection::create_client(&self.config.connection)?;
         let thing_requests = self.peers.thing_requests.clone();
         let connects = self.counters.connects.clone();
         client.set_connected_callback(move |cli| {
@@ -147,54 +144,16 @@ impl LocalBroker {
         Ok(client)
     }
 
-    fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
-        let c = &self.config.connection;
-        let will = mqtt::MessageBuilder::new()
-            .topic(&self.config.status_topic)
-            .payload(last_will_payload())
-            .qos(1)
-            .retained(true)
-            .finalize();
-        let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
-        opts.clean_session(true)
-            .keep_alive_interval(Duration::from_secs(30))
-            .automatic_reconnect(Duration::from_millis(500), Duration::from_secs(5))
-            .will_message(will);
-        if let Some(user) = &c.username {
-            opts.user_name(user);
-        }
-        if let Some(password) = &c.password {
-            opts.password(password.as_str());
-        }
-        if c.uri.starts_with("ssl://") || c.uri.starts_with("mqtts://") {
-            let mut ssl = mqtt::SslOptionsBuilder::new();
-            ssl.enable_server_cert_auth(true).verify(true);
-            if let Some(ca) = &c.ca_cert {
-                ssl.trust_store(ca)
-                    .map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
-            }
-            if let Some(cert) = &c.cert {
-                ssl.key_store(cert)
-                    .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
-            }
-            if let Some(key) = &c.key {
-                ssl.private_key(key)
-                    .map_err(|e| format!("localKey {}: {e}", key.display()))?;
-            }
-            opts.ssl_options(ssl.finalize());
-        }
-        Ok(opts.finalize())
-    }
-
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let Some(client) = &self.client else { return };
-        let opts = match self.connect_options() {
-            Ok(o) => o,
-            Err(e) => {
-                error!("{e}");
-                return;
-            }
-        };
+        let opts =
+            match connection::connect_options(&self.config.connection, &self.config.status_topic) {
+                Ok(o) => o,
+                Err(e) => {
+                    error!("{e}");
+                    return;
+                }
+            };
         let token = client.connect(opts);
         let addr = ctx.address();
         actix_rt::spawn(async move {
@@ -204,22 +163,19 @@ impl LocalBroker {
     }
 
     fn start_intake(&mut self) -> Result<(), String> {
-        let config = IntakeConfig {
-            connection: self.config.connection.clone(),
-            identity: self.config.identity.clone(),
-            max_payload_bytes: self.config.max_payload_bytes,
-            shadow: self.config.shadow.clone(),
-        };
         let peers = IntakePeers {
             journaled: self.peers.journaled.clone(),
             thing_requests: self.peers.thing_requests.clone(),
         };
-        let handle = intake::start(
-            config,
+        let ingest = Ingest::new(
+            self.config.identity.clone(),
+            self.config.max_payload_bytes,
+            self.config.shadow.clone(),
             self.journal.clone(),
             peers,
             self.intake_counters.clone(),
-        )?;
+        );
+        let handle = intake::start(&self.config.connection, ingest)?;
         self.intake = Some(handle);
         Ok(())
     }
@@ -230,6 +186,9 @@ impl Actor for LocalBroker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.replay_downlink(ctx);
+        if !matches!(self.sessions, Sessions::Mosquitto) {
+            return;
+        }
         let started = self
             .create_client()
             .map(|client| self.client = Some(client))
@@ -290,42 +249,30 @@ impl Handler<CloudInbound> for LocalBroker {
 
     fn handle(&mut self, msg: CloudInbound, ctx: &mut Self::Context) {
         let counters = &mut self.counters;
-        let local_topics = match topics::downlink(&msg.topic, &self.config.identity) {
-            Downlink::Command(local_topics) => {
-                counters.commands_down += 1;
-                local_topics
-            }
-            Downlink::Jobs(topic) => {
-                counters.jobs_down += 1;
-                vec![topic]
-            }
-            Downlink::NotForUs(device) => {
+        let (route, copies) = local_copies(&msg.topic, &msg.payload, &self.config.identity);
+        match route {
+            Route::Command => counters.commands_down += 1,
+            Route::Jobs => counters.jobs_down += 1,
+            Route::NotForUs(device) => {
                 counters.commands_dropped += 1;
                 warn!(
                     "dropping command for device {device:?}: not this gateway ({:?}) or its child",
                     self.config.identity.device_id
                 );
-                vec![]
             }
-            Downlink::Unknown => {
+            Route::Unknown => {
                 counters.commands_dropped += 1;
                 if self.unrouted_log.ready(Duration::from_secs(1)) {
                     warn!("dropping cloud message on unrouted topic {:?}", msg.topic);
                 }
-                vec![]
             }
+        }
+        let target = match &self.sessions {
+            Sessions::Mosquitto => ctx.address().recipient(),
+            #[cfg(test)]
+            Sessions::Copies(copies) => copies.clone(),
         };
-        let requests: Vec<_> = local_topics
-            .into_iter()
-            .map(|topic| {
-                ctx.address().send(LocalPublish {
-                    topic,
-                    payload: msg.payload.clone(),
-                    qos: 1,
-                    retain: false,
-                })
-            })
-            .collect();
+        let requests: Vec<_> = copies.into_iter().map(|c| target.send(c)).collect();
         let downlink = self.downlink.clone();
         // Forget the stored copy once Mosquitto has every local copy (or it was dropped); on
         // failure it stays and is delivered at the next start (within downlinkTtlSecs).
@@ -347,6 +294,39 @@ impl Handler<CloudInbound> for LocalBroker {
             }
         });
     }
+}
+
+/// Where a cloud message goes locally (what it counts as).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// A command for this gateway or one of its children.
+    Command,
+    /// A Jobs reply or notification.
+    Jobs,
+    /// A command for another device: dropped.
+    NotForUs(String),
+    /// A topic awslink does not route: dropped.
+    Unknown,
+}
+
+/// The route of a cloud message on `topic` and its local copies (QoS 1, not retained).
+fn local_copies(topic: &str, payload: &[u8], identity: &Identity) -> (Route, Vec<LocalPublish>) {
+    let (route, local_topics) = match topics::downlink(topic, identity) {
+        Downlink::Command(local_topics) => (Route::Command, local_topics),
+        Downlink::Jobs(topic) => (Route::Jobs, vec![topic]),
+        Downlink::NotForUs(device) => (Route::NotForUs(device), vec![]),
+        Downlink::Unknown => (Route::Unknown, vec![]),
+    };
+    let copies = local_topics
+        .into_iter()
+        .map(|topic| LocalPublish {
+            topic,
+            payload: payload.to_vec(),
+            qos: 1,
+            retain: false,
+        })
+        .collect();
+    (route, copies)
 }
 
 impl LocalBroker {
@@ -439,3 +419,6 @@ impl Handler<GetMetrics> for LocalBroker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! How awslink reaches the local Mosquitto: the [`LocalConnection`] settings both local sessions
+//! share, and the paho options of the publishing session `{id}-pub` (commands, status, Ditto
+//! responses, the status topic's last will). The intake's rumqttc options are built from the same
+//! settings in [`intake`](super::intake).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use paho_mqtt as mqtt;
+
+use crate::status::last_will_payload;
+
+/// How to reach the local broker (the `local*` configuration keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConnection {
+    /// paho URI: `tcp://host:port` or `ssl://host:port`.
+    pub uri: String,
+    /// Fixed client id of the persistent session.
+    pub client_id: String,
+    /// Optional credentials.
+    pub username: Option<String>,
+    /// Never logged.
+    pub password: Option<String>,
+    /// CA for a TLS local broker.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate for a TLS local broker.
+    pub cert: Option<PathBuf>,
+    /// Client key for a TLS local broker.
+    pub key: Option<PathBuf>,
+}
+
+/// Client id of the publishing session: the persistent session (and its queued messages) keeps
+/// the configured id, so upgrading from a single-session awslink loses nothing.
+pub fn publisher_client_id(client_id: &str) -> String {
+    format!("{client_id}-pub")
+}
+
+/// The publishing session's paho client: no persistence, and up to 10,000 publishes buffered
+/// while Mosquitto is away. Callbacks are the caller's.
+pub fn create_client(c: &LocalConnection) -> Result<mqtt::AsyncClient, String> {
+    mqtt::CreateOptionsBuilder::new()
+        .server_uri(&c.uri)
+        .client_id(publisher_client_id(&c.client_id))
+        .persistence(None)
+        .send_while_disconnected(true)
+        .allow_disconnected_send_at_anytime(true)
+        .max_buffered_messages(10_000)
+        .create_client()
+        .map_err(|e| format!("cannot create the local MQTT client: {e}"))
+}
+
+/// The publishing session's connect options: a clean session that reconnects by itself and
+/// leaves the retained last will on `status_topic`; TLS for `ssl://` / `mqtts://` URIs.
+pub fn connect_options(
+    c: &LocalConnection,
+    status_topic: &str,
+) -> Result<mqtt::ConnectOptions, String> {
+    let will = mqtt::MessageBuilder::new()
+        .topic(status_topic)
+        .payload(last_will_payload())
+        .qos(1)
+        .retained(true)
+        .finalize();
+    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+    opts.clean_session(true)
+        .keep_alive_interval(Duration::from_secs(30))
+        .automatic_reconnect(Duration::from_millis(500), Duration::from_secs(5))
+        .will_message(will);
+    if let Some(user) = &c.username {
+        opts.user_name(user);
+    }
+    if let Some(password) = &c.password {
+        opts.password(password.as_str());
+    }
+    if c.uri.starts_with("ssl://") || c.uri.starts_with("mqtts://") {
+        opts.ssl_options(paho_ssl_options(c)?);
+    }
+    Ok(opts.finalize())
+}
+
+/// paho TLS settings of the publishing session: server verification on, the configured CA and
+/// optional client certificate.
+fn paho_ssl_options(c: &LocalConnection) -> Result<mqtt::SslOptions, String> {
+    let mut ssl = mqtt::SslOptionsBuilder::new();
+    ssl.enable_server_cert_auth(true).verify(true);
+    if let Some(ca) = &c.ca_cert {
+        ssl.trust_store(ca)
+            .map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
+    }
+    if let Some(cert) = &c.cert {
+        ssl.key_store(cert)
+            .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
+    }
+    if let Some(key) = &c.key {
+        ssl.private_key(key)
+            .map_err(|e| format!("localKey {}: {e}", key.display()))?;
+    }
+    Ok(ssl.finalize())
+}

@@ -1,0 +1,350 @@
+//! What the intake does with one local message, and with a burst of them: map its topic to the
+//! cloud (or hand a Ditto twin command to the shadow service, or answer `edge/thing/request`),
+//! quarantine what AWS would refuse (oversize payloads, invalid topics), append the rest to the
+//! journal, and make each burst durable with one commit before it is acknowledged. Runs on the
+//! intake thread; knows nothing of MQTT packets.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, error, warn};
+
+use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
+use crate::clock::{unix_ms, LogLimiter};
+use crate::messages::{CloudMessage, Journaled, ThingRequest};
+use crate::shadow::ShadowIngest;
+use crate::status::THING_REQUEST_TOPIC;
+use crate::store::Journal;
+use crate::topics::{self, Identity, UplinkError};
+
+/// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// Uplink messages received from Mosquitto.
+    pub received: AtomicU64,
+    /// Entries appended to the journal.
+    pub journaled: AtomicU64,
+    /// Messages quarantined at ingress.
+    pub quarantined: AtomicU64,
+    /// Appends the journal refused.
+    pub journal_errors: AtomicU64,
+    /// Intake (re)connections.
+    pub connects: AtomicU64,
+    /// Times the intake started holding messages.
+    pub pauses: AtomicU64,
+    /// Messages held unacknowledged right now.
+    pub held: AtomicU64,
+    /// True while the intake session is connected.
+    pub connected: AtomicBool,
+    /// True while the intake holds new messages back.
+    pub paused: AtomicBool,
+    /// The intake thread ended (after a stop, or because it failed).
+    pub exited: AtomicBool,
+}
+
+/// Where the intake reports.
+#[derive(Clone)]
+pub struct IntakePeers {
+    /// The Buffer, told after appends (one notice per burst).
+    pub journaled: Recipient<Journaled>,
+    /// The StatusPublisher, for `edge/thing/request`.
+    pub thing_requests: Recipient<ThingRequest>,
+}
+
+/// Maps, quarantines and journals uplink messages. Runs on the intake thread.
+pub struct Ingest {
+    journal: Journal,
+    peers: IntakePeers,
+    identity: Identity,
+    max_payload_bytes: usize,
+    shadow: Option<Arc<ShadowIngest>>,
+    /// Shared with the LocalBroker's metrics.
+    pub counters: Arc<Counters>,
+    error_log: LogLimiter,
+    drop_log: LogLimiter,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Journaled, quarantined or not uplink traffic: acknowledge it.
+    Yes,
+    /// Journaled, and the journal is now at its limit: acknowledge it, hold the next ones.
+    YesButFull,
+    /// The journal refused it: hold it unacknowledged and try again later.
+    No,
+}
+
+impl Ingest {
+    /// An ingest that maps with `identity`, journals into `journal` and reports to `peers`.
+    pub fn new(
+        identity: Identity,
+        max_payload_bytes: usize,
+        shadow: Option<Arc<ShadowIngest>>,
+        journal: Journal,
+        peers: IntakePeers,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Ingest {
+            journal,
+            peers,
+            identity,
+            max_payload_bytes,
+            shadow,
+            counters,
+            error_log: LogLimiter::default(),
+            drop_log: LogLimiter::default(),
+        }
+    }
+
+    /// Handles one local message received with `qos` (0, or 1 for QoS 1 and 2); nothing is
+    /// durable before [`commit`](Self::commit).
+    pub fn take(&self, topic: &str, payload: &[u8], qos: i32) -> Taken {
+        if topic == THING_REQUEST_TOPIC {
+            self.peers.thing_requests.do_send(ThingRequest);
+            return Taken::Yes;
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let enqueued_ms = unix_ms();
+        let cloud = |topic: String| CloudMessage {
+            topic,
+            payload: payload.to_vec(),
+            qos,
+            enqueued_ms,
+        };
+        match topics::uplink(topic, &self.identity) {
+            Ok(Some(cloud_topic))
+                if self.shadow.is_some()
+                    && (cloud_topic.starts_with("telemetry/")
+                        || cloud_topic.starts_with("event/")) =>
+            {
+                let shadow = self.shadow.as_ref();
+                match shadow.and_then(|s| Some((s, s.on_local(payload, enqueued_ms)?))) {
+                    Some((shadow, requests)) => {
+                        let mut taken = Taken::Yes;
+                        for request in requests {
+                            let appended = self.append(&request.message);
+                            if appended != Taken::No {
+                                shadow.journaled(&request);
+                            }
+                            taken = worse(taken, appended);
+                        }
+                        taken
+                    }
+                    None => self.forward(cloud(cloud_topic), topic),
+                }
+            }
+            Ok(Some(cloud_topic)) => self.forward(cloud(cloud_topic), topic),
+            Ok(None) => {
+                debug!("ignoring local message on {topic:?}: not uplink traffic");
+                Taken::Yes
+            }
+            Err(e @ (UplinkError::MalformedResponse(_) | UplinkError::CloudLimit(_))) => {
+                self.quarantine(&cloud(topic.to_string()), &e.to_string())
+            }
+        }
+    }
+
+    /// Journals an uplink message, or quarantines it when AWS would refuse its size.
+    fn forward(&self, msg: CloudMessage, local_topic: &str) -> Taken {
+        if msg.payload.len() <= self.max_payload_bytes {
+            return self.append(&msg);
+        }
+        let reason = format!(
+            "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",
+            msg.payload.len(),
+            self.max_payload_bytes
+        );
+        self.quarantine(
+            &CloudMessage {
+                topic: local_topic.to_string(),
+                ..msg
+            },
+            &reason,
+        )
+    }
+
+    fn append(&self, msg: &CloudMessage) -> Taken {
+        match self.journal.append(msg) {
+            Ok(appended) => {
+                self.counters.journaled.fetch_add(1, Ordering::Relaxed);
+                if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
+                    warn!(
+                        "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
+                        self.journal.dropped()
+                    );
+                }
+                if appended.full {
+                    Taken::YesButFull
+                } else {
+                    Taken::Yes
+                }
+            }
+            Err(e) => {
+                self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if self.error_log.ready(Duration::from_secs(10)) {
+                    error!("cannot journal a message for {:?}: {e}; holding it (unacknowledged) until the journal takes it", msg.topic);
+                }
+                Taken::No
+            }
+        }
+    }
+
+    /// Stores a message AWS would refuse; if even that fails, it is held like any other.
+    fn quarantine(&self, msg: &CloudMessage, reason: &str) -> Taken {
+        if let Err(e) = self.journal.quarantine_new(msg, reason) {
+            self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+            error!(
+                "cannot store the quarantined message on {:?} ({reason}): {e}",
+                msg.topic
+            );
+            return Taken::No;
+        }
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        warn!("message on {:?} quarantined: {reason}", msg.topic);
+        Taken::Yes
+    }
+
+    /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it.
+    pub fn commit(&self) -> Result<(), String> {
+        self.journal.commit().map_err(|e| e.to_string())?;
+        if self.journal.announce() {
+            self.peers.journaled.do_send(Journaled {
+                last_seq: self.journal.last_seq(),
+            });
+        }
+        Ok(())
+    }
+
+    /// True when a held intake may take messages again (hysteresis: see [`super::hold`]).
+    pub fn has_room(&self) -> bool {
+        self.journal.has_room(RESUME_FRACTION) && self.journal.disk_ok(RESUME_DISK_FACTOR)
+    }
+}
+
+/// The outcome of a message that became several appends: the worst of them.
+fn worse(a: Taken, b: Taken) -> Taken {
+    match (a, b) {
+        (Taken::No, _) | (_, Taken::No) => Taken::No,
+        (Taken::YesButFull, _) | (_, Taken::YesButFull) => Taken::YesButFull,
+        _ => Taken::Yes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, JournalConfig, Limits};
+    use crate::testkit::probe;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    struct Fixture {
+        ingest: Ingest,
+        journal: Journal,
+        journaled: crate::testkit::ProbeReceiver<Journaled>,
+        thing_requests: crate::testkit::ProbeReceiver<ThingRequest>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(max_payload_bytes: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&JournalConfig {
+            path: dir.path().join("j"),
+            cache_bytes: 1 << 20,
+            durability: Durability::Fsync,
+            limits: Limits::UNLIMITED,
+            min_free_bytes: 0,
+        })
+        .unwrap();
+        let (journaled_to, journaled) = probe::<Journaled>();
+        let (thing_requests_to, thing_requests) = probe::<ThingRequest>();
+        let peers = IntakePeers {
+            journaled: journaled_to,
+            thing_requests: thing_requests_to,
+        };
+        let identity = Identity {
+            tenant_id: "t".into(),
+            device_id: "d".into(),
+        };
+        let ingest = Ingest::new(
+            identity,
+            max_payload_bytes,
+            None,
+            journal.clone(),
+            peers,
+            Arc::new(Counters::default()),
+        );
+        Fixture {
+            ingest,
+            journal,
+            journaled,
+            thing_requests,
+            _dir: dir,
+        }
+    }
+
+    #[test]
+    fn one_refused_append_holds_the_whole_message() {
+        use Taken::*;
+        assert_eq!(worse(Yes, Yes), Yes);
+        assert_eq!(worse(Yes, YesButFull), YesButFull);
+        assert_eq!(worse(YesButFull, No), No);
+        assert_eq!(worse(No, Yes), No);
+    }
+
+    #[actix::test]
+    async fn a_thing_request_goes_to_the_status_publisher_and_not_to_the_journal() {
+        let mut f = fixture(1024);
+        assert_eq!(f.ingest.take(THING_REQUEST_TOPIC, b"", 1), Taken::Yes);
+        f.thing_requests.expect(WAIT).await;
+        f.ingest.commit().unwrap();
+        assert_eq!(f.journal.queued(), 0);
+        assert_eq!(f.ingest.counters.received.load(Ordering::Relaxed), 0);
+    }
+
+    #[actix::test]
+    async fn a_burst_is_journaled_and_announced_once_per_commit() {
+        let mut f = fixture(1024);
+        assert_eq!(f.ingest.take("telemetry", b"one", 1), Taken::Yes);
+        assert_eq!(f.ingest.take("event", b"two", 0), Taken::Yes);
+        f.ingest.commit().unwrap();
+        let notice = f.journaled.expect(WAIT).await;
+        assert_eq!(notice.last_seq, f.journal.last_seq());
+        let entries = f.journal.entries_from(0, 10).unwrap();
+        let got: Vec<(String, Vec<u8>, i32)> = entries
+            .into_iter()
+            .map(|(_, m)| m.unwrap())
+            .map(|m| (m.topic, m.payload, m.qos))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("telemetry/t/d".to_string(), b"one".to_vec(), 1),
+                ("event/t/d".to_string(), b"two".to_vec(), 0),
+            ]
+        );
+        f.thing_requests
+            .expect_none(Duration::from_millis(50))
+            .await;
+    }
+
+    #[actix::test]
+    async fn an_oversize_payload_is_quarantined_with_its_local_topic() {
+        let f = fixture(4);
+        assert_eq!(f.ingest.take("telemetry", b"12345", 1), Taken::Yes);
+        f.ingest.commit().unwrap();
+        assert_eq!(f.journal.queued(), 0);
+        let quarantined = f.journal.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].msg.topic, "telemetry");
+        assert!(
+            quarantined[0].reason.contains("maxPayloadBytes"),
+            "{}",
+            quarantined[0].reason
+        );
+        assert_eq!(f.ingest.counters.quarantined.load(Ordering::Relaxed), 1);
+    }
+}

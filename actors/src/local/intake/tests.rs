@@ -1,0 +1,35 @@
+//! Tests of the intake's rumqttc options.
+
+use super::*;
+
+fn connection(uri: &str) -> LocalConnection {
+    LocalConnection {
+        uri: uri.into(),
+        client_id: "awslink".into(),
+        username: None,
+        password: None,
+        ca_cert: None,
+        cert: None,
+        key: None,
+    }
+}
+
+#[test]
+fn the_session_is_persistent_with_manual_acknowledgements() {
+    let options = mqtt_options(&connection("tcp://localhost:1883")).unwrap();
+    assert_eq!(options.broker_address(), ("localhost".to_string(), 1883));
+    assert_eq!(options.client_id(), "awslink");
+    assert!(!options.clean_session());
+    assert!(options.manual_acks());
+}
+
+#[test]
+fn a_bad_uri_or_a_missing_ca_file_says_what_to_fix() {
+    let err = |uri: &str| mqtt_options(&connection(uri)).err().unwrap_or_default();
+    assert!(err("ws://localhost:1883").contains("use tcp:// or ssl://"));
+    assert!(err("tcp://localhost").contains("no host:port"));
+    let mut c = connection("ssl://localhost:8883");
+    c.ca_cert = Some("/nonexistent/ca.pem".into());
+    let e = mqtt_options(&c).err().unwrap_or_default();
+    assert!(e.starts_with("localCACert /nonexistent/ca.pem"), "{e}");
+}
