@@ -2,7 +2,8 @@
 //! cloud (or hand a Ditto twin command to the shadow service, or answer `edge/thing/request`),
 //! quarantine what AWS would refuse (oversize payloads, invalid topics), append the rest to the
 //! journal, and make each burst durable with one commit before it is acknowledged. Runs on the
-//! intake thread; knows nothing of MQTT packets.
+//! intake thread; knows nothing of MQTT packets. The intake's [`Counters`] and [`IntakePeers`]
+//! live here because the ingest is what holds them (the event loop borrows them from it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
