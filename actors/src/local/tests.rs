@@ -180,7 +180,7 @@ async fn a_command_is_published_on_both_local_topics_and_then_forgotten() {
         (b"go".to_vec(), 1, false)
     );
     eventually("the delivered command is forgotten", || {
-        f.journal.downlink().len() == 0
+        f.journal.downlink().is_empty()
     })
     .await;
     assert_eq!(counter(&f.broker, "commands_down").await, 1);
@@ -251,7 +251,7 @@ async fn stored_commands_are_replayed_at_start_unless_older_than_the_ttl() {
         ("command//dev/req/9/open", "c//dev/q/9/open")
     );
     eventually("the replayed command is forgotten", || {
-        f.journal.downlink().len() == 0
+        f.journal.downlink().is_empty()
     })
     .await;
     assert_eq!(counter(&f.broker, "downlink_expired").await, 1);
