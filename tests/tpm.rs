@@ -142,7 +142,14 @@ fn a_persistent_tpm_key_passes_config_check_cert_show_and_check_and_carries_mess
         )),
         "{shown}"
     );
-    run_ok(&["check", "--config", config]);
+    let checked = run_ok(&["check", "--config", config]);
+    assert!(
+        checked.contains(&format!(
+            "device key in the TPM on {}, persistent handle {KEY}",
+            rig.tpm.tcti
+        )) && checked.contains("check passed"),
+        "{checked}"
+    );
     rig.messages_flow(key, &cert);
 }
 

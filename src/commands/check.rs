@@ -68,6 +68,12 @@ fn diagnose(config: &Config, device_id: &str, timeout: Duration) -> Result<(), F
     let port = config.endpoint.port;
     println!("checking {host}:{port} as client id {client_id:?} (device {device_id:?})");
     println!("note: AWS IoT closes any other connection with this client id; a running awslink reconnects by itself");
+    if let Some(PrivateKey::Tpm(tpm)) = &config.key {
+        println!(
+            "device key {} (the TPM signs the handshake)",
+            tpm.describe()
+        );
+    }
     let addrs = step("DNS resolve", || resolve(host, port, timeout))?;
     let tcp = step("TCP connect", || connect_tcp(&addrs, host, port, timeout))?;
     step("TLS handshake", || handshake(config, tcp, timeout))?;

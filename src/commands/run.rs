@@ -27,6 +27,9 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         config.buffer.path.display(),
         journal.queued()
     );
+    if let Some(key) = &config.key {
+        info!("device key: {}", key.describe());
+    }
     let system = System::new();
     let result = system.block_on(async move {
         // Before any actor starts: a SIGTERM during start-up must still mean a clean stop (as

@@ -163,7 +163,9 @@ impl TpmKey {
             .open(path)
             .map(drop)
             .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    self.error("tpmDevice", format!("{shown} is busy: another process holds it; use /dev/tpmrm0 (the kernel's resource manager), which many processes can share"))
+                } else if e.kind() == std::io::ErrorKind::PermissionDenied {
                     self.error("tpmDevice", format!("awslink's user may not open {shown} (permission denied): add it to the group that owns the device (usually tss)"))
                 } else {
                     self.error("tpmDevice", format!("cannot open {shown}: {e}"))
