@@ -178,6 +178,13 @@ pub struct CreateArgs {
     /// Replace existing {ID}.key and {ID}.pem.
     #[arg(long)]
     pub force: bool,
+    /// Make the key inside the TPM 2.0: {ID}.key is then a TSS2 key file that only this TPM can
+    /// use (name it in "key"); the private key never exists outside the TPM.
+    #[arg(long)]
+    pub tpm: bool,
+    /// The TPM for --tpm: a device path or a TCTI such as swtpm:host=127.0.0.1,port=2321.
+    #[arg(long, requires = "tpm", default_value = "/dev/tpmrm0")]
+    pub tpm_device: String,
 }
 
 /// `awslink cert csr`.
@@ -195,6 +202,13 @@ pub struct CsrArgs {
     /// Replace an existing {ID}.key with a new key.
     #[arg(long)]
     pub force: bool,
+    /// Make a new key inside the TPM 2.0 ({ID}.key becomes a TSS2 key file); an existing TSS2
+    /// {ID}.key is reused from the TPM with or without this flag.
+    #[arg(long)]
+    pub tpm: bool,
+    /// The TPM for --tpm or an existing TSS2 key: a device path or a TCTI.
+    #[arg(long, default_value = "/dev/tpmrm0")]
+    pub tpm_device: String,
 }
 
 /// `awslink cert show`.

@@ -277,3 +277,72 @@ fn tpm_mistakes_exit_2_with_one_line_naming_the_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn cert_csr_and_create_with_tpm_make_the_key_in_the_tpm_and_it_carries_messages() {
+    if skip() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let rig = TpmRig::start();
+    let out = rig.path("out");
+    let out_s = out.to_str().unwrap();
+    let tcti = rig.tpm.tcti.clone();
+    let csr = [
+        "cert",
+        "csr",
+        "--tpm",
+        "--tpm-device",
+        &tcti,
+        "--device-id",
+        DEVICE,
+        "--out-dir",
+        out_s,
+    ];
+    let said = run_ok(&csr);
+    assert!(said.contains("EC P-256 (256 bits) in the TPM"), "{said}");
+    let key = out.join(format!("{DEVICE}.key"));
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The CSR is signed by the TPM key; the CA signs it and the device connects with it.
+    let req = openssl::x509::X509Req::from_pem(
+        &std::fs::read(out.join(format!("{DEVICE}.csr"))).unwrap(),
+    )
+    .unwrap();
+    let public = req.public_key().unwrap();
+    assert!(req.verify(&public).unwrap(), "the CSR's signature verifies");
+    let public_pem = rig.path("csr-public.pem");
+    std::fs::write(&public_pem, public.public_key_to_pem().unwrap()).unwrap();
+    let cert = rig.path("csr-device.pem");
+    swtpm::device_certificate(rig.dir.path(), &public_pem, DEVICE, &cert);
+    // A second csr reuses the TPM key (the same public key).
+    let again = run_ok(&csr);
+    assert!(again.contains("reusing"), "{again}");
+    rig.messages_flow(json!({"key": key, "tpmDevice": tcti}), &cert);
+
+    // cert create --tpm: a self-signed certificate whose signature is the TPM key's.
+    let create = [
+        "cert",
+        "create",
+        "--tpm",
+        "--tpm-device",
+        &tcti,
+        "--key-type",
+        "rsa-2048",
+        "--device-id",
+        "gw-self",
+        "--out-dir",
+        out_s,
+    ];
+    let said = run_ok(&create);
+    assert!(said.contains("RSA 2048 bits in the TPM"), "{said}");
+    let self_signed =
+        openssl::x509::X509::from_pem(&std::fs::read(out.join("gw-self.pem")).unwrap()).unwrap();
+    let public = self_signed.public_key().unwrap();
+    assert!(self_signed.verify(&public).unwrap());
+}

@@ -23,6 +23,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Ref, X509ReqBuilder, X509};
 
+use super::tpm_key;
 use crate::cli::{CertCommand, CreateArgs, CsrArgs, KeyType, ShowArgs};
 use crate::config::{self, PrivateKey};
 use crate::failure::Failure;
@@ -50,13 +51,24 @@ pub fn create(args: &CreateArgs) -> Result<(), Failure> {
         refuse_existing(&cert_path)?;
     }
     ensure_dir(&args.out_dir)?;
-    let key = new_key(args.key_type)?;
-    let cert = self_signed(&args.device_id, &key, args.days)?;
-    let (key_pem, cert_pem) = pem_pair(&key, &cert)?;
-    write_new(&key_path, &key_pem, 0o600, args.force)?;
-    write_new(&cert_path, &cert_pem, 0o644, args.force)?;
+    let (key, cert, place) = if args.tpm {
+        let key = tpm_key::create(&args.tpm_device, args.key_type, &key_path, args.force)?;
+        let cert = self_signed(&args.device_id, &key, args.days)?;
+        let cert_pem = cert
+            .to_pem()
+            .map_err(Failure::crypto("certificate to PEM"))?;
+        write_new(&cert_path, &cert_pem, 0o644, args.force)?;
+        (key, cert, " in the TPM")
+    } else {
+        let key = new_key(args.key_type)?;
+        let cert = self_signed(&args.device_id, &key, args.days)?;
+        let (key_pem, cert_pem) = pem_pair(&key, &cert)?;
+        write_new(&key_path, &key_pem, 0o600, args.force)?;
+        write_new(&cert_path, &cert_pem, 0o644, args.force)?;
+        (key, cert, "")
+    };
     println!(
-        "wrote {} ({}, mode 0600)",
+        "wrote {} ({}{place}, mode 0600)",
         key_path.display(),
         key_type_name(&key)
     );
@@ -77,7 +89,12 @@ pub fn csr(args: &CsrArgs) -> Result<(), Failure> {
     let key_path = file_in(&args.out_dir, &args.device_id, "key");
     let csr_path = file_in(&args.out_dir, &args.device_id, "csr");
     ensure_dir(&args.out_dir)?;
-    let key = if key_path.exists() && !args.force {
+    let key = if let Some((key, verb)) = tpm_key::for_csr(args, &key_path)? {
+        check_reused_type(&key_path, &key, args.key_type)?;
+        let shown = key_path.display();
+        println!("{verb} {shown} ({} in the TPM)", key_type_name(&key));
+        key
+    } else if key_path.exists() && !args.force {
         let key = load_private_key(&key_path)?;
         check_reused_type(&key_path, &key, args.key_type)?;
         println!("reusing {} ({})", key_path.display(), key_type_name(&key));

@@ -8,6 +8,7 @@ pub mod config_check;
 pub mod health;
 pub mod provision;
 pub mod run;
+pub mod tpm_key;
 
 use crate::cli::ConfigArgs;
 use crate::config::{self, files, Config};

@@ -158,9 +158,9 @@ static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 static KEYS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 static ENGINE_PTR: Mutex<usize> = Mutex::new(0);
 /// tpm2-openssl shares one ESYS context per provider: one TPM operation at a time.
-static TPM_LOCK: Mutex<()> = Mutex::new(());
+pub(super) static TPM_LOCK: Mutex<()> = Mutex::new(());
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -190,7 +190,7 @@ fn describe(stack: &openssl::error::ErrorStack) -> String {
 
 /// The tpm2 provider's library context, opened on `tcti` the first time. A process talks to one
 /// TPM: asking for another afterwards is an error.
-fn runtime(tcti: &str) -> Result<*mut OSSL_LIB_CTX, String> {
+pub(super) fn runtime(tcti: &str) -> Result<*mut OSSL_LIB_CTX, String> {
     let mut rt = lock(&RUNTIME);
     if let Some(rt) = rt.as_ref() {
         return if rt.tcti == tcti {
