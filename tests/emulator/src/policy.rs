@@ -256,11 +256,11 @@ impl Policy {
         let count_ok = self
             .publishes
             .as_mut()
-            .map_or(true, |w| w.would_admit(now, 1));
+            .is_none_or(|w| w.would_admit(now, 1));
         let bytes_ok = self
             .bytes
             .as_mut()
-            .map_or(true, |w| w.would_admit(now, wire_len as u64));
+            .is_none_or(|w| w.would_admit(now, wire_len as u64));
         if !(count_ok && bytes_ok) {
             return Verdict::Throttle;
         }
