@@ -7,7 +7,10 @@ mod commands;
 mod config;
 mod failure;
 mod liveness;
+mod failure;
+mod liveness;
 mod logging;
+mod redact;
 mod wiring;
 
 use std::io::Write;
