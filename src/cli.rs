@@ -85,6 +85,10 @@ pub struct HealthArgs {
     /// Unhealthy when the buffer's file system has less than this many MiB available.
     #[arg(long, value_name = "MB", default_value_t = 16)]
     pub min_free_mb: u64,
+    /// Unhealthy when awslink's last heartbeat (every actor answered) is older than SECS: the
+    /// process exists but is wedged.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub max_heartbeat_age: u64,
 }
 
 /// `awslink check`: the configuration (as for `run`) and the time allowed per step.

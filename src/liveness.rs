@@ -8,6 +8,7 @@
 //! The decisions are the pure [`Heartbeat`]; the thread only performs them.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,10 +34,10 @@ pub struct LivenessConfig {
 }
 
 impl LivenessConfig {
-    /// The defaults: a round every 5 s (or a third of systemd's `WatchdogSec`, if shorter), 2 s
-    /// to answer, fatal after 30 s (or `WatchdogSec`, if shorter) without a complete round.
+    /// The defaults: a round every second (or a third of systemd's `WatchdogSec`, if shorter),
+    /// fatal after 30 s (or `WatchdogSec`, if shorter) without a complete round.
     pub fn for_buffer(buffer_dir: &Path, watchdog: Option<Duration>) -> Self {
-        let mut interval = Duration::from_secs(5);
+        let mut interval = Duration::from_secs(1);
         let mut fatal_after = Duration::from_secs(30);
         if let Some(w) = watchdog {
             interval = interval.min(w / 3).max(Duration::from_millis(100));
@@ -44,7 +45,7 @@ impl LivenessConfig {
         }
         LivenessConfig {
             interval,
-            answer_timeout: Duration::from_secs(2).min(interval),
+            answer_timeout: interval,
             fatal_after,
             heartbeat_file: buffer_dir.join(HEARTBEAT_FILE),
         }
@@ -220,11 +221,25 @@ pub fn read_heartbeat(path: &Path) -> std::io::Result<u64> {
     })
 }
 
-/// Starts the heartbeat thread over `actors` (name, recipient). It runs until the process ends.
+/// The running heartbeat thread.
+pub struct HeartbeatThread {
+    stopping: Arc<AtomicBool>,
+}
+
+impl HeartbeatThread {
+    /// Ends the heartbeat (shutdown: actors stop on purpose now, which is not fatal).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Starts the heartbeat thread over `actors` (name, recipient).
 pub fn spawn(
     config: LivenessConfig,
     actors: Vec<(&'static str, Recipient<GetMetrics>)>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<HeartbeatThread> {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = stopping.clone();
     std::thread::Builder::new()
         .name("awslink-liveness".into())
         .spawn(move || {
@@ -235,14 +250,22 @@ pub fn spawn(
                 Ok(rt) => rt,
                 Err(e) => fatal(&format!("cannot start the heartbeat: {e}")),
             };
-            runtime.block_on(beat_forever(config, actors));
-        })
+            runtime.block_on(beat(config, actors, flag));
+        })?;
+    Ok(HeartbeatThread { stopping })
 }
 
-async fn beat_forever(config: LivenessConfig, actors: Vec<(&'static str, Recipient<GetMetrics>)>) {
+async fn beat(
+    config: LivenessConfig,
+    actors: Vec<(&'static str, Recipient<GetMetrics>)>,
+    stopping: Arc<AtomicBool>,
+) {
     let mut heartbeat = Heartbeat::new(Instant::now(), config.fatal_after);
     let mut file_warned = false;
     loop {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let round_started = Instant::now();
         let mut answers = Vec::with_capacity(actors.len());
         for (name, recipient) in &actors {
@@ -254,6 +277,9 @@ async fn beat_forever(config: LivenessConfig, actors: Vec<(&'static str, Recipie
                     Ok(Err(MailboxError::Timeout)) | Err(_) => Answer::Silent,
                 };
             answers.push((*name, answer));
+        }
+        if stopping.load(Ordering::SeqCst) {
+            return;
         }
         for action in heartbeat.round(Instant::now(), &answers) {
             match action {
@@ -367,10 +393,11 @@ mod tests {
     fn intervals_follow_systemds_watchdog() {
         let dir = Path::new("/var/lib/awslink");
         let rows = [
-            (None, 5_000, 30_000),
-            (Some(60_000), 5_000, 30_000),
-            (Some(9_000), 3_000, 9_000),
-            (Some(1_000), 333, 1_000),
+            (None, 1_000, 30_000),
+            (Some(60_000), 1_000, 30_000),
+            (Some(9_000), 1_000, 9_000),
+            (Some(1_500), 500, 1_500),
+            (Some(150), 100, 200),
         ];
         for (watchdog_ms, interval_ms, fatal_ms) in rows {
             let c = LivenessConfig::for_buffer(dir, watchdog_ms.map(Duration::from_millis));

@@ -1,8 +1,10 @@
 //! Logging setup for `awslink run`: the level from the configuration (RUST_LOG wins), written to
-//! stderr or appended to the configured `logFile`.
+//! stderr or appended to the configured `logFile`, with every secret of the configuration
+//! redacted from every record ([`crate::redact`]) — at any level, from any crate.
 
 use crate::config::Config;
 use crate::failure::Failure;
+use crate::redact::{pem_body_lines, Redacting};
 
 /// Installs the process-wide logger the configuration describes.
 pub fn init(config: &Config) -> Result<(), Failure> {
@@ -27,6 +29,26 @@ pub fn init(config: &Config) -> Result<(), Failure> {
             })?;
         builder.target(env_logger::Target::Pipe(Box::new(file)));
     }
-    builder.init();
+    let logger = builder.build();
+    let max_level = logger.filter();
+    let logger = Redacting::new(logger, secrets(config));
+    log::set_boxed_logger(Box::new(logger))
+        .map_err(|e| Failure::runtime(format!("cannot install the logger: {e}")))?;
+    log::set_max_level(max_level);
     Ok(())
+}
+
+/// What must never appear in a log line: the passwords and the private keys' base64 lines.
+fn secrets(config: &Config) -> Vec<String> {
+    let mut secrets: Vec<String> = [&config.password, &config.local.password]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    for key in [&config.key, &config.local.key].into_iter().flatten() {
+        if let Ok(pem) = std::fs::read_to_string(key) {
+            secrets.extend(pem_body_lines(&pem));
+        }
+    }
+    secrets
 }

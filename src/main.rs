@@ -7,8 +7,6 @@ mod commands;
 mod config;
 mod failure;
 mod liveness;
-mod failure;
-mod liveness;
 mod logging;
 mod redact;
 mod wiring;

@@ -49,11 +49,25 @@ pub struct Running {
     supervisor: Addr<Supervisor>,
     local: Addr<LocalBroker>,
     buffer: Addr<Buffer>,
-    _status: Addr<StatusPublisher>,
-    _shadow_mapper: Option<Addr<ShadowMapper>>,
+    status: Addr<StatusPublisher>,
+    shadow_mapper: Option<Addr<ShadowMapper>>,
 }
 
 impl Running {
+    /// Every long-lived actor, by the name its metrics line starts with, for the heartbeat.
+    pub fn heartbeat_targets(&self) -> Vec<(&'static str, Recipient<GetMetrics>)> {
+        let mut targets: Vec<(&'static str, Recipient<GetMetrics>)> = vec![
+            ("local", self.local.clone().recipient()),
+            ("buffer", self.buffer.clone().recipient()),
+            ("supervisor", self.supervisor.clone().recipient()),
+            ("status", self.status.clone().recipient()),
+        ];
+        if let Some(mapper) = &self.shadow_mapper {
+            targets.push(("shadow", mapper.clone().recipient()));
+        }
+        targets
+    }
+
     /// Stops in order — the cloud link (via the supervisor), the local sessions, the journal's
     /// last flush — and gives up waiting after `budget`.
     pub async fn shutdown(self, budget: Duration) {
@@ -200,7 +214,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         supervisor,
         local,
         buffer,
-        _status: status,
-        _shadow_mapper: shadow_mapper,
+        status,
+        shadow_mapper,
     })
 }

@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod clock;
 pub mod cloud;
 pub mod drain;
+pub mod fatal;
 pub mod fault;
 pub mod local;
 pub mod messages;

@@ -77,16 +77,21 @@ impl StatusPublisher {
         }
     }
 
-    /// Asks every actor for its counters, then logs one line per actor and publishes them all
-    /// as one JSON document on [`METRICS_TOPIC`].
-    fn report_metrics(&self, ctx: &mut Context<Self>) {
-        let own = ActorMetrics {
+    /// This actor's own counters.
+    fn own_metrics(&self) -> ActorMetrics {
+        ActorMetrics {
             actor: "status",
             counters: vec![
                 ("connected", self.connected as u64),
                 ("published", self.published),
             ],
-        };
+        }
+    }
+
+    /// Asks every actor for its counters, then logs one line per actor and publishes them all
+    /// as one JSON document on [`METRICS_TOPIC`].
+    fn report_metrics(&self, ctx: &mut Context<Self>) {
+        let own = self.own_metrics();
         let requests: Vec<_> = self
             .metrics_sources
             .iter()
@@ -153,6 +158,15 @@ impl Handler<ConnectionStatus> for StatusPublisher {
                 Err(_) => warn!("local broker did not acknowledge the connection status within 1 s; it is queued"),
             }
         })
+    }
+}
+
+impl Handler<GetMetrics> for StatusPublisher {
+    type Result = ActorMetrics;
+
+    /// The heartbeat asks every actor, this one too.
+    fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
+        self.own_metrics()
     }
 }
 

@@ -29,6 +29,8 @@ use paho_mqtt as mqtt;
 use crate::cli::HealthArgs;
 use crate::config::{Config, LocalSettings};
 use crate::failure::Failure;
+use crate::liveness;
+use awslink_actors::clock::unix_ms;
 
 /// `awslink health`: loads the configuration and runs the checks.
 pub fn run(args: &HealthArgs) -> Result<(), Failure> {
@@ -55,6 +57,7 @@ fn check(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
         }
     }
     check_lock_held(dir)?;
+    let beat = check_heartbeat(dir, Duration::from_secs(args.max_heartbeat_age))?;
     let mut metrics = String::new();
     if let Some(max_age) = args.max_age {
         wait_for_metrics(config, Duration::from_secs(max_age))?;
@@ -65,10 +68,34 @@ fn check(config: &Config, args: &HealthArgs) -> Result<(), Failure> {
     }
     let free = free_mb.map_or(String::new(), |f| format!(", {f} MiB free"));
     println!(
-        "healthy: awslink is running on buffer directory {}{free}{metrics}",
-        dir.display()
+        "healthy: awslink is running on buffer directory {}{free}, heartbeat {} ms ago{metrics}",
+        dir.display(),
+        beat.as_millis()
     );
     Ok(())
+}
+
+/// The running awslink writes `{buffer}/heartbeat` whenever every actor answered; a stale one
+/// means a wedged process (alive, holding the lock, doing nothing).
+fn check_heartbeat(dir: &Path, max_age: Duration) -> Result<Duration, Failure> {
+    let file = dir.join(liveness::HEARTBEAT_FILE);
+    let beat_ms = liveness::read_heartbeat(&file).map_err(|e| {
+        unhealthy(format!(
+            "awslink holds {} but its heartbeat {} cannot be read ({e}): it is still starting, or wedged since it started",
+            dir.display(),
+            file.display()
+        ))
+    })?;
+    let age = Duration::from_millis(unix_ms().saturating_sub(beat_ms));
+    if age > max_age {
+        return Err(unhealthy(format!(
+            "awslink is wedged: its last heartbeat ({}) was {} s ago, more than --max-heartbeat-age {} s; it exits by itself after 30 s without one, else restart it",
+            file.display(),
+            age.as_secs(),
+            max_age.as_secs()
+        )));
+    }
+    Ok(age)
 }
 
 fn unhealthy(message: String) -> Failure {

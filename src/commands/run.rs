@@ -8,6 +8,7 @@ use log::{error, info};
 
 use crate::cli::ConfigArgs;
 use crate::failure::Failure;
+use crate::liveness::{self, LivenessConfig};
 use crate::{logging, wiring};
 
 /// How long shutdown may take before awslink exits anyway.
@@ -17,7 +18,15 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
 pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
     let (config, device_id) = super::load(args)?;
     logging::init(&config)?;
+    liveness::install_panic_hook();
+    awslink_actors::fatal::set_handler(|cause| liveness::fatal(cause));
     let journal = wiring::open_journal(&config)?;
+    let last_flush = journal.clone();
+    liveness::on_fatal(move || {
+        if let Err(e) = last_flush.flush() {
+            error!("journal flush before exiting failed: {e}");
+        }
+    });
     info!(
         "awslink {} starting: device {device_id:?}, cloud {}:{}, local {}, buffer {} ({} queued)",
         env!("CARGO_PKG_VERSION"),
@@ -36,8 +45,14 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         // PID 1 in a container, an unhandled SIGTERM would be ignored until the grace period ends).
         let signal = wait_for_signal();
         let running = wiring::start(&config, &device_id, journal)?;
+        let liveness =
+            LivenessConfig::for_buffer(&config.buffer.path, sd_notify::watchdog_enabled());
+        let heartbeat = liveness::spawn(liveness, running.heartbeat_targets())
+            .map_err(|e| Failure::runtime(format!("cannot start the heartbeat thread: {e}")))?;
         let signal = signal.await;
         info!("{signal} received: shutting down");
+        heartbeat.stop();
+        liveness::notify(sd_notify::NotifyState::Stopping);
         running.shutdown(SHUTDOWN_BUDGET).await;
         info!("awslink stopped");
         Ok(())

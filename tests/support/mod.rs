@@ -449,6 +449,8 @@ pub struct Awslink {
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
+    /// Extra environment of every start (e.g. `AWSLINK_FAULT`, `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The settings the tests vary.
@@ -497,6 +499,11 @@ fn merge(into: &mut Value, from: &Value) {
 impl Awslink {
     /// Writes the config and starts `awslink run`.
     pub fn start(setup: &AwslinkSetup<'_>) -> Awslink {
+        Self::start_with_env(setup, &[])
+    }
+
+    /// Writes the config and starts `awslink run` with extra environment variables.
+    pub fn start_with_env(setup: &AwslinkSetup<'_>, env: &[(&str, &str)]) -> Awslink {
         let config_path = setup.dir.join("awslink.json");
         fs::write(
             &config_path,
@@ -508,6 +515,10 @@ impl Awslink {
             config_path,
             log_path,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         a.restart();
         a
@@ -525,6 +536,7 @@ impl Awslink {
             .args(["run", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "debug,paho_mqtt=info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -546,6 +558,29 @@ impl Awslink {
             || child.try_wait().ok().flatten(),
         );
         (status.code(), started.elapsed())
+    }
+
+    /// Waits up to `timeout` for awslink to exit by itself; its exit code and when it exited.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> (Option<i32>, Instant) {
+        let child = self.child.as_mut().expect("awslink is not running");
+        let status = wait_until(timeout, "awslink to exit by itself", || {
+            child.try_wait().ok().flatten()
+        });
+        let exited = Instant::now();
+        self.child = None;
+        (status.code(), exited)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The process id of the running awslink.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("awslink is not running").id()
     }
 
     /// SIGKILL (a crash).
