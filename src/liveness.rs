@@ -106,9 +106,9 @@ impl Heartbeat {
             let quiet = now.saturating_duration_since(self.last_complete);
             if quiet >= self.fatal_after {
                 return vec![Action::Fatal(format!(
-                    "the {} actor has not answered for {} s (wedged)",
+                    "no answer from {} for {:.1} s (wedged)",
                     silent.join(", "),
-                    quiet.as_secs()
+                    quiet.as_secs_f64()
                 ))];
             }
             return Vec::new();
@@ -267,16 +267,21 @@ async fn beat(
             return;
         }
         let round_started = Instant::now();
-        let mut answers = Vec::with_capacity(actors.len());
-        for (name, recipient) in &actors {
-            let answer =
-                match tokio::time::timeout(config.answer_timeout, recipient.send(GetMetrics)).await
-                {
-                    Ok(Ok(metrics)) => Answer::Alive(metrics),
-                    Ok(Err(MailboxError::Closed)) => Answer::Stopped,
-                    Ok(Err(MailboxError::Timeout)) | Err(_) => Answer::Silent,
-                };
-            answers.push((*name, answer));
+        // Every request is in its actor's mailbox before the first answer is awaited, so one
+        // round takes at most `answer_timeout`, however many actors are silent.
+        let requests: Vec<_> = actors
+            .iter()
+            .map(|(name, recipient)| (*name, recipient.send(GetMetrics)))
+            .collect();
+        let deadline = tokio::time::Instant::now() + config.answer_timeout;
+        let mut answers = Vec::with_capacity(requests.len());
+        for (name, request) in requests {
+            let answer = match tokio::time::timeout_at(deadline, request).await {
+                Ok(Ok(metrics)) => Answer::Alive(metrics),
+                Ok(Err(MailboxError::Closed)) => Answer::Stopped,
+                Ok(Err(MailboxError::Timeout)) | Err(_) => Answer::Silent,
+            };
+            answers.push((name, answer));
         }
         if stopping.load(Ordering::SeqCst) {
             return;
@@ -348,7 +353,7 @@ mod tests {
                 33,
                 vec![("local", Answer::Silent), ("buffer", Answer::Silent)],
                 vec![Action::Fatal(
-                    "the local, buffer actor has not answered for 30 s (wedged)".into(),
+                    "no answer from local, buffer for 30.0 s (wedged)".into(),
                 )],
             ),
         ];

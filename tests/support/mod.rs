@@ -451,6 +451,8 @@ pub struct Awslink {
     child: Option<Child>,
     /// Extra environment of every start (e.g. `AWSLINK_FAULT`, `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
+    /// Exit code and time, once [`Awslink::is_running`] saw the process gone.
+    exited: Option<(Option<i32>, Instant)>,
 }
 
 /// The settings the tests vary.
@@ -515,6 +517,7 @@ impl Awslink {
             config_path,
             log_path,
             child: None,
+            exited: None,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -562,6 +565,10 @@ impl Awslink {
 
     /// Waits up to `timeout` for awslink to exit by itself; its exit code and when it exited.
     pub fn wait_for_exit(&mut self, timeout: Duration) -> (Option<i32>, Instant) {
+        if let Some(exited) = self.exited.take() {
+            self.child = None;
+            return exited;
+        }
         let child = self.child.as_mut().expect("awslink is not running");
         let status = wait_until(timeout, "awslink to exit by itself", || {
             child.try_wait().ok().flatten()
@@ -571,11 +578,20 @@ impl Awslink {
         (status.code(), exited)
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running (once it exited, [`Self::wait_for_exit`] still
+    /// reports its exit code and when it was first seen exited).
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                self.exited.get_or_insert((status.code(), Instant::now()));
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// The process id of the running awslink.

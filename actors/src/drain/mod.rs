@@ -16,6 +16,7 @@ use log::{error, warn};
 
 use crate::clock::unix_ms;
 use crate::cloud::publisher::AckNotice;
+use crate::fault::{self, Fault};
 use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
@@ -265,6 +266,14 @@ impl Actor for Buffer {
 impl Handler<Journaled> for Buffer {
     type Result = ();
     fn handle(&mut self, _msg: Journaled, ctx: &mut Self::Context) {
+        match fault::active() {
+            Some(Fault::BufferPanic) => panic!("fault injection: the Buffer panics"),
+            Some(Fault::BufferStop) => return ctx.stop(),
+            Some(Fault::Wedge) => loop {
+                std::thread::park();
+            },
+            _ => {}
+        }
         self.journal.take_announcement(); // before reading, so no append goes unannounced
         self.pump(ctx);
     }
