@@ -45,7 +45,11 @@ fn secrets(config: &Config) -> Vec<String> {
         .flatten()
         .cloned()
         .collect();
-    for key in [&config.key, &config.local.key].into_iter().flatten() {
+    let cloud_key = config.key.as_ref().and_then(|k| k.file());
+    for key in [cloud_key, config.local.key.as_deref()]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(pem) = std::fs::read_to_string(key) {
             secrets.extend(pem_body_lines(&pem));
         }

@@ -150,12 +150,9 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
             .client_id
             .clone()
             .unwrap_or_else(|| device_id.clone()),
-        ca_cert: config.ca_cert.clone(),
-        cert: config.cert.clone(),
-        key: config.key.clone(),
+        tls: config.cloud_tls(),
         username: config.username.clone(),
         password: config.password.clone(),
-        alpn: config.alpn.clone(),
         keep_alive: config.keep_alive,
         connect_timeout: Duration::from_secs(20),
         subscriptions: {

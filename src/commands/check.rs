@@ -10,9 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use awslink_actors::cloud::tls_probe::{self, alert_name, is_alert_about_us, ProbeTarget};
+use awslink_actors::tls::{TlsError, TlsFile};
 use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, SslConnector, SslFiletype, SslMethod, SslStream,
-    SslVerifyMode, SslVersion,
+    HandshakeError, MidHandshakeSslStream, SslConnector, SslStream, SslVerifyMode, SslVersion,
 };
 use paho_mqtt as mqtt;
 
@@ -213,48 +213,40 @@ fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<(
     }
 }
 
-/// TLS 1.2 minimum, CA file or system store, client certificate and key, ALPN.
+/// TLS 1.2 minimum, CA file or system store, client certificate and key, ALPN — the link's own
+/// identity ([`Config::cloud_tls`]); the key must belong to the certificate.
 fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
-    let setup = |e: openssl::error::ErrorStack| {
-        Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up")
-    };
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(setup)?;
-    if let Some(ca) = &config.ca_cert {
-        b.set_ca_file(ca)
-            .map_err(|_| bad_file("caCert", ca, "a PEM CA certificate (Amazon Root CA 1)"))?;
-    }
-    if let Some(cert) = &config.cert {
-        b.set_certificate_chain_file(cert)
-            .map_err(|_| bad_file("cert", cert, "a PEM certificate"))?;
-    }
-    if let Some(key) = &config.key {
-        match key {
-            PrivateKey::File(path) => b
-                .set_private_key_file(path, SslFiletype::PEM)
-                .map_err(|_| bad_file("key", path, "a PEM private key"))?,
-            PrivateKey::Tpm(tpm) => {
-                let id = tpm.open().map_err(|e| {
-                    Diagnosis::config(
-                        format!("cannot use the key {}", tpm.describe()),
-                        e.to_string(),
-                    )
-                })?;
-                b.set_private_key(&id.pkey).map_err(setup)?;
-            }
-        }
-        b.check_private_key().map_err(|_| {
-            Diagnosis::config(
+    let tls = config.cloud_tls();
+    let diagnose = |e| tls_diagnosis(e, tls.key.as_ref());
+    let connector = tls.openssl_connector().map_err(diagnose)?;
+    if !tls.key_matches_cert().map_err(diagnose)? {
+        if let Some(key) = &tls.key {
+            return Err(Diagnosis::config(
                 format!("the key {} does not belong to the certificate", key.describe()),
                 format!("config key \"{}\": the private key does not match \"cert\"; use the key the certificate was made for", key_setting(key)),
+            ));
+        }
+    }
+    Ok(connector)
+}
+
+/// A TLS file (or TPM key) that cannot be used, as a diagnosis naming its setting.
+fn tls_diagnosis(e: TlsError, key: Option<&PrivateKey>) -> Diagnosis {
+    if let (TlsFile::Key, Some(tpm @ PrivateKey::Tpm(_))) = (e.file, key) {
+        return Diagnosis::config(format!("cannot use the key {}", tpm.describe()), e.problem);
+    }
+    let what = match e.file {
+        _ if e.setting.is_empty() => {
+            return Diagnosis::new(
+                format!("tls setup: {}", e.problem),
+                "OpenSSL could not be set up",
             )
-        })?;
-    }
-    if !config.alpn.is_empty() {
-        b.set_alpn_protos(&alpn_wire(&config.alpn)).map_err(setup)?;
-    }
-    Ok(b.build())
+        }
+        TlsFile::Ca => "a PEM CA certificate (Amazon Root CA 1)",
+        TlsFile::Cert => "a PEM certificate",
+        TlsFile::Key => "a PEM private key",
+    };
+    bad_file(e.setting, &e.path, what)
 }
 
 /// The setting that names the key (`key`, `keyTpmHandle`, `tpmKey`).
@@ -270,16 +262,6 @@ fn bad_file(key: &str, path: &Path, what: &str) -> Diagnosis {
         format!("cannot load {}", path.display()),
         format!("config key \"{key}\": {} is not {what}", path.display()),
     )
-}
-
-fn alpn_wire(protocols: &[String]) -> Vec<u8> {
-    let mut wire = Vec::new();
-    for p in protocols {
-        let bytes = &p.as_bytes()[..p.len().min(255)];
-        wire.push(bytes.len() as u8);
-        wire.extend_from_slice(bytes);
-    }
-    wire
 }
 
 /// The handshake completed: describe it, after the server's verdict on our certificate.
@@ -445,40 +427,12 @@ fn paho_connect_options(
     config: &Config,
     timeout: Duration,
 ) -> Result<mqtt::ConnectOptions, Diagnosis> {
-    let mut ssl = mqtt::SslOptionsBuilder::new();
-    ssl.enable_server_cert_auth(true).verify(true);
-    if let Some(ca) = &config.ca_cert {
-        ssl.trust_store(ca)
-            .map_err(|_| bad_file("caCert", ca, "a readable file"))?;
-    }
-    if let Some(cert) = &config.cert {
-        ssl.key_store(cert)
-            .map_err(|_| bad_file("cert", cert, "a readable file"))?;
-    }
-    match &config.key {
-        None => {}
-        Some(PrivateKey::File(key)) => {
-            ssl.private_key(key)
-                .map_err(|_| bad_file("key", key, "a readable file"))?;
-        }
-        Some(PrivateKey::Tpm(tpm)) => {
-            let id = tpm.open().map_err(|e| {
-                Diagnosis::config(
-                    format!("cannot use the key {}", tpm.describe()),
-                    e.to_string(),
-                )
-            })?;
-            ssl.private_key(&id.paho_name).map_err(|e| {
-                Diagnosis::config(format!("paho: {e}"), "the TPM key's name is not usable")
-            })?;
-        }
-    }
-    if !config.alpn.is_empty() {
-        let protos: Vec<&str> = config.alpn.iter().map(String::as_str).collect();
-        ssl.alpn_protos(&protos);
-    }
+    let ssl = config
+        .cloud_tls()
+        .paho_ssl_options()
+        .map_err(|e| bad_file(e.setting, &e.path, "a readable file"))?;
     let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
-    opts.ssl_options(ssl.finalize())
+    opts.ssl_options(ssl)
         .keep_alive_interval(config.keep_alive)
         .connect_timeout(timeout)
         .clean_session(true);
@@ -509,10 +463,7 @@ fn connect_failed(config: &Config, client_id: &str, paho_error: &str) -> Diagnos
     let target = ProbeTarget {
         host: config.endpoint.host.clone(),
         port: config.endpoint.port,
-        ca_cert: config.ca_cert.clone(),
-        cert: config.cert.clone(),
-        key: config.key.clone(),
-        alpn: config.alpn.clone(),
+        tls: config.cloud_tls(),
         timeout: Duration::from_secs(3),
     };
     match tls_probe::probe(&target) {

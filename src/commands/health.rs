@@ -31,6 +31,7 @@ use crate::config::{Config, LocalSettings};
 use crate::failure::Failure;
 use crate::liveness;
 use awslink_actors::clock::unix_ms;
+use awslink_actors::tls::{is_tls_uri, PrivateKey, TlsIdentity, LOCAL_SETTINGS};
 
 /// `awslink health`: loads the configuration and runs the checks.
 pub fn run(args: &HealthArgs) -> Result<(), Failure> {
@@ -286,26 +287,23 @@ fn paho_connect_options(
     if let Some(password) = &local.password {
         opts.password(password.as_str());
     }
-    if local.uri.starts_with("ssl://") || local.uri.starts_with("mqtts://") {
-        let mut ssl = mqtt::SslOptionsBuilder::new();
-        ssl.enable_server_cert_auth(true).verify(true);
-        let files = [
-            ("localCACert", &local.ca_cert),
-            ("localCert", &local.cert),
-            ("localKey", &local.key),
-        ];
-        for (key, path) in files {
-            let Some(path) = path else { continue };
-            let set = match key {
-                "localCACert" => ssl.trust_store(path),
-                "localCert" => ssl.key_store(path),
-                _ => ssl.private_key(path),
-            };
-            set.map_err(|e| {
-                Failure::usage(format!("config key \"{key}\": {}: {e}", path.display()))
-            })?;
-        }
-        opts.ssl_options(ssl.finalize());
+    if is_tls_uri(&local.uri) {
+        let tls = TlsIdentity {
+            ca: local.ca_cert.clone(),
+            cert: local.cert.clone(),
+            key: local.key.clone().map(PrivateKey::File),
+            alpn: Vec::new(),
+            settings: LOCAL_SETTINGS,
+        };
+        let ssl = tls.paho_ssl_options().map_err(|e| {
+            Failure::usage(format!(
+                "config key \"{}\": {}: {}",
+                e.setting,
+                e.path.display(),
+                e.problem
+            ))
+        })?;
+        opts.ssl_options(ssl);
     }
     Ok(opts.finalize())
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use awslink_actors::cloud::tls_probe::{self, ProbeTarget};
+use awslink_actors::tls::{SettingNames, TlsIdentity, AWS_ALPN_CERT};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use paho_mqtt as mqtt;
@@ -31,9 +32,6 @@ use crate::failure::Failure;
 
 /// The CreateCertificateFromCsr request topic (JSON payloads).
 pub const CREATE_FROM_CSR_TOPIC: &str = "$aws/certificates/create-from-csr/json";
-
-/// ALPN protocol AWS IoT requires for MQTT on port 443.
-const AWS_ALPN: &str = "x-amzn-mqtt-ca";
 
 /// The RegisterThing request topic of `template`.
 pub fn provision_topic(template: &str) -> String {
@@ -444,7 +442,7 @@ fn connect(
     client.set_timeout(timeout + Duration::from_secs(1));
     let rx = client.start_consuming();
     let alpn: Vec<String> = if endpoint.port == 443 {
-        vec![AWS_ALPN.to_string()]
+        vec![AWS_ALPN_CERT.to_string()]
     } else {
         Vec::new()
     };
@@ -468,26 +466,30 @@ fn paho_connect_options(
     alpn: &[String],
     timeout: Duration,
 ) -> Result<mqtt::ConnectOptions, Failure> {
-    let mut ssl = mqtt::SslOptionsBuilder::new();
-    ssl.enable_server_cert_auth(true).verify(true);
-    if let Some(ca) = &args.ca_cert {
-        ssl.trust_store(ca)
-            .map_err(|e| Failure::usage(format!("--ca-cert {}: {e}", ca.display())))?;
-    }
-    ssl.key_store(&args.claim_cert)
-        .map_err(|e| Failure::usage(format!("--claim-cert {}: {e}", args.claim_cert.display())))?;
-    ssl.private_key(&args.claim_key)
-        .map_err(|e| Failure::usage(format!("--claim-key {}: {e}", args.claim_key.display())))?;
-    if !alpn.is_empty() {
-        let protos: Vec<&str> = alpn.iter().map(String::as_str).collect();
-        ssl.alpn_protos(&protos);
-    }
+    let ssl = claim_tls(args, alpn)
+        .paho_ssl_options()
+        .map_err(|e| Failure::usage(e.to_string()))?;
     Ok(mqtt::ConnectOptionsBuilder::new_v3()
-        .ssl_options(ssl.finalize())
+        .ssl_options(ssl)
         .keep_alive_interval(Duration::from_secs(30))
         .connect_timeout(timeout)
         .clean_session(true)
         .finalize())
+}
+
+/// The claim connection's TLS identity: the claim certificate and key, named by their flags.
+fn claim_tls(args: &ProvisionArgs, alpn: &[String]) -> TlsIdentity {
+    TlsIdentity {
+        ca: args.ca_cert.clone(),
+        cert: Some(args.claim_cert.clone()),
+        key: Some(args.claim_key.clone().into()),
+        alpn: alpn.to_vec(),
+        settings: SettingNames {
+            ca: "--ca-cert",
+            cert: "--claim-cert",
+            key: "--claim-key",
+        },
+    }
 }
 
 /// Paho says only that the connect failed: repeat the TLS handshake to name the reason.
@@ -501,10 +503,7 @@ fn connect_failure(
     let target = ProbeTarget {
         host: endpoint.host.clone(),
         port: endpoint.port,
-        ca_cert: args.ca_cert.clone(),
-        cert: Some(args.claim_cert.clone()),
-        key: Some(args.claim_key.clone().into()),
-        alpn,
+        tls: claim_tls(args, &alpn),
         timeout: Duration::from_secs(3),
     };
     match tls_probe::probe(&target) {

@@ -89,6 +89,7 @@ pub struct QuotaSettings {
 
 /// Local broker connection (the LocalBroker's own settings type).
 pub use awslink_actors::local::LocalConnection as LocalSettings;
+use awslink_actors::tls::{TlsIdentity, AWS_ALPN_CERT, CLOUD_SETTINGS};
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,20 @@ pub struct Overrides {
     pub buffer_path: Option<String>,
     /// `--log-level`.
     pub log_level: Option<String>,
+}
+
+impl Config {
+    /// The cloud connection's TLS identity (CA, certificate, key, ALPN), for every client that
+    /// talks to the endpoint: the link, `check`, the diagnosis probe.
+    pub fn cloud_tls(&self) -> TlsIdentity {
+        TlsIdentity {
+            ca: self.ca_cert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            alpn: self.alpn.clone(),
+            settings: CLOUD_SETTINGS,
+        }
+    }
 }
 
 impl Overrides {
@@ -239,7 +254,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         alpn.push(if username.is_some() {
             "mqtt".into()
         } else {
-            "x-amzn-mqtt-ca".into()
+            AWS_ALPN_CERT.into()
         });
     }
     let local_address = r

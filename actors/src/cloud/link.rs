@@ -3,8 +3,6 @@
 //! Supervisor starts a fresh one. Once up it hands a [`Publisher`] (its paho client) to the
 //! Buffer via the Supervisor, and watches that the endpoint answers what the Buffer sends.
 
-use crate::tls::{PrivateKey, TlsIdentity, CLOUD_SETTINGS};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +16,7 @@ use crate::clock::unix_ms;
 use crate::messages::{CloudInbound, Disconnect, LinkEvent};
 use crate::model::{CloudMessage, DownCause, DownReason, Link};
 use crate::store::DownlinkStore;
+use crate::tls::TlsIdentity;
 
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
@@ -31,18 +30,12 @@ pub struct LinkConfig {
     pub port: u16,
     /// MQTT client id.
     pub client_id: String,
-    /// CA file; `None` = the system trust store.
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM).
-    pub cert: Option<PathBuf>,
-    /// Client private key: a PEM file or a TPM key.
-    pub key: Option<PrivateKey>,
+    /// CA, client certificate and key, ALPN (see [`crate::tls`]).
+    pub tls: TlsIdentity,
     /// Username (custom authorizers).
     pub username: Option<String>,
     /// Password (custom authorizers). Never logged.
     pub password: Option<String>,
-    /// ALPN protocols to offer.
-    pub alpn: Vec<String>,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
     /// Time allowed for TCP + TLS + CONNACK.
@@ -204,15 +197,7 @@ impl CloudLink {
 
     fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
         let c = &self.config;
-        let ssl = TlsIdentity {
-            ca: c.ca_cert.clone(),
-            cert: c.cert.clone(),
-            key: c.key.clone(),
-            alpn: c.alpn.clone(),
-            settings: CLOUD_SETTINGS,
-        }
-        .paho_ssl_options()
-        .map_err(|e| e.to_string())?;
+        let ssl = c.tls.paho_ssl_options().map_err(|e| e.to_string())?;
         let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
         opts.ssl_options(ssl)
             .keep_alive_interval(c.keep_alive)
@@ -233,10 +218,7 @@ impl CloudLink {
         ProbeTarget {
             host: c.host.clone(),
             port: c.port,
-            ca_cert: c.ca_cert.clone(),
-            cert: c.cert.clone(),
-            key: c.key.clone(),
-            alpn: c.alpn.clone(),
+            tls: c.tls.clone(),
             timeout: c.connect_timeout.min(Duration::from_secs(10)),
         }
     }

@@ -4,13 +4,15 @@
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use openssl::ssl::{HandshakeError, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::ssl::{HandshakeError, SslVerifyMode};
 
 use crate::model::{DownCause, DownReason};
-use crate::tls::PrivateKey;
+use crate::tls::TlsIdentity;
+
+/// How long the probe waits for the server's verdict on our certificate after a handshake.
+pub const VERDICT_WAIT: Duration = Duration::from_millis(500);
 
 /// What the probe connects to and with.
 #[derive(Debug, Clone)]
@@ -19,14 +21,8 @@ pub struct ProbeTarget {
     pub host: String,
     /// Endpoint port.
     pub port: u16,
-    /// CA file; `None` = the system trust store.
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM).
-    pub cert: Option<PathBuf>,
-    /// Client private key: a PEM file or a TPM key.
-    pub key: Option<PrivateKey>,
-    /// ALPN protocols to offer.
-    pub alpn: Vec<String>,
+    /// CA, client certificate and key, ALPN — the same as the connection it diagnoses.
+    pub tls: TlsIdentity,
     /// Timeout for each network step.
     pub timeout: Duration,
 }
@@ -54,7 +50,10 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
     let _ = tcp.set_read_timeout(Some(target.timeout));
     let _ = tcp.set_write_timeout(Some(target.timeout));
 
-    let connector = connector(target).map_err(error)?;
+    let connector = target
+        .tls
+        .openssl_connector()
+        .map_err(|e| error(format!("cannot load {e}")))?;
     let mut config = connector
         .configure()
         .map_err(|e| error(format!("tls setup: {e}")))?;
@@ -62,7 +61,13 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
     match config.connect(&target.host, tcp) {
         Ok(mut stream) => {
             // With TLS 1.3 the server judges our certificate after the handshake: read once to see
-            // its verdict. A timeout means it accepted (it waits for our CONNECT).
+            // its verdict. A timeout means it accepted (it waits for our CONNECT). The verdict
+            // follows our last handshake flight by one round trip, so the wait is short: the
+            // whole connect timeout here delayed the next connection attempt by up to 10 s when
+            // the endpoint had just come back.
+            let _ = stream
+                .get_ref()
+                .set_read_timeout(Some(VERDICT_WAIT.min(target.timeout)));
             let mut byte = [0u8; 1];
             match stream.read(&mut byte) {
                 Err(e)
@@ -94,44 +99,6 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
         Err(HandshakeError::SetupFailure(e)) => Err(error(format!("tls setup: {e}"))),
         Err(HandshakeError::WouldBlock(_)) => Err(error("tls handshake timed out".into())),
     }
-}
-
-fn connector(target: &ProbeTarget) -> Result<SslConnector, String> {
-    let mut builder =
-        SslConnector::builder(SslMethod::tls_client()).map_err(|e| format!("tls setup: {e}"))?;
-    if let Some(ca) = &target.ca_cert {
-        builder
-            .set_ca_file(ca)
-            .map_err(|e| format!("cannot load caCert {}: {e}", ca.display()))?;
-    }
-    if let Some(cert) = &target.cert {
-        builder
-            .set_certificate_chain_file(cert)
-            .map_err(|e| format!("cannot load cert {}: {e}", cert.display()))?;
-    }
-    match &target.key {
-        None => {}
-        Some(PrivateKey::File(key)) => builder
-            .set_private_key_file(key, SslFiletype::PEM)
-            .map_err(|_| format!("cannot load key {}", key.display()))?,
-        Some(PrivateKey::Tpm(tpm)) => {
-            let id = tpm.open().map_err(|e| e.to_string())?;
-            builder
-                .set_private_key(&id.pkey)
-                .map_err(|e| format!("cannot use the TPM key: {e}"))?;
-        }
-    }
-    if !target.alpn.is_empty() {
-        let mut wire = Vec::new();
-        for p in &target.alpn {
-            wire.push(p.len().min(255) as u8);
-            wire.extend_from_slice(p.as_bytes());
-        }
-        builder
-            .set_alpn_protos(&wire)
-            .map_err(|e| format!("alpn setup: {e}"))?;
-    }
-    Ok(builder.build())
 }
 
 /// Whether an OpenSSL error text is a TLS alert about *our* certificate (the server refused it).
@@ -193,10 +160,7 @@ mod tests {
         let target = ProbeTarget {
             host: "127.0.0.1".into(),
             port,
-            ca_cert: None,
-            cert: None,
-            key: None,
-            alpn: vec![],
+            tls: TlsIdentity::trusting(None, crate::tls::CLOUD_SETTINGS),
             timeout: Duration::from_secs(2),
         };
         let reason = probe(&target).unwrap_err();
