@@ -132,6 +132,12 @@ impl Journal {
     /// oldest entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells
     /// the caller to pause its intake.
     pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
+        if crate::fault::is(crate::fault::Fault::JournalFail) {
+            return Err(JournalError::Other {
+                path: self.inner.path.clone(),
+                detail: "fault injection: the journal refuses every write".into(),
+            });
+        }
         self.append_encoded(&encode(msg))
     }
 
