@@ -18,7 +18,7 @@ use awslink_actors::shadow::{ShadowIngest, ShadowMapper};
 use awslink_actors::status::StatusPublisher;
 use awslink_actors::store::{Durability, Journal, JournalConfig, JournalError, Limits};
 use awslink_actors::supervisor::{LinkFactory, LinkHandle, Supervisor};
-use awslink_actors::topics::{jobs_filter, Identity, COMMAND_FILTER};
+use awslink_actors::topics::{jobs_filter, shadow_filter, Identity, COMMAND_FILTER};
 
 use crate::config::Config;
 
@@ -158,7 +158,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         subscriptions: {
             let mut filters = vec![COMMAND_FILTER.to_string(), jobs_filter(&device_id)];
             if config.shadow_enabled {
-                filters.push(format!("$aws/things/{device_id}/shadow/#"));
+                filters.push(shadow_filter(&device_id));
             }
             filters
         },

@@ -11,12 +11,7 @@ use serde_json::json;
 use crate::clock::unix_secs;
 use crate::messages::{ActorMetrics, ConnectionStatus, GetMetrics, LocalPublish, ThingRequest};
 use crate::metrics::{format_line, metrics_document, TARGET};
-use crate::topics::Identity;
-
-/// Topic the gateway parameters are published on.
-pub const THING_RESPONSE_TOPIC: &str = "edge/thing/response";
-/// Topic local applications ask for the gateway parameters on.
-pub const THING_REQUEST_TOPIC: &str = "edge/thing/request";
+use crate::topics::{Identity, METRICS_TOPIC, THING_RESPONSE_TOPIC};
 
 /// Status payload for a connection state: Kanto's keys plus `detail`.
 pub fn status_payload(status: &ConnectionStatus) -> String {
@@ -120,9 +115,6 @@ impl StatusPublisher {
         );
     }
 }
-
-/// Local topic of the periodic metrics JSON document.
-pub const METRICS_TOPIC: &str = "edge/awslink/metrics";
 
 impl Actor for StatusPublisher {
     type Context = Context<Self>;

@@ -1,5 +1,7 @@
-//! Pure local ⇄ cloud topic mapping (DESIGN §5): Eclipse Hono topics on the local broker,
-//! Kanto-compatible topics on AWS IoT. No I/O here.
+//! Every topic awslink knows, in one place: the local ⇄ cloud mapping (Eclipse Hono topics on
+//! the local broker, Kanto-compatible topics on AWS IoT), the local service topics (status,
+//! gateway parameters, metrics), the AWS reserved topics it uses (Device Shadow, Jobs, fleet
+//! provisioning) and AWS's topic limits. Pure: no I/O here.
 
 pub use crate::model::Identity;
 
@@ -25,9 +27,64 @@ pub fn jobs_filter(device_id: &str) -> String {
 /// Cloud subscription for commands to this device and its children (filtered by [`downlink`]).
 pub const COMMAND_FILTER: &str = "command//+/req/#";
 
+/// Default local topic of the retained connection status (`statusTopic`).
+pub const DEFAULT_STATUS_TOPIC: &str = "edge/connection/remote/status";
+/// Local topic the gateway parameters are published on.
+pub const THING_RESPONSE_TOPIC: &str = "edge/thing/response";
+/// Local topic local applications ask for the gateway parameters on.
+pub const THING_REQUEST_TOPIC: &str = "edge/thing/request";
+/// Local topic of the periodic metrics JSON document.
+pub const METRICS_TOPIC: &str = "edge/awslink/metrics";
+
+/// Local topic a Ditto message to thing `thing_id` is delivered on: the Hono command topic
+/// `command//{thing}/req//{action}` (`modify` for a delta, `response` for an answer).
+pub fn ditto_command_topic(thing_id: &str, action: &str) -> String {
+    format!("command//{thing_id}/req//{action}")
+}
+
+/// Cloud subscription for every Device Shadow reply of this device (classic and named).
+pub fn shadow_filter(device_id: &str) -> String {
+    format!("$aws/things/{device_id}/shadow/#")
+}
+
+/// Whether a cloud topic is a Device Shadow topic (`$aws/things/{thing}/shadow/…`).
+pub fn is_shadow_topic(topic: &str) -> bool {
+    topic.starts_with("$aws/things/") && topic.contains("/shadow/")
+}
+
+/// `$aws/things/{thing}/shadow` (classic) or `$aws/things/{thing}/shadow/name/{name}`.
+pub fn shadow_prefix(thing: &str, name: Option<&str>) -> String {
+    match name {
+        None => format!("$aws/things/{thing}/shadow"),
+        Some(n) => format!("$aws/things/{thing}/shadow/name/{n}"),
+    }
+}
+
+/// Splits `$aws/things/{thing}/shadow[/name/{name}]/{rest}` into thing, name and `rest`.
+pub fn parse_shadow_topic(topic: &str) -> Option<(&str, Option<&str>, &str)> {
+    let rest = topic.strip_prefix("$aws/things/")?;
+    let (thing, rest) = rest.split_once("/shadow/")?;
+    match rest.strip_prefix("name/") {
+        Some(named) => {
+            let (name, tail) = named.split_once('/')?;
+            Some((thing, Some(name), tail))
+        }
+        None => Some((thing, None, rest)),
+    }
+}
+
+/// Fleet provisioning: the CreateCertificateFromCsr request topic (JSON payloads).
+pub const CREATE_FROM_CSR_TOPIC: &str = "$aws/certificates/create-from-csr/json";
+
+/// Fleet provisioning: the RegisterThing request topic of `template`.
+pub fn provision_topic(template: &str) -> String {
+    format!("$aws/provisioning-templates/{template}/provision/json")
+}
+
 /// AWS IoT: a topic is at most 256 bytes.
 pub const MAX_TOPIC_BYTES: usize = 256;
-/// AWS IoT: at most 7 forward slashes (8 levels) in a non-reserved topic.
+/// AWS IoT: at most 7 forward slashes (8 levels) in a topic, reserved `$aws/…` topics included
+/// (only a Basic Ingest `$aws/rules/{rule}/` prefix is not counted).
 pub const MAX_TOPIC_SLASHES: usize = 7;
 
 /// Why a local topic cannot be forwarded.
@@ -118,7 +175,7 @@ fn jobs_request(local: &str, id: &Identity) -> Option<String> {
     is_request.then(|| format!("$aws/things/{}/jobs/{rest}", id.device_id))
 }
 
-/// Checks the AWS IoT topic limits: ≤ 256 bytes, and ≤ 7 slashes unless reserved (`$aws/…`).
+/// Checks the AWS IoT topic limits: ≤ 256 bytes and ≤ 7 slashes.
 pub fn check_cloud_topic(topic: &str) -> Result<(), String> {
     if topic.len() > MAX_TOPIC_BYTES {
         return Err(format!(
@@ -127,7 +184,7 @@ pub fn check_cloud_topic(topic: &str) -> Result<(), String> {
         ));
     }
     let slashes = topic.matches('/').count();
-    if !topic.starts_with("$aws/") && slashes > MAX_TOPIC_SLASHES {
+    if slashes > MAX_TOPIC_SLASHES {
         return Err(format!(
             "topic {topic:?} has {} levels, AWS IoT allows {}",
             slashes + 1,
@@ -275,9 +332,41 @@ mod tests {
     fn cloud_topic_limits() {
         assert!(check_cloud_topic("a/b/c/d/e/f/g/h").is_ok());
         assert!(check_cloud_topic("a/b/c/d/e/f/g/h/i").is_err());
-        assert!(check_cloud_topic("$aws/things/dev/shadow/name/x/update/accepted/more").is_ok());
+        // The deepest reserved topic awslink uses has 8 levels; AWS counts reserved ones too.
+        assert!(check_cloud_topic("$aws/things/dev/shadow/name/x/update/accepted").is_ok());
+        assert!(check_cloud_topic("$aws/things/dev/shadow/name/x/update/accepted/more").is_err());
         assert!(check_cloud_topic(&"a".repeat(256)).is_ok());
         assert!(check_cloud_topic(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn shadow_topics_by_table() {
+        type Parsed = Option<(&'static str, Option<&'static str>, &'static str)>;
+        let rows: &[(&str, Parsed)] = &[
+            ("$aws/things/gw/shadow/update", Some(("gw", None, "update"))),
+            (
+                "$aws/things/gw/shadow/name/lamp/update/accepted",
+                Some(("gw", Some("lamp"), "update/accepted")),
+            ),
+            ("$aws/things/gw/jobs/notify", None),
+            ("telemetry/x", None),
+        ];
+        for (topic, parsed) in rows {
+            assert_eq!(parse_shadow_topic(topic), *parsed, "{topic}");
+            assert_eq!(is_shadow_topic(topic), parsed.is_some(), "{topic}");
+            if let Some((thing, name, rest)) = parsed {
+                assert_eq!(format!("{}/{rest}", shadow_prefix(thing, *name)), *topic);
+            }
+        }
+        assert_eq!(shadow_filter("gw"), "$aws/things/gw/shadow/#");
+        assert_eq!(
+            ditto_command_topic("t:1", "modify"),
+            "command//t:1/req//modify"
+        );
+        assert_eq!(
+            provision_topic("fleet"),
+            "$aws/provisioning-templates/fleet/provision/json"
+        );
     }
 
     #[test]

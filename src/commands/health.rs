@@ -22,7 +22,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use awslink_actors::status::METRICS_TOPIC;
+use awslink_actors::topics::METRICS_TOPIC;
 use fs2::FileExt;
 use paho_mqtt as mqtt;
 

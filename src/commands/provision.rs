@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use awslink_actors::cloud::tls_probe::{self, ProbeTarget};
 use awslink_actors::tls::{SettingNames, TlsIdentity, AWS_ALPN_CERT};
+use awslink_actors::topics::{provision_topic, CREATE_FROM_CSR_TOPIC};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use paho_mqtt as mqtt;
@@ -29,14 +30,6 @@ use crate::commands::cert::{
 use crate::commands::random_hex;
 use crate::config::{self, Endpoint};
 use crate::failure::Failure;
-
-/// The CreateCertificateFromCsr request topic (JSON payloads).
-pub const CREATE_FROM_CSR_TOPIC: &str = "$aws/certificates/create-from-csr/json";
-
-/// The RegisterThing request topic of `template`.
-pub fn provision_topic(template: &str) -> String {
-    format!("$aws/provisioning-templates/{template}/provision/json")
-}
 
 /// What the command line asks for, checked before anything is created or sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

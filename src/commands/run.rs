@@ -57,7 +57,13 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         info!("awslink stopped");
         Ok(())
     });
-    drop(system);
+    // Not dropped: dropping the system drops the futures still awaiting paho tokens (a connect
+    // in progress while the cloud is away), which leaves a Paho C callback holding the last
+    // reference to its client; the callback then destroys the client under Paho C's global
+    // lock and deadlocks the process (seen: 6 of 40 SIGTERMs during reconnects hung until
+    // SIGKILL). Everything that must outlive the process was flushed by the shutdown above;
+    // the process ends right after this returns.
+    std::mem::forget(system);
     result
 }
 

@@ -90,6 +90,7 @@ pub struct QuotaSettings {
 /// Local broker connection (the LocalBroker's own settings type).
 pub use awslink_actors::local::LocalConnection as LocalSettings;
 use awslink_actors::tls::{TlsIdentity, AWS_ALPN_CERT, CLOUD_SETTINGS};
+use awslink_actors::topics;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,7 +301,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     let shadow_enabled = r.object("shadow", |s| s.boolean("enabled", true))?;
     let status_topic = r
         .string("statusTopic")?
-        .unwrap_or_else(|| "edge/connection/remote/status".into());
+        .unwrap_or_else(|| topics::DEFAULT_STATUS_TOPIC.into());
     if status_topic.contains(['+', '#']) {
         return Err(r.error("statusTopic", "must not contain MQTT wildcards + or #"));
     }

@@ -17,6 +17,7 @@ use crate::messages::{CloudInbound, Disconnect, LinkEvent};
 use crate::model::{CloudMessage, DownCause, DownReason, Link};
 use crate::store::DownlinkStore;
 use crate::tls::TlsIdentity;
+use crate::topics::is_shadow_topic;
 
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
@@ -222,11 +223,6 @@ impl CloudLink {
             timeout: c.connect_timeout.min(Duration::from_secs(10)),
         }
     }
-}
-
-/// `$aws/things/{thing}/shadow/…`: replies of the Device Shadow service.
-fn is_shadow_topic(topic: &str) -> bool {
-    topic.starts_with("$aws/things/") && topic.contains("/shadow/")
 }
 
 /// Turns a refused CONNACK into a status reason.

@@ -169,7 +169,7 @@ impl ShadowMapper {
 
     /// Local topic for Ditto messages to thing `thing_id`: the Hono command topic.
     fn local_topic(thing_id: &str, action: &str) -> String {
-        format!("command//{thing_id}/req//{action}")
+        crate::topics::ditto_command_topic(thing_id, action)
     }
 
     fn publish(&self, thing_id: &str, action: &str, message: &Value) {

@@ -16,8 +16,8 @@ use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
 use crate::clock::{unix_ms, LogLimiter};
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::shadow::ShadowIngest;
-use crate::status::THING_REQUEST_TOPIC;
 use crate::store::Journal;
+use crate::topics::THING_REQUEST_TOPIC;
 use crate::topics::{self, Identity, UplinkError};
 
 /// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.

@@ -32,8 +32,7 @@ use self::hold::{Arrival, Hold};
 use self::ingest::{Counters, Ingest, Taken};
 use super::connection::LocalConnection;
 use crate::clock::LogLimiter;
-use crate::status::THING_REQUEST_TOPIC;
-use crate::topics;
+use crate::topics::{self, THING_REQUEST_TOPIC};
 
 /// Largest burst journaled before one flush and its acknowledgements.
 const MAX_BATCH: usize = 512;

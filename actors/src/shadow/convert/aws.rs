@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::topics;
+
 /// Which shadow a piece of the twin lives in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShadowId {
@@ -15,34 +17,19 @@ pub struct ShadowId {
 impl ShadowId {
     /// `$aws/things/{thing}/shadow[/name/{name}]`.
     pub fn prefix(&self) -> String {
-        match &self.name {
-            None => format!("$aws/things/{}/shadow", self.thing),
-            Some(n) => format!("$aws/things/{}/shadow/name/{n}", self.thing),
-        }
+        topics::shadow_prefix(&self.thing, self.name.as_deref())
     }
 
     /// Parses `$aws/things/{thing}/shadow[/name/{name}]/{rest}` into the id and `rest`.
     pub fn parse_topic(topic: &str) -> Option<(ShadowId, String)> {
-        let rest = topic.strip_prefix("$aws/things/")?;
-        let (thing, rest) = rest.split_once("/shadow/")?;
-        if let Some(named) = rest.strip_prefix("name/") {
-            let (name, tail) = named.split_once('/')?;
-            Some((
-                ShadowId {
-                    thing: thing.into(),
-                    name: Some(name.into()),
-                },
-                tail.into(),
-            ))
-        } else {
-            Some((
-                ShadowId {
-                    thing: thing.into(),
-                    name: None,
-                },
-                rest.into(),
-            ))
-        }
+        let (thing, name, rest) = topics::parse_shadow_topic(topic)?;
+        Some((
+            ShadowId {
+                thing: thing.into(),
+                name: name.map(str::to_string),
+            },
+            rest.into(),
+        ))
     }
 }
 
