@@ -19,12 +19,16 @@ pub use self::connection::{publisher_client_id, LocalConnection};
 use self::intake::ingest::{Counters, Ingest, IntakePeers};
 use self::intake::IntakeHandle;
 use crate::clock::{unix_ms, LogLimiter};
+use crate::fatal::fatal;
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
 use crate::shadow::ShadowIngest;
 use crate::store::{DownlinkStore, Journal};
 use crate::topics::{self, Downlink, Identity};
+
+/// How often the LocalBroker checks that its intake thread still runs.
+const INTAKE_CHECK: Duration = Duration::from_millis(200);
 
 /// Everything the LocalBroker needs.
 #[derive(Clone)]
@@ -194,18 +198,16 @@ impl Actor for LocalBroker {
             .map(|client| self.client = Some(client))
             .and_then(|()| self.start_intake());
         if let Err(e) = started {
-            error!("{e}");
-            System::current().stop_with_code(1);
-            return;
+            self.stopping = true;
+            return fatal(&format!("cannot start the local sessions: {e}"));
         }
         self.connect(ctx);
         // Without its intake awslink takes no local messages: exit non-zero so the service
         // manager (systemd, Docker) restarts it, rather than run on half alive.
-        ctx.run_interval(Duration::from_secs(1), |act, _ctx| {
+        ctx.run_interval(INTAKE_CHECK, |act, _ctx| {
             if !act.stopping && act.intake_counters.exited.load(Ordering::Acquire) {
-                error!("the local intake stopped unexpectedly; exiting with code 1 so awslink is restarted");
                 act.stopping = true;
-                System::current().stop_with_code(1);
+                fatal("the local intake thread ended unexpectedly");
             }
         });
     }

@@ -13,12 +13,12 @@ use actix::prelude::*;
 use log::{debug, error, warn};
 
 use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
-use crate::clock::{unix_ms, LogLimiter};
+use crate::clock::{mono_ms, unix_ms, LogLimiter};
+use crate::fatal::fatal;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::shadow::ShadowIngest;
-use crate::store::Journal;
-use crate::topics::THING_REQUEST_TOPIC;
-use crate::topics::{self, Identity, UplinkError};
+use crate::store::{Journal, JournalError};
+use crate::topics::{self, Identity, UplinkError, THING_REQUEST_TOPIC};
 
 /// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.
 #[derive(Default)]
@@ -65,7 +65,13 @@ pub struct Ingest {
     pub counters: Arc<Counters>,
     error_log: LogLimiter,
     drop_log: LogLimiter,
+    /// Monotonic ms since when every journal write failed (0 = the last one succeeded).
+    refusing_since_ms: AtomicU64,
 }
+
+/// A journal that has refused every write this long is broken for good: awslink exits 1 so
+/// that its supervisor restarts it (a fresh open often recovers; a full disk is not counted).
+pub const JOURNAL_FATAL_AFTER: Duration = Duration::from_secs(10);
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,7 @@ impl Ingest {
             counters,
             error_log: LogLimiter::default(),
             drop_log: LogLimiter::default(),
+            refusing_since_ms: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +192,7 @@ impl Ingest {
             }
             Err(e) => {
                 self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                self.refused(&e);
                 if self.error_log.ready(Duration::from_secs(10)) {
                     error!("cannot journal a message for {:?}: {e}; holding it (unacknowledged) until the journal takes it", msg.topic);
                 }
@@ -210,13 +218,40 @@ impl Ingest {
 
     /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it.
     pub fn commit(&self) -> Result<(), String> {
-        self.journal.commit().map_err(|e| e.to_string())?;
+        if let Err(e) = self.journal.commit() {
+            self.refused(&e);
+            return Err(e.to_string());
+        }
+        self.refusing_since_ms.store(0, Ordering::Relaxed);
         if self.journal.announce() {
             self.peers.journaled.do_send(Journaled {
                 last_seq: self.journal.last_seq(),
             });
         }
         Ok(())
+    }
+
+    /// Counts a refused write; fatal once every write failed for [`JOURNAL_FATAL_AFTER`].
+    fn refused(&self, e: &JournalError) {
+        if matches!(e, JournalError::DiskLow { .. }) {
+            return; // the disk-space pause, not a broken journal
+        }
+        let now = mono_ms();
+        let since = match self.refusing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        if now.saturating_sub(since) >= JOURNAL_FATAL_AFTER.as_millis() as u64 {
+            fatal(&format!(
+                "the journal has refused every write for {} s ({e})",
+                JOURNAL_FATAL_AFTER.as_secs()
+            ));
+        }
     }
 
     /// True when a held intake may take messages again (hysteresis: see [`super::hold`]).

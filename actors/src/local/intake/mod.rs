@@ -32,6 +32,7 @@ use self::hold::{Arrival, Hold};
 use self::ingest::{Counters, Ingest, Taken};
 use super::connection::LocalConnection;
 use crate::clock::LogLimiter;
+use crate::fault::{self, Fault};
 use crate::topics::{self, THING_REQUEST_TOPIC};
 
 /// Largest burst journaled before one flush and its acknowledgements.
@@ -292,6 +293,10 @@ impl Intake {
     /// Journals one message; false when the journal is now full or refused it (the message
     /// then waits before every other held one), and the intake holds what follows.
     fn take(&mut self, p: Publish) -> bool {
+        if fault::is(Fault::IntakeExit) {
+            // Ends the thread the way a failure would (no panic hook: resume_unwind).
+            std::panic::resume_unwind(Box::new("fault injection: the intake ends"));
+        }
         let qos = if p.qos == QoS::AtMostOnce { 0 } else { 1 };
         match self.ingest.take(&p.topic, &p.payload, qos) {
             Taken::Yes => {
