@@ -135,6 +135,13 @@ pub struct ProvisionArgs {
     /// Replace existing {THING}.key and {THING}.pem.
     #[arg(long)]
     pub force: bool,
+    /// Make the new device key inside the TPM 2.0: only its CSR leaves the TPM, and
+    /// {THING}.key is a TSS2 key file that only this TPM can use.
+    #[arg(long)]
+    pub tpm: bool,
+    /// The TPM for --tpm: a device path or a TCTI such as swtpm:host=127.0.0.1,port=2321.
+    #[arg(long, requires = "tpm", default_value = "/dev/tpmrm0")]
+    pub tpm_device: String,
     /// Seconds allowed for connecting and for each answer from AWS IoT.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,

@@ -346,3 +346,71 @@ fn cert_csr_and_create_with_tpm_make_the_key_in_the_tpm_and_it_carries_messages(
     let public = self_signed.public_key().unwrap();
     assert!(self_signed.verify(&public).unwrap());
 }
+
+#[test]
+fn provision_with_tpm_makes_the_key_in_the_tpm_and_the_issued_certificate_passes_check() {
+    if skip() {
+        return;
+    }
+    use aws_iot_emulator::provisioning::Template;
+    use aws_iot_emulator::testcerts;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = testcerts::generate(dir.path(), "fleet-claim").unwrap();
+    let emulator = Emulator::start(EmulatorConfig {
+        ca_key: Some(certs.ca_key.clone()),
+        provisioning_templates: vec![Template::new("awslink-demo")],
+        ..EmulatorConfig::from_certs(&certs)
+    })
+    .unwrap();
+    let tpm = SwTpm::start(dir.path());
+    let out = dir.path().join("out");
+    let address = format!("mqtts://localhost:{}", emulator.port());
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "provision".to_string(),
+        "--address".into(),
+        address.clone(),
+        "--claim-cert".into(),
+        s(&certs.client_cert),
+        "--claim-key".into(),
+        s(&certs.client_key),
+        "--ca-cert".into(),
+        s(&certs.ca_cert),
+        "--out-dir".into(),
+        s(&out),
+        "--template".into(),
+        "awslink-demo".into(),
+        "--param".into(),
+        "SerialNumber=sn-tpm-1".into(),
+        "--tpm".into(),
+        "--tpm-device".into(),
+        tpm.tcti.clone(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let said = run_ok(&args);
+    assert!(said.contains("provisioned thing \"sn-tpm-1\""), "{said}");
+    let key = out.join("sn-tpm-1.key");
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let config = json!({
+        "address": address,
+        "caCert": certs.ca_cert,
+        "cert": out.join("sn-tpm-1.pem"),
+        "key": key,
+        "tpmDevice": tpm.tcti,
+        "deviceId": "sn-tpm-1",
+        "buffer": {"path": dir.path().join("buffer")}
+    });
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let checked = run_ok(&["check", "--config", config_path.to_str().unwrap()]);
+    assert!(checked.contains("check passed"), "{checked}");
+}

@@ -27,7 +27,7 @@ use crate::cli::ProvisionArgs;
 use crate::commands::cert::{
     self, ensure_dir, new_key, pem_pair, refuse_existing, signing_request, write_new,
 };
-use crate::commands::random_hex;
+use crate::commands::{random_hex, tpm_key};
 use crate::config::{self, Endpoint};
 use crate::failure::Failure;
 
@@ -129,8 +129,32 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
         refuse_existing(&cert_path)?;
     }
     ensure_dir(&args.out_dir)?;
-    let key = new_key(args.key_type)?;
-    let csr = String::from_utf8_lossy(&signing_request(&plan.device_id, &key)?).into_owned();
+    // A TPM key is written at once (it is wrapped by the TPM) under a temporary name: the file is
+    // what opens it; it gets the thing's name when AWS answers and is removed when it does not.
+    let tpm_file = args
+        .tpm
+        .then(|| args.out_dir.join(format!(".{}.key.new", plan.device_id)));
+    let key = match &tpm_file {
+        Some(file) => tpm_key::create(&args.tpm_device, args.key_type, file, true)?,
+        None => new_key(args.key_type)?,
+    };
+    let mut issued = false;
+    let provisioned = provision_with(args, &plan, &key, tpm_file.as_deref(), &mut issued);
+    if let (Err(_), Some(file), false) = (&provisioned, &tpm_file, issued) {
+        let _ = fs::remove_file(file);
+    }
+    provisioned
+}
+
+/// Everything after the key exists: CSR, the exchange with AWS IoT, the files.
+fn provision_with(
+    args: &ProvisionArgs,
+    plan: &Plan,
+    key: &PKey<Private>,
+    tpm_file: Option<&Path>,
+    issued_flag: &mut bool,
+) -> Result<(), Failure> {
+    let csr = String::from_utf8_lossy(&signing_request(&plan.device_id, key)?).into_owned();
     let client_id = format!("provision-{}", random_hex(4));
     println!(
         "provisioning {:?} through {}:{} with claim certificate {} as client id {client_id:?}, template {}",
@@ -142,24 +166,32 @@ pub fn run(args: &ProvisionArgs) -> Result<(), Failure> {
     );
     let timeout = Duration::from_secs(args.timeout);
     let (client, rx) = connect(args, &plan.endpoint, &client_id, timeout)?;
-    let result = exchange(&client, &rx, args, &plan, &csr, timeout);
+    let result = exchange(&client, &rx, args, plan, &csr, timeout);
     let _ = client.disconnect(None);
     let issued = result?;
+    // From here on the thing exists in AWS IoT: a TPM key file is kept whatever happens.
+    *issued_flag = true;
     let cert = X509::from_pem(issued.certificate_pem.as_bytes()).map_err(|_| {
         Failure::runtime(
             "CreateCertificateFromCsr answered with a certificatePem that is not a PEM certificate",
         )
     })?;
-    let matches = cert
-        .public_key()
-        .map(|k| k.public_eq(&key))
-        .unwrap_or(false);
+    let matches = cert.public_key().map(|k| k.public_eq(key)).unwrap_or(false);
     if !matches {
         return Err(Failure::runtime(
             "the issued certificate is not for the key this command made; run awslink provision again",
         ));
     }
-    write_files(args, &issued, &key, &cert)
+    write_files(args, &issued, key, &cert, tpm_file)
+}
+
+/// The TPM key file made before the exchange, under its final name.
+fn place_tpm_key(file: &Path, key_path: &Path, replace: bool) -> Result<(), Failure> {
+    if !replace {
+        refuse_existing(key_path)?;
+    }
+    fs::rename(file, key_path)
+        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", key_path.display())))
 }
 
 /// What AWS IoT answered: certificate and thing.
@@ -176,6 +208,7 @@ fn write_files(
     issued: &Issued,
     key: &PKey<Private>,
     cert: &X509,
+    tpm_file: Option<&Path>,
 ) -> Result<(), Failure> {
     config::check_thing_name(&issued.thing_name).map_err(|e| {
         Failure::runtime(format!(
@@ -184,12 +217,24 @@ fn write_files(
     })?;
     let key_path = args.out_dir.join(format!("{}.key", issued.thing_name));
     let cert_path = args.out_dir.join(format!("{}.pem", issued.thing_name));
-    let (key_pem, cert_pem) = pem_pair(key, cert)?;
-    let written = write_new(&key_path, &key_pem, 0o600, args.force)
-        .and_then(|()| write_new(&cert_path, &cert_pem, 0o644, args.force));
+    let written = match tpm_file {
+        Some(file) => cert
+            .to_pem()
+            .map_err(Failure::crypto("certificate to PEM"))
+            .and_then(|pem| place_tpm_key(file, &key_path, args.force).map(|()| pem))
+            .and_then(|pem| write_new(&cert_path, &pem, 0o644, args.force)),
+        None => pem_pair(key, cert).and_then(|(key_pem, cert_pem)| {
+            write_new(&key_path, &key_pem, 0o600, args.force)
+                .and_then(|()| write_new(&cert_path, &cert_pem, 0o644, args.force))
+        }),
+    };
     if let Err(e) = written {
+        let kept = tpm_file
+            .filter(|f| f.exists())
+            .map(|f| format!(" (the TPM key is kept in {})", f.display()))
+            .unwrap_or_default();
         return Err(Failure::runtime(format!(
-            "thing {:?} is provisioned (certificate id {}) but its files could not be written: {e}",
+            "thing {:?} is provisioned (certificate id {}) but its files could not be written: {e}{kept}",
             issued.thing_name, issued.certificate_id
         )));
     }
