@@ -266,12 +266,10 @@ fn open_db(path: &Path, cache_bytes: u64, durability: Option<Durability>) -> Res
 /// Errors while opening: anything that is not the lock or a plain I/O refusal means sled could
 /// not make sense of the files.
 fn open_failure(path: &Path, e: sled::Error) -> JournalError {
-    if let sled::Error::Io(_) = &e {
-        if is_locked(path) {
-            return JournalError::Locked {
-                path: path.to_path_buf(),
-            };
-        }
+    if is_locked(&e) {
+        return JournalError::Locked {
+            path: path.to_path_buf(),
+        };
     }
     match open_error(path, e) {
         JournalError::Io { path, source }
@@ -295,26 +293,10 @@ fn open_failure(path: &Path, e: sled::Error) -> JournalError {
     }
 }
 
-/// True when another handle holds sled's lock on `{path}/db`. sled 0.34 takes an exclusive
-/// `flock` there (fs2's `try_lock_exclusive`) and reports a held lock as an `io::Error` of kind
-/// `Other` with fs2's error only in its text; so after a failed open the lock is asked again
-/// here, with a shared `flock` (it conflicts only with an exclusive one), and the answer is
-/// matched by its error code against fs2's "lock contended" error.
-fn is_locked(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path.join("db")) else {
-        return false;
-    };
-    // fs2's, not std's `File::try_lock_shared`: the same call sled's lock goes through.
-    match fs2::FileExt::try_lock_shared(&file) {
-        Ok(()) => {
-            let _ = fs2::FileExt::unlock(&file);
-            false
-        }
-        Err(e) => {
-            let contended = fs2::lock_contended_error();
-            e.kind() == contended.kind() && e.raw_os_error() == contended.raw_os_error()
-        }
-    }
+/// Whether sled's open failed because another process holds the database lock: the vendored
+/// sled keeps the lock call's error kind (`WouldBlock` from a contended `flock`).
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// A sled error in the buffer directory `path`, as a [`JournalError`].
