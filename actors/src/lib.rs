@@ -16,6 +16,7 @@
 //! Actors know their peers only as `Recipient<M>` (the Buffer its link as a
 //! [`model::Publish`] handle); `awslink`'s `app.rs` wires them.
 
+pub mod address;
 pub mod backoff;
 pub mod clock;
 pub mod cloud;

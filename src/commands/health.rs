@@ -31,7 +31,7 @@ use crate::config::{Config, LocalSettings};
 use crate::failure::Failure;
 use crate::liveness;
 use awslink_actors::clock::unix_ms;
-use awslink_actors::tls::{is_tls_uri, PrivateKey, TlsIdentity, LOCAL_SETTINGS};
+use awslink_actors::tls::is_tls_uri;
 
 /// `awslink health`: loads the configuration and runs the checks.
 pub fn run(args: &HealthArgs) -> Result<(), Failure> {
@@ -288,14 +288,7 @@ fn paho_connect_options(
         opts.password(password.as_str());
     }
     if is_tls_uri(&local.uri) {
-        let tls = TlsIdentity {
-            ca: local.ca_cert.clone(),
-            cert: local.cert.clone(),
-            key: local.key.clone().map(PrivateKey::File),
-            alpn: Vec::new(),
-            settings: LOCAL_SETTINGS,
-        };
-        let ssl = tls.paho_ssl_options().map_err(|e| {
+        let ssl = local.tls().paho_ssl_options().map_err(|e| {
             Failure::usage(format!(
                 "config key \"{}\": {}: {}",
                 e.setting,

@@ -87,6 +87,7 @@ pub struct QuotaSettings {
     pub max_payload_bytes: u64,
 }
 
+use awslink_actors::address::{split_host_port, LocalAddress};
 /// Local broker connection (the LocalBroker's own settings type).
 pub use awslink_actors::local::LocalConnection as LocalSettings;
 use awslink_actors::tls::{TlsIdentity, AWS_ALPN_CERT, CLOUD_SETTINGS};
@@ -261,7 +262,9 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     let local_address = r
         .string("localAddress")?
         .unwrap_or_else(|| "tcp://localhost:1883".into());
-    let local_uri = parse_local_address(&local_address).map_err(|e| r.error("localAddress", e))?;
+    let local_uri = LocalAddress::parse(&local_address)
+        .map(|a| a.uri())
+        .map_err(|e| r.error("localAddress", e))?;
     let local = LocalSettings {
         uri: local_uri,
         username: r.string("localUsername")?,
@@ -387,46 +390,6 @@ pub fn parse_endpoint(address: &str) -> Result<Endpoint, String> {
     }
     let (host, port) = split_host_port(rest, 8883)?;
     Ok(Endpoint { host, port })
-}
-
-fn parse_local_address(address: &str) -> Result<String, String> {
-    let (scheme, rest) = address.split_once("://").ok_or_else(|| {
-        format!("{address:?} is not scheme://host:port, e.g. \"tcp://localhost:1883\"")
-    })?;
-    let (tls, default_port) = match scheme {
-        "tcp" | "mqtt" => (false, 1883),
-        "ssl" | "mqtts" | "tls" => (true, 8883),
-        other => {
-            return Err(format!(
-                "scheme {other:?} is not supported; use tcp:// or ssl://"
-            ))
-        }
-    };
-    let (host, port) = split_host_port(rest, default_port)?;
-    Ok(format!(
-        "{}://{host}:{port}",
-        if tls { "ssl" } else { "tcp" }
-    ))
-}
-
-fn split_host_port(rest: &str, default_port: u16) -> Result<(String, u16), String> {
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))?;
-            (h, port)
-        }
-        _ => (rest, default_port),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("host {host:?} is not a host name"));
-    }
-    if port == 0 {
-        return Err("port 0 is not allowed".into());
-    }
-    Ok((host.to_string(), port))
 }
 
 /// AWS thing names: `[a-zA-Z0-9:_-]{1,128}`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use paho_mqtt as mqtt;
 
 use crate::status::last_will_payload;
+use crate::tls::{is_tls_uri, PrivateKey, TlsIdentity, LOCAL_SETTINGS};
 
 /// How to reach the local broker (the `local*` configuration keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,19 @@ pub struct LocalConnection {
     pub cert: Option<PathBuf>,
     /// Client key for a TLS local broker.
     pub key: Option<PathBuf>,
+}
+
+impl LocalConnection {
+    /// The TLS identity of both local sessions (CA, optional client certificate, no ALPN).
+    pub fn tls(&self) -> TlsIdentity {
+        TlsIdentity {
+            ca: self.ca_cert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone().map(PrivateKey::File),
+            alpn: Vec::new(),
+            settings: LOCAL_SETTINGS,
+        }
+    }
 }
 
 /// Client id of the publishing session: the persistent session (and its queued messages) keeps
@@ -72,28 +86,8 @@ pub fn connect_options(
     if let Some(password) = &c.password {
         opts.password(password.as_str());
     }
-    if c.uri.starts_with("ssl://") || c.uri.starts_with("mqtts://") {
-        opts.ssl_options(paho_ssl_options(c)?);
+    if is_tls_uri(&c.uri) {
+        opts.ssl_options(c.tls().paho_ssl_options().map_err(|e| e.to_string())?);
     }
     Ok(opts.finalize())
-}
-
-/// paho TLS settings of the publishing session: server verification on, the configured CA and
-/// optional client certificate.
-fn paho_ssl_options(c: &LocalConnection) -> Result<mqtt::SslOptions, String> {
-    let mut ssl = mqtt::SslOptionsBuilder::new();
-    ssl.enable_server_cert_auth(true).verify(true);
-    if let Some(ca) = &c.ca_cert {
-        ssl.trust_store(ca)
-            .map_err(|e| format!("localCACert {}: {e}", ca.display()))?;
-    }
-    if let Some(cert) = &c.cert {
-        ssl.key_store(cert)
-            .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
-    }
-    if let Some(key) = &c.key {
-        ssl.private_key(key)
-            .map_err(|e| format!("localKey {}: {e}", key.display()))?;
-    }
-    Ok(ssl.finalize())
 }

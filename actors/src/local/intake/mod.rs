@@ -25,12 +25,13 @@ use std::time::Duration;
 use log::{error, info, warn};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Packet, PubAck, PubRec, Publish, QoS,
-    Request, TlsConfiguration, Transport,
+    Request, Transport,
 };
 
 use self::hold::{Arrival, Hold};
 use self::ingest::{Counters, Ingest, Taken};
 use super::connection::LocalConnection;
+use crate::address::LocalAddress;
 use crate::clock::LogLimiter;
 use crate::fault::{self, Fault};
 use crate::topics::{self, THING_REQUEST_TOPIC};
@@ -106,7 +107,7 @@ pub fn start(connection: &LocalConnection, ingest: Ingest) -> Result<IntakeHandl
 /// The persistent session's rumqttc options: the configured client id, `clean_session(false)`,
 /// manual acknowledgements, TLS for `ssl://` / `mqtts://`.
 fn mqtt_options(c: &LocalConnection) -> Result<MqttOptions, String> {
-    let (tls, host, port) = local_broker_address(&c.uri)?;
+    let LocalAddress { tls, host, port } = LocalAddress::parse(&c.uri)?;
     let mut options = MqttOptions::new(c.client_id.clone(), host, port);
     options
         .set_clean_session(false)
@@ -118,61 +119,11 @@ fn mqtt_options(c: &LocalConnection) -> Result<MqttOptions, String> {
         options.set_credentials(user, c.password.clone().unwrap_or_default());
     }
     if tls {
-        options.set_transport(Transport::Tls(rumqttc_tls_configuration(c)?));
+        options.set_transport(Transport::Tls(
+            c.tls().rumqttc_tls().map_err(|e| e.to_string())?,
+        ));
     }
     Ok(options)
-}
-
-/// Parses the local broker URI for rumqttc: (TLS?, host, port) of `tcp://`, `ssl://` or
-/// `mqtts://host:port`.
-fn local_broker_address(uri: &str) -> Result<(bool, &str, u16), String> {
-    let (tls, rest) = if let Some(rest) = uri.strip_prefix("tcp://") {
-        (false, rest)
-    } else if let Some(rest) = uri
-        .strip_prefix("ssl://")
-        .or_else(|| uri.strip_prefix("mqtts://"))
-    {
-        (true, rest)
-    } else {
-        return Err(format!("local broker URI {uri:?}: use tcp:// or ssl://"));
-    };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.trim_end_matches('/').parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("local broker URI {uri:?} has no host:port"))?;
-    Ok((tls, host, port))
-}
-
-/// The intake's rumqttc TLS settings: native-tls (OpenSSL underneath) with the configured CA, or
-/// the system's, and an optional client certificate; peer and hostname verification stay on.
-fn rumqttc_tls_configuration(c: &LocalConnection) -> Result<TlsConfiguration, String> {
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
-    };
-    let Some(ca_path) = &c.ca_cert else {
-        return Ok(TlsConfiguration::Native);
-    };
-    let ca = read("localCACert", ca_path)?;
-    let client_auth = match (&c.cert, &c.key) {
-        (Some(cert), Some(key)) => {
-            let cert_pem = read("localCert", cert)?;
-            let key_pem = read("localKey", key)?;
-            let cert = openssl::x509::X509::from_pem(&cert_pem)
-                .map_err(|e| format!("localCert {}: {e}", cert.display()))?;
-            let key = openssl::pkey::PKey::private_key_from_pem(&key_pem)
-                .map_err(|e| format!("localKey {}: not a PEM private key ({e})", key.display()))?;
-            let p12 = openssl::pkcs12::Pkcs12::builder()
-                .name("awslink")
-                .pkey(&key)
-                .cert(&cert)
-                .build2("")
-                .and_then(|p| p.to_der())
-                .map_err(|e| format!("cannot use localCert/localKey together: {e}"))?;
-            Some((p12, String::new()))
-        }
-        _ => None,
-    };
-    Ok(TlsConfiguration::SimpleNative { ca, client_auth })
 }
 
 /// True while the event loop already read more incoming messages than it handed out.
