@@ -1,0 +1,95 @@
+//! No output of awslink carries a secret, at TRACE, whatever crate writes it: the cloud and
+//! local passwords and the private key's bytes never appear in what `run`, `check` and
+//! `config check` print or log (paho-mqtt logs its connect options, password included, at
+//! DEBUG: awslink's logger redacts them).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const DEVICE: &str = "gw-secret";
+const STATUS: &str = "edge/connection/remote/status";
+const T: Duration = Duration::from_secs(20);
+const CLOUD_PASSWORD: &str = "cloud-Pa55word-xyzzy";
+const LOCAL_PASSWORD: &str = "local-Pa55word-plugh";
+
+/// The base64 lines of a PEM private key.
+fn key_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_no_secret(what: &str, text: &str, key: &[String]) {
+    for secret in [CLOUD_PASSWORD, LOCAL_PASSWORD] {
+        assert!(!text.contains(secret), "{what} shows a password:\n{text}");
+    }
+    for line in key {
+        assert!(
+            !text.contains(line.as_str()),
+            "{what} shows key bytes:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn no_output_of_run_check_or_config_check_carries_a_password_or_key_bytes_at_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let local = Mosquitto::plain();
+    let cloud = Mosquitto::tls(TlsListener {
+        ca: certs.ca.clone(),
+        cert: certs.server_cert.clone(),
+        key: certs.server_key.clone(),
+    });
+    let key = key_lines(&certs.client_key);
+    assert!(key.len() > 2, "a real key has several base64 lines");
+    let mut awslink = Awslink::start_with_env(
+        &AwslinkSetup {
+            dir: dir.path(),
+            cloud_port: cloud.port,
+            local_uri: local.uri(),
+            certs: &certs,
+            device_id: DEVICE,
+            extra: json!({
+                "username": "gateway", "password": CLOUD_PASSWORD,
+                "localUsername": "awslink", "localPassword": LOCAL_PASSWORD,
+                "logLevel": "TRACE"
+            }),
+        },
+        &[("RUST_LOG", "trace")],
+    );
+    let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
+    status.expect_json(STATUS, T, "connected", |v| v["connected"] == json!(true));
+    // paho's connect options (with the password) were logged, and redacted.
+    awslink.wait_for_log("[redacted]", T);
+    let (code, _) = awslink.terminate();
+    assert_eq!(code, Some(0));
+    assert_no_secret("run's log", &awslink.log(), &key);
+
+    let config = awslink.config_path.to_string_lossy().into_owned();
+    for args in [
+        vec!["config", "check", "--config", &config],
+        vec!["check", "--config", &config],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_awslink"))
+            .args(&args)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.is_empty(), "{args:?} printed nothing");
+        assert_no_secret(&format!("{args:?}"), &text, &key);
+    }
+}
