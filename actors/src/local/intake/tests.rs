@@ -27,7 +27,10 @@ fn the_session_is_persistent_with_manual_acknowledgements() {
 fn a_bad_uri_or_a_missing_ca_file_says_what_to_fix() {
     let err = |uri: &str| mqtt_options(&connection(uri)).err().unwrap_or_default();
     assert!(err("ws://localhost:1883").contains("use tcp:// or ssl://"));
-    assert!(err("tcp://localhost").contains("no host:port"));
+    assert!(err("tcp://localhost:x").contains("not a number"));
+    // One parser for the configuration and the intake: the same default port in both.
+    let options = mqtt_options(&connection("tcp://localhost")).unwrap();
+    assert_eq!(options.broker_address(), ("localhost".to_string(), 1883));
     let mut c = connection("ssl://localhost:8883");
     c.ca_cert = Some("/nonexistent/ca.pem".into());
     let e = mqtt_options(&c).err().unwrap_or_default();
