@@ -8,6 +8,7 @@ use actix::prelude::*;
 use log::{error, warn};
 
 use awslink_actors::backoff::BackoffPolicy;
+use awslink_actors::billing::Meter;
 use awslink_actors::cloud::link::{CloudLink, LinkConfig, LinkPeers};
 use awslink_actors::drain::{Buffer, DEFAULT_WINDOW};
 use awslink_actors::local::{LocalBroker, LocalConfig, LocalPeers};
@@ -105,7 +106,9 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         config.quota.max_payload_bytes + 256,
         Instant::now(),
     );
-    let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota)).start();
+    let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota))
+        .with_meter(Meter::new(&config.routes.rules()))
+        .start();
 
     let status_ctx = Context::<StatusPublisher>::new();
     let shadow_ctx = Context::<ShadowMapper>::new();
@@ -129,6 +132,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         status_topic: config.status_topic.clone(),
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,
+        routes: config.routes.clone(),
         shadow: shadow_ingest.clone(),
         downlink_ttl: config.buffer.downlink_ttl,
     };

@@ -76,6 +76,17 @@ fn config_errors_exit_2_and_name_the_key_or_file() {
     );
     assert_refused(dir.path(), &missing_cert, "nope.pem");
 
+    let mut bad_rule = base.clone();
+    bad_rule["routes"] = json!([
+        {"filter": "telemetry///hot/#", "basicIngestRule": "hot"},
+        {"filter": "telemetry/#", "basicIngestRule": "all-telemetry"},
+    ]);
+    assert_refused(
+        dir.path(),
+        &bad_rule,
+        "config key \"routes[1].basicIngestRule\": \"all-telemetry\" contains '-'; an AWS IoT rule name allows only a-z A-Z 0-9 _",
+    );
+
     fs::set_permissions(&certs.client_key, fs::Permissions::from_mode(0o644)).unwrap();
     assert_refused(
         dir.path(),
@@ -99,10 +110,15 @@ fn config_check_accepts_a_good_file_takes_the_device_id_from_the_certificate_and
     let mut config = good(&certs, dir.path());
     config["password"] = json!("s3cret-Password");
     config["localPassword"] = json!("local-s3cret");
+    config["routes"] = json!([{"filter": "telemetry/#", "basicIngestRule": "all_telemetry"}]);
     let path = write_config(dir.path(), &config);
     let (code, stdout, stderr) = awslink_command(&["config", "check", "--config", &path]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("device id        dev-from-cn"), "{stdout}");
+    assert!(
+        stdout.contains("routes[0]        telemetry/# -> Basic Ingest rule all_telemetry"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("s3cret"),
         "secrets must not be printed: {stdout}"

@@ -11,13 +11,14 @@
 //!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
 //! ```
 //!
-//! Pure logic lives in [`topics`], [`backoff`], [`store::record`] (encoding), [`drain::state`]
+//! Pure logic lives in [`topics`], [`routes`], [`billing`], [`backoff`], [`store::record`] (encoding), [`drain::state`]
 //! (the drain's rules) and [`status`] payload functions; actors are thin shells around them.
 //! Actors know their peers only as `Recipient<M>` (the Buffer its link as a
 //! [`model::Publish`] handle); `awslink`'s `app.rs` wires them.
 
 pub mod address;
 pub mod backoff;
+pub mod billing;
 pub mod clock;
 pub mod cloud;
 pub mod drain;
@@ -28,6 +29,7 @@ pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod quota;
+pub mod routes;
 pub mod shadow;
 pub mod status;
 pub mod store;

@@ -55,5 +55,11 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         }
     );
     println!("  status topic     {}", config.status_topic);
+    for (i, route) in config.routes.routes().iter().enumerate() {
+        println!(
+            "  routes[{i}]        {} -> Basic Ingest rule {} ($aws/rules/{}/…; the rule must exist and be enabled)",
+            route.filter, route.rule, route.rule
+        );
+    }
     Ok(())
 }

@@ -4,11 +4,13 @@
 
 pub mod files;
 mod reader;
+mod routes;
 mod tpm;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use awslink_actors::routes::Routes;
 use awslink_actors::shadow::convert::Filters;
 pub use awslink_actors::tls::PrivateKey;
 use serde_json::Value;
@@ -142,6 +144,8 @@ pub struct Config {
     pub status_topic: String,
     /// Metrics log interval (0 = off).
     pub metrics_interval: Duration,
+    /// Basic Ingest routes (`routes`), first match wins.
+    pub routes: Routes,
 }
 
 /// Values given on the command line; they replace the file's.
@@ -309,6 +313,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         return Err(r.error("statusTopic", "must not contain MQTT wildcards + or #"));
     }
     let metrics_interval = Duration::from_secs(r.integer("metricsIntervalSecs", 60, 0, 86_400)?);
+    let routes = routes::read(r)?;
     Ok(Config {
         endpoint,
         client_id,
@@ -333,6 +338,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         shadow_enabled,
         status_topic,
         metrics_interval,
+        routes,
     })
 }
 

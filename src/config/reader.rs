@@ -185,6 +185,36 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
+    /// An optional list of objects, each read with its own reader (keys read `routes[0].filter`).
+    pub fn objects<T>(
+        &mut self,
+        key: &'static str,
+        mut read: impl FnMut(&mut Reader<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let items = match self.raw(key) {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(v) => return Err(self.error(key, format!("{} is not a list of objects", show(v)))),
+        };
+        let mut values = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::Object(map) = item else {
+                return Err(self.error(
+                    key,
+                    format!("element {i} ({}) is not an object", show(item)),
+                ));
+            };
+            let mut nested = Reader {
+                map,
+                prefix: format!("{}[{i}].", self.name(key)),
+                seen: BTreeSet::new(),
+            };
+            values.push(read(&mut nested)?);
+            nested.finish()?;
+        }
+        Ok(values)
+    }
+
     /// Fails on the first key that no one read: a typo must not pass silently.
     pub fn finish(&self) -> Result<(), ConfigError> {
         for key in self.map.keys() {

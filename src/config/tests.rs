@@ -1,4 +1,5 @@
 use super::*;
+use awslink_actors::routes::Route;
 use serde_json::json;
 
 fn base() -> serde_json::Value {
@@ -325,4 +326,61 @@ fn a_tss2_key_file_in_key_is_a_tpm_key() {
         Ok(Some(PrivateKey::File(plain.clone())))
     );
     assert!(key_of(&plain, json!("/dev/tpmrm0")).is_err());
+}
+
+#[test]
+fn routes_are_read_in_order() {
+    let c = parse_value(&with(
+        "routes",
+        json!([
+            {"filter": "telemetry///hot/#", "basicIngestRule": "hot_path"},
+            {"filter": "telemetry/#", "basicIngestRule": "telemetry_all"},
+        ]),
+    ))
+    .unwrap();
+    assert_eq!(
+        c.routes.routes(),
+        &[
+            Route {
+                filter: "telemetry///hot/#".into(),
+                rule: "hot_path".into()
+            },
+            Route {
+                filter: "telemetry/#".into(),
+                rule: "telemetry_all".into()
+            },
+        ]
+    );
+    assert!(parse_value(&base()).unwrap().routes.is_empty());
+    assert!(parse_value(&with("routes", json!([])))
+        .unwrap()
+        .routes
+        .is_empty());
+}
+
+#[test]
+fn route_mistakes_name_the_key_the_index_and_the_fix() {
+    let ok = json!({"filter": "telemetry/#", "basicIngestRule": "r1"});
+    let rows: Vec<(serde_json::Value, &str)> = vec![
+        (json!({"filter": "telemetry/#"}), "config key \"routes\": {\"filter\":\"telemetry/#\"} is not a list of objects"),
+        (json!(["telemetry/#"]), "config key \"routes\": element 0 (\"telemetry/#\") is not an object"),
+        (json!([ok, {"basicIngestRule": "r2"}]), "config key \"routes[1].filter\": is required: the local topic filter"),
+        (json!([{"filter": "telemetry/#"}]), "config key \"routes[0].basicIngestRule\": is required: the name of the AWS IoT rule"),
+        (json!([ok, {"filter": "telemetry/#/x", "basicIngestRule": "r"}]), "config key \"routes[1].filter\": \"telemetry/#/x\" is not an MQTT topic filter: # must be a whole level and the last one"),
+        (json!([{"filter": "t/a+", "basicIngestRule": "r"}]), "config key \"routes[0].filter\": \"t/a+\" is not an MQTT topic filter: + must be a whole level"),
+        (json!([{"filter": 5, "basicIngestRule": "r"}]), "config key \"routes[0].filter\": 5 is not a string"),
+        (json!([{"filter": "t/#", "basicIngestRule": "my-rule"}]), "config key \"routes[0].basicIngestRule\": \"my-rule\" contains '-'; an AWS IoT rule name allows only a-z A-Z 0-9 _; use the rule's name exactly as in AWS IoT"),
+        (json!([{"filter": "t/#", "basicIngestRule": "r".repeat(129)}]), "config key \"routes[0].basicIngestRule\": \"rrrr"),
+        (json!([{"filter": "t/#", "basicIngestRule": "r", "rule": "x"}]), "config key \"routes[0].rule\" is unknown"),
+        (json!([{"filter": "t/#", "basicIngestRul": "r"}]), "config key \"routes[0].basicIngestRule\": is required"),
+    ];
+    for (routes, want) in rows {
+        let err = parse_value(&with("routes", routes.clone()))
+            .expect_err(&format!("must fail: {routes}"));
+        assert!(
+            err.to_string().contains(want),
+            "routes {routes}\n got: {err}\nwant: {want}"
+        );
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+    }
 }

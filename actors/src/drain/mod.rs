@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{error, warn};
 
+use crate::billing::Meter;
 use crate::clock::unix_ms;
 use crate::cloud::publisher::AckNotice;
 use crate::fault::{self, Fault};
@@ -58,6 +59,8 @@ pub struct Buffer {
     throttle_waits: u64,
     throttle_wait_total: Duration,
     sent: u64,
+    /// Billed units and Basic Ingest publishes of everything sent.
+    meter: Meter,
     delivered: u64,
     quarantined: u64,
     retries: u64,
@@ -84,12 +87,19 @@ impl Buffer {
             throttle_waits: 0,
             throttle_wait_total: Duration::ZERO,
             sent: 0,
+            meter: Meter::default(),
             delivered: 0,
             quarantined: 0,
             retries: 0,
             backlog_peak: 0,
             trims: 0,
         }
+    }
+
+    /// Counts the publishes with `meter` (billed units, Basic Ingest per rule).
+    pub fn with_meter(mut self, meter: Meter) -> Self {
+        self.meter = meter;
+        self
     }
 
     /// Sends what the window, the quota and the journal allow, then takes the publishes that
@@ -161,6 +171,7 @@ impl Buffer {
                 };
                 self.drain.sent(seq);
                 self.sent += 1;
+                self.meter.count(&msg.topic, msg.payload.len());
                 publisher.publish(seq, msg);
             }
         }
@@ -317,7 +328,7 @@ impl Handler<GetMetrics> for Buffer {
             Ok(Some(t)) => unix_ms().saturating_sub(t),
             _ => 0,
         };
-        ActorMetrics {
+        let mut metrics = ActorMetrics {
             actor: "buffer",
             counters: vec![
                 ("queued", self.journal.queued()),
@@ -336,7 +347,9 @@ impl Handler<GetMetrics> for Buffer {
                 ("heap_trims", self.trims),
                 ("oldest_age_ms", oldest_age_ms),
             ],
-        }
+        };
+        metrics.counters.extend(self.meter.counters());
+        metrics
     }
 }
 

@@ -121,6 +121,10 @@ struct Harness {
 
 impl Harness {
     fn start(window: usize, link: &Arc<FakeLink>) -> Harness {
+        Harness::start_with(window, link, Meter::default())
+    }
+
+    fn start_with(window: usize, link: &Arc<FakeLink>, meter: Meter) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&JournalConfig {
             path: dir.path().join("journal"),
@@ -130,7 +134,9 @@ impl Harness {
             min_free_bytes: 0,
         })
         .unwrap();
-        let buffer = Buffer::new(journal.clone(), window, None).start();
+        let buffer = Buffer::new(journal.clone(), window, None)
+            .with_meter(meter)
+            .start();
         buffer.do_send(LinkChanged {
             publisher: Some(link.handle()),
         });
@@ -315,4 +321,42 @@ async fn retries_a_transient_failure_in_order() {
     until("an empty journal", || h.journal.queued() == 0).await;
     assert!(h.journal.quarantined().unwrap().is_empty());
     assert_eq!(h.counter("delivered").await, 2);
+}
+
+#[actix::test]
+async fn counts_billed_units_and_basic_ingest_publishes_per_rule_resends_included() {
+    let link = FakeLink::new(1);
+    let h = Harness::start_with(10, &link, Meter::new(&["hot"]));
+    let rows: &[(&str, usize)] = &[
+        ("telemetry/t/d", 200), // 1 unit
+        ("$aws/rules/hot/telemetry/t/d", 200),
+        ("telemetry/t/d", 6000),            // 2 units
+        ("$aws/rules/other/event/t/d", 10), // a rule not configured (any more)
+    ];
+    let mut last_seq = 0;
+    for (i, (topic, size)) in rows.iter().enumerate() {
+        let msg = CloudMessage {
+            topic: topic.to_string(),
+            payload: vec![b'x'; *size],
+            qos: 1,
+            enqueued_ms: 1_700_000_000_000 + i as u64,
+        };
+        last_seq = h.journal.append(&msg).unwrap().seq;
+    }
+    h.journal.commit().unwrap();
+    h.buffer.do_send(Journaled { last_seq });
+    until("4 publishes", || link.sent_seqs().len() == 4).await;
+    assert_eq!(h.counter("billed_units").await, 3);
+    assert_eq!(h.counter("basic_ingest_publishes").await, 2);
+    assert_eq!(h.counter("route_hot_sent").await, 1);
+
+    // Every publish sent is billed, also the ones sent again after a link change.
+    let new = FakeLink::new(2);
+    h.buffer.do_send(LinkChanged {
+        publisher: Some(new.handle()),
+    });
+    until("the resend", || new.sent_seqs().len() == 4).await;
+    assert_eq!(h.counter("billed_units").await, 6);
+    assert_eq!(h.counter("basic_ingest_publishes").await, 4);
+    assert_eq!(h.counter("route_hot_sent").await, 2);
 }

@@ -23,6 +23,7 @@ use crate::fatal::fatal;
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
+use crate::routes::Routes;
 use crate::shadow::ShadowIngest;
 use crate::store::{DownlinkStore, Journal};
 use crate::topics::{self, Downlink, Identity};
@@ -41,6 +42,8 @@ pub struct LocalConfig {
     pub identity: Identity,
     /// Largest payload AWS IoT accepts; larger messages are quarantined at ingress.
     pub max_payload_bytes: usize,
+    /// Basic Ingest routes, applied at ingress (the journal holds the final topic).
+    pub routes: Routes,
     /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
     pub shadow: Option<Arc<ShadowIngest>>,
     /// Stored commands older than this are not delivered after a restart.
@@ -178,7 +181,8 @@ impl LocalBroker {
             self.journal.clone(),
             peers,
             self.intake_counters.clone(),
-        );
+        )
+        .with_routes(self.config.routes.clone());
         let handle = intake::start(&self.config.connection, ingest)?;
         self.intake = Some(handle);
         Ok(())

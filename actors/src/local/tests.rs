@@ -104,6 +104,7 @@ fn start(stored: &[CloudMessage], refused: &[&str]) -> Fixture {
         status_topic: "edge/connection/remote/status".into(),
         identity: identity(),
         max_payload_bytes: 128 * 1024,
+        routes: Default::default(),
         shadow: None,
         downlink_ttl: Duration::from_secs(3600),
     };

@@ -1,9 +1,10 @@
 //! What the intake does with one local message, and with a burst of them: map its topic to the
-//! cloud (or hand a Ditto twin command to the shadow service, or answer `edge/thing/request`),
-//! quarantine what AWS would refuse (oversize payloads, invalid topics), append the rest to the
-//! journal, and make each burst durable with one commit before it is acknowledged. Runs on the
-//! intake thread; knows nothing of MQTT packets. The intake's [`Counters`] and [`IntakePeers`]
-//! live here because the ingest is what holds them (the event loop borrows them from it).
+//! cloud, through a Basic Ingest route when one matches (or hand a Ditto twin command to the
+//! shadow service, or answer `edge/thing/request`), quarantine what AWS would refuse (oversize
+//! payloads, invalid topics), append the rest to the journal, and make each burst durable with
+//! one commit before it is acknowledged. Runs on the intake thread; knows nothing of MQTT
+//! packets. The intake's [`Counters`] and [`IntakePeers`] live here because the ingest is what
+//! holds them (the event loop borrows them from it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
 use crate::clock::{mono_ms, unix_ms, LogLimiter};
 use crate::fatal::fatal;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
+use crate::routes::Routes;
 use crate::shadow::ShadowIngest;
 use crate::store::{Journal, JournalError};
 use crate::topics::{self, Identity, UplinkError, THING_REQUEST_TOPIC};
@@ -59,6 +61,7 @@ pub struct Ingest {
     journal: Journal,
     peers: IntakePeers,
     identity: Identity,
+    routes: Routes,
     max_payload_bytes: usize,
     shadow: Option<Arc<ShadowIngest>>,
     /// Shared with the LocalBroker's metrics.
@@ -98,6 +101,7 @@ impl Ingest {
             journal,
             peers,
             identity,
+            routes: Routes::default(),
             max_payload_bytes,
             shadow,
             counters,
@@ -105,6 +109,13 @@ impl Ingest {
             drop_log: LogLimiter::default(),
             refusing_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Sends the local topics `routes` match to their Basic Ingest rule (journaled with the
+    /// final `$aws/rules/…` topic).
+    pub fn with_routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Handles one local message received with `qos` (0, or 1 for QoS 1 and 2); nothing is
@@ -141,10 +152,12 @@ impl Ingest {
                         }
                         taken
                     }
-                    None => self.forward(cloud(cloud_topic), topic),
+                    None => self.forward(cloud(self.routes.cloud_topic(topic, cloud_topic)), topic),
                 }
             }
-            Ok(Some(cloud_topic)) => self.forward(cloud(cloud_topic), topic),
+            Ok(Some(cloud_topic)) => {
+                self.forward(cloud(self.routes.cloud_topic(topic, cloud_topic)), topic)
+            }
             Ok(None) => {
                 debug!("ignoring local message on {topic:?}: not uplink traffic");
                 Taken::Yes
@@ -286,6 +299,10 @@ mod tests {
     }
 
     fn fixture(max_payload_bytes: usize) -> Fixture {
+        fixture_with(max_payload_bytes, Routes::default())
+    }
+
+    fn fixture_with(max_payload_bytes: usize, routes: Routes) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&JournalConfig {
             path: dir.path().join("j"),
@@ -312,7 +329,8 @@ mod tests {
             journal.clone(),
             peers,
             Arc::new(Counters::default()),
-        );
+        )
+        .with_routes(routes);
         Fixture {
             ingest,
             journal,
@@ -382,5 +400,34 @@ mod tests {
             quarantined[0].reason
         );
         assert_eq!(f.ingest.counters.quarantined.load(Ordering::Relaxed), 1);
+    }
+
+    #[actix::test]
+    async fn a_routed_message_is_journaled_with_its_basic_ingest_topic() {
+        use crate::routes::Route;
+        let routes = Routes::new(vec![Route {
+            filter: "telemetry/#".into(),
+            rule: "hot".into(),
+        }]);
+        let f = fixture_with(1024, routes);
+        assert_eq!(f.ingest.take("telemetry///x", b"one", 1), Taken::Yes);
+        assert_eq!(f.ingest.take("event", b"two", 1), Taken::Yes);
+        assert_eq!(f.ingest.take("aws/jobs/get", b"{}", 1), Taken::Yes);
+        f.ingest.commit().unwrap();
+        let topics: Vec<String> = f
+            .journal
+            .entries_from(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.unwrap().topic)
+            .collect();
+        assert_eq!(
+            topics,
+            vec![
+                "$aws/rules/hot/telemetry/t/d/x",
+                "event/t/d",
+                "$aws/things/d/jobs/get"
+            ]
+        );
     }
 }
