@@ -1,7 +1,7 @@
 //! `awslink check`: one connection to the cloud endpoint, step by step — DNS resolve, TCP
 //! connect, TLS handshake (openssl crate, so each failure is named precisely), MQTT CONNECT,
-//! SUBSCRIBE and a PUBLISH that must come back (paho, with CloudLink's options) — each printed
-//! with its duration. A failed step ends the check with one line saying what to fix.
+//! SUBSCRIBE and a PUBLISH that must come back (paho, with CloudLink's options), a probe per
+//! Basic Ingest route ([`routes`]) — each printed with its duration. A failed step ends the check with one line saying what to fix.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -20,6 +20,8 @@ use crate::cli::CheckArgs;
 use crate::commands::{cert, random_hex};
 use crate::config::{Config, PrivateKey};
 use crate::failure::Failure;
+
+mod routes;
 
 /// OpenSSL verify results (`X509_V_ERR_*`) that get their own diagnosis.
 const V_ERR_CERT_NOT_YET_VALID: i32 = 9;
@@ -79,7 +81,8 @@ fn diagnose(config: &Config, device_id: &str, timeout: Duration) -> Result<(), F
     step("TLS handshake", || handshake(config, tcp, timeout))?;
     let topic = format!("{device_id}/awslink/check");
     let (client, rx) = step("MQTT CONNECT", || mqtt_connect(config, client_id, timeout))?;
-    let result = round_trip(&client, &rx, &topic, timeout);
+    let result = round_trip(&client, &rx, &topic, timeout)
+        .and_then(|()| routes::probe_all(config, device_id, &client));
     let _ = client.disconnect(None);
     result?;
     println!("check passed: awslink can connect, subscribe, publish and receive as {client_id:?}");
