@@ -28,6 +28,7 @@ pub mod local;
 pub mod messages;
 pub mod metrics;
 pub mod model;
+pub mod pkcs11;
 pub mod quota;
 pub mod routes;
 pub mod shadow;

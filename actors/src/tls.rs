@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVersion};
 use paho_mqtt as mqtt;
 
-use crate::tpm::{TpmError, TpmKey};
+use crate::pkcs11::Pkcs11Key;
+use crate::tpm::{TpmError, TpmIdentity, TpmKey};
 
 /// The ALPN protocol AWS IoT expects for MQTT with a client certificate on port 443.
 pub const AWS_ALPN_CERT: &str = "x-amzn-mqtt-ca";
@@ -95,6 +96,8 @@ pub enum PrivateKey {
     File(PathBuf),
     /// A key in a TPM; it never leaves the TPM, which signs the handshake.
     Tpm(TpmKey),
+    /// A key in a PKCS #11 token, which signs the handshake.
+    Pkcs11(Pkcs11Key),
 }
 
 impl From<PathBuf> for PrivateKey {
@@ -108,7 +111,26 @@ impl PrivateKey {
     pub fn file(&self) -> Option<&Path> {
         match self {
             PrivateKey::File(p) => Some(p),
-            PrivateKey::Tpm(_) => None,
+            PrivateKey::Tpm(_) | PrivateKey::Pkcs11(_) => None,
+        }
+    }
+
+    /// A key held by hardware (TPM, PKCS #11 token), opened for OpenSSL and Paho; `None` for a
+    /// key file.
+    pub fn open_held(&self) -> Option<Result<TpmIdentity, TpmError>> {
+        match self {
+            PrivateKey::File(_) => None,
+            PrivateKey::Tpm(t) => Some(t.open()),
+            PrivateKey::Pkcs11(p) => Some(p.open()),
+        }
+    }
+
+    /// The setting that names the key (`key`, `keyTpmHandle`, `tpmKey`, `keyPkcs11`).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            PrivateKey::File(_) => "key",
+            PrivateKey::Tpm(t) => t.key_setting(),
+            PrivateKey::Pkcs11(_) => "keyPkcs11",
         }
     }
 
@@ -117,6 +139,7 @@ impl PrivateKey {
         match self {
             PrivateKey::File(p) => format!("file {}", p.display()),
             PrivateKey::Tpm(t) => t.describe(),
+            PrivateKey::Pkcs11(p) => p.describe(),
         }
     }
 }
@@ -179,15 +202,23 @@ impl TlsIdentity {
             Some(PrivateKey::File(key)) => b
                 .set_private_key_file(key, SslFiletype::PEM)
                 .map_err(|_| self.error(TlsFile::Key, key, "not a readable PEM private key")),
-            Some(PrivateKey::Tpm(tpm)) => {
-                let id = tpm.open().map_err(|e| self.tpm_error(e))?;
+            Some(held) => {
+                let id = self.open_held(held)?;
                 b.set_private_key(&id.pkey).map_err(|e| {
                     self.tpm_error(TpmError {
-                        setting: tpm.key_setting(),
-                        problem: format!("OpenSSL refused the TPM key: {e}"),
+                        setting: held.setting(),
+                        problem: format!("OpenSSL refused the key: {e}"),
                     })
                 })
             }
+        }
+    }
+
+    /// A TPM or PKCS #11 key, opened.
+    fn open_held(&self, key: &PrivateKey) -> Result<TpmIdentity, TlsError> {
+        match key.open_held() {
+            Some(opened) => opened.map_err(|e| self.tpm_error(e)),
+            None => Err(self.setup_error("a key file is not a held key")),
         }
     }
 
@@ -234,9 +265,9 @@ impl TlsIdentity {
                 ssl.private_key(key)
                     .map_err(|e| self.error(TlsFile::Key, key, e.to_string()))?;
             }
-            Some(PrivateKey::Tpm(tpm)) => {
+            Some(held) => {
                 // Paho's patched TLS setup asks the TPM module for the key by this name.
-                let id = tpm.open().map_err(|e| self.tpm_error(e))?;
+                let id = self.open_held(held)?;
                 ssl.private_key(&id.paho_name)
                     .map_err(|e| self.error(TlsFile::Key, Path::new(""), e.to_string()))?;
             }
@@ -295,10 +326,11 @@ impl TlsIdentity {
         };
         let ca = read(TlsFile::Ca, ca_path)?;
         let client_auth = match (&self.cert, &self.key) {
-            (Some(_), Some(PrivateKey::Tpm(tpm))) => {
+            (Some(_), Some(held @ (PrivateKey::Tpm(_) | PrivateKey::Pkcs11(_)))) => {
                 return Err(self.tpm_error(TpmError {
-                    setting: tpm.key_setting(),
-                    problem: "a TPM key can be used for the cloud connection only".into(),
+                    setting: held.setting(),
+                    problem: "a TPM or PKCS #11 key can be used for the cloud connection only"
+                        .into(),
                 }))
             }
             (Some(cert_path), Some(PrivateKey::File(key_path))) => {

@@ -27,7 +27,7 @@ use super::tpm_key;
 use crate::cli::{CertCommand, CreateArgs, CsrArgs, KeyType, ShowArgs};
 use crate::config::{self, PrivateKey};
 use crate::failure::Failure;
-use awslink_actors::tpm::TpmKey;
+use awslink_actors::tpm::TpmError;
 
 /// Days left below which `cert show` prints a warning.
 const WARN_DAYS: i64 = 30;
@@ -126,23 +126,30 @@ pub fn show(args: &ShowArgs) -> Result<(), Failure> {
     for line in describe(&cert)? {
         println!("{line}");
     }
-    // A key file is where the configuration says; a TPM key's place and fit are worth a line.
-    if let Some(PrivateKey::Tpm(tpm)) = key {
-        println!("private key  {}", describe_tpm_key(&tpm, &cert));
+    // A key file is where the configuration says; a TPM or token key's place and fit are worth
+    // a line.
+    if let Some(held) = key.filter(|k| k.file().is_none()) {
+        println!("private key  {}", describe_held_key(&held, &cert));
     }
     Ok(())
 }
 
-/// Where the configured TPM key lives and whether it belongs to the certificate.
-fn describe_tpm_key(tpm: &TpmKey, cert: &X509) -> String {
-    let verdict = match (tpm.open(), cert.public_key()) {
+/// Where the configured TPM or PKCS #11 key lives and whether it belongs to the certificate.
+fn describe_held_key(held: &PrivateKey, cert: &X509) -> String {
+    let opened = held.open_held().unwrap_or_else(|| {
+        Err(TpmError {
+            setting: held.setting(),
+            problem: "not a held key".into(),
+        })
+    });
+    let verdict = match (opened, cert.public_key()) {
         (Ok(id), Ok(public)) if id.pkey.public_eq(&public) => {
             format!("{}, matches the certificate", id.kind)
         }
         (Ok(id), _) => format!("{}, does NOT match the certificate", id.kind),
         (Err(e), _) => format!("cannot be opened: {e}"),
     };
-    format!("{} ({verdict})", tpm.describe())
+    format!("{} ({verdict})", held.describe())
 }
 
 fn check_device_id(id: &str) -> Result<(), Failure> {

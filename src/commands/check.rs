@@ -70,10 +70,10 @@ fn diagnose(config: &Config, device_id: &str, timeout: Duration) -> Result<(), F
     let port = config.endpoint.port;
     println!("checking {host}:{port} as client id {client_id:?} (device {device_id:?})");
     println!("note: AWS IoT closes any other connection with this client id; a running awslink reconnects by itself");
-    if let Some(PrivateKey::Tpm(tpm)) = &config.key {
+    if let Some(held) = config.key.as_ref().filter(|k| k.file().is_none()) {
         println!(
-            "device key {} (the TPM signs the handshake)",
-            tpm.describe()
+            "device key {} (it signs the handshake there)",
+            held.describe()
         );
     }
     let addrs = step("DNS resolve", || resolve(host, port, timeout))?;
@@ -226,7 +226,7 @@ fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
         if let Some(key) = &tls.key {
             return Err(Diagnosis::config(
                 format!("the key {} does not belong to the certificate", key.describe()),
-                format!("config key \"{}\": the private key does not match \"cert\"; use the key the certificate was made for", key_setting(key)),
+                format!("config key \"{}\": the private key does not match \"cert\"; use the key the certificate was made for", key.setting()),
             ));
         }
     }
@@ -235,8 +235,10 @@ fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
 
 /// A TLS file (or TPM key) that cannot be used, as a diagnosis naming its setting.
 fn tls_diagnosis(e: TlsError, key: Option<&PrivateKey>) -> Diagnosis {
-    if let (TlsFile::Key, Some(tpm @ PrivateKey::Tpm(_))) = (e.file, key) {
-        return Diagnosis::config(format!("cannot use the key {}", tpm.describe()), e.problem);
+    if let (TlsFile::Key, Some(held)) = (e.file, key) {
+        if held.file().is_none() {
+            return Diagnosis::config(format!("cannot use the key {}", held.describe()), e.problem);
+        }
     }
     let what = match e.file {
         _ if e.setting.is_empty() => {
@@ -250,14 +252,6 @@ fn tls_diagnosis(e: TlsError, key: Option<&PrivateKey>) -> Diagnosis {
         TlsFile::Key => "a PEM private key",
     };
     bad_file(e.setting, &e.path, what)
-}
-
-/// The setting that names the key (`key`, `keyTpmHandle`, `tpmKey`).
-fn key_setting(key: &PrivateKey) -> &'static str {
-    match key {
-        PrivateKey::File(_) => "key",
-        PrivateKey::Tpm(tpm) => tpm.key_setting(),
-    }
 }
 
 fn bad_file(key: &str, path: &Path, what: &str) -> Diagnosis {

@@ -45,6 +45,10 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
         }
         tpm.open().map_err(|e| ConfigError::new(e.to_string()))?;
     }
+    if let Some(PrivateKey::Pkcs11(p11)) = &config.key {
+        check_file("pkcs11Module", &p11.module, false)?;
+        p11.open().map_err(|e| ConfigError::new(e.to_string()))?;
+    }
     Ok(())
 }
 

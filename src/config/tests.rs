@@ -384,3 +384,65 @@ fn route_mistakes_name_the_key_the_index_and_the_fix() {
         assert!(!err.to_string().contains('\n'), "one line: {err}");
     }
 }
+
+#[test]
+fn pkcs11_key_settings_by_table() {
+    use awslink_actors::pkcs11::Pkcs11Key;
+    let uri = "pkcs11:token=gw;object=device;type=private";
+    let ok = json!({"key": "", "keyPkcs11": uri, "pkcs11Module": "/usr/lib/softhsm/libsofthsm2.so", "pkcs11Pin": "1234"});
+    let mut v = base();
+    for (k, val) in ok.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    let key = parse_value(&v).unwrap().key;
+    assert_eq!(
+        key,
+        Some(PrivateKey::Pkcs11(Pkcs11Key {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            uri: uri.into(),
+            pin: Some("1234".into()),
+        }))
+    );
+    assert!(
+        !format!("{key:?}").contains("1234"),
+        "the PIN stays out of Debug"
+    );
+    let rows: Vec<(serde_json::Value, &str)> = vec![
+        (
+            json!({"keyPkcs11": uri, "pkcs11Module": "/m.so"}),
+            "config key \"key\": is set together with keyPkcs11",
+        ),
+        (
+            json!({"key": "", "keyPkcs11": uri}),
+            "config key \"pkcs11Module\": is required",
+        ),
+        (
+            json!({"key": "", "keyPkcs11": "token=gw", "pkcs11Module": "/m.so"}),
+            "config key \"keyPkcs11\": is not a PKCS #11 URI",
+        ),
+        (
+            json!({"key": "", "keyPkcs11": format!("{uri};pin-value=1234"), "pkcs11Module": "/m.so"}),
+            "config key \"keyPkcs11\": carries the PIN",
+        ),
+        (
+            json!({"key": "", "keyPkcs11": uri, "pkcs11Module": "/m.so", "keyTpmHandle": "0x81000001"}),
+            "config key \"keyPkcs11\": is set together with TPM settings",
+        ),
+        (
+            json!({"pkcs11Pin": "1234"}),
+            "config key \"pkcs11Pin\": is set but \"keyPkcs11\"",
+        ),
+    ];
+    for (settings, want) in rows {
+        let mut v = base();
+        for (k, val) in settings.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        let err = parse_value(&v).expect_err(&format!("must fail: {settings}"));
+        assert!(
+            err.to_string().contains(want),
+            "{settings}\n got: {err}\nwant: {want}"
+        );
+        assert!(!err.to_string().contains("1234\""), "no PIN in: {err}");
+    }
+}

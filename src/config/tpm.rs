@@ -1,10 +1,12 @@
 //! The cloud connection's private key setting: a PEM file (`key`), a TSS2 key file in `key`
 //! (recognised by its armour), a persistent TPM key (`keyTpmHandle`), or Kanto's four TPM keys
 //! (`tpmDevice`, `tpmHandle`, `tpmKey`, `tpmKeyPub`, with Kanto's meaning: the device, the
-//! parent key's persistent handle, and the private and public blobs of `tpm2_create`).
+//! parent key's persistent handle, and the private and public blobs of `tpm2_create`), or a key
+//! in a PKCS #11 token (`keyPkcs11`, `pkcs11Module`, `pkcs11Pin`).
 
 use std::path::{Path, PathBuf};
 
+use awslink_actors::pkcs11::Pkcs11Key;
 use awslink_actors::tls::PrivateKey;
 use awslink_actors::tpm::{keyfile, TpmKey, TpmKeySource};
 
@@ -19,6 +21,46 @@ pub(super) fn read_key(r: &mut Reader<'_>) -> Result<Option<PrivateKey>, ConfigE
     let parent = r.tpm_handle("tpmHandle")?;
     let private = r.string("tpmKey")?.map(PathBuf::from);
     let public = r.string("tpmKeyPub")?.map(PathBuf::from);
+    let p11_uri = r.string("keyPkcs11")?;
+    let p11_module = r.string("pkcs11Module")?.map(PathBuf::from);
+    let p11_pin = r.string("pkcs11Pin")?;
+    if let Some(uri) = p11_uri {
+        if key.is_some() {
+            return Err(r.error(
+                "key",
+                "is set together with keyPkcs11; the token's key is the device key: remove \"key\"",
+            ));
+        }
+        if key_handle.is_some() || device.is_some() || private.is_some() || public.is_some() {
+            return Err(r.error(
+                "keyPkcs11",
+                "is set together with TPM settings; keep one device key",
+            ));
+        }
+        if !uri.starts_with("pkcs11:") {
+            return Err(r.error("keyPkcs11", "is not a PKCS #11 URI; write it as \"pkcs11:token=LABEL;object=LABEL;type=private\""));
+        }
+        if uri.contains("pin-value=") {
+            return Err(r.error("keyPkcs11", "carries the PIN (pin-value=); put the PIN in \"pkcs11Pin\" instead, so that it is never shown"));
+        }
+        let module = p11_module.ok_or_else(|| r.error("pkcs11Module", "is required with keyPkcs11: the token's PKCS #11 library, e.g. /usr/lib/softhsm/libsofthsm2.so"))?;
+        return Ok(Some(PrivateKey::Pkcs11(Pkcs11Key {
+            module,
+            uri,
+            pin: p11_pin,
+        })));
+    }
+    if p11_module.is_some() || p11_pin.is_some() {
+        let which = if p11_module.is_some() {
+            "pkcs11Module"
+        } else {
+            "pkcs11Pin"
+        };
+        return Err(r.error(
+            which,
+            "is set but \"keyPkcs11\" (the key's PKCS #11 URI) is not",
+        ));
+    }
     if let Some(d) = &device {
         keyfile::tcti_for_device(d).map_err(|e| r.error("tpmDevice", e))?;
     }

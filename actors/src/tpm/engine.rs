@@ -149,7 +149,8 @@ struct Runtime {
 
 struct Entry {
     name: CString,
-    recipe: Recipe,
+    /// `None` for a key another engine signs with (PKCS #11).
+    recipe: Option<Recipe>,
     kind: String,
     stand_in: PKey<Private>,
 }
@@ -166,7 +167,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// OpenSSL's pending errors as one line (the tpm2 provider's reasons include the TPM's response
 /// code text); the queue is cleared.
-pub(super) fn openssl_errors() -> String {
+pub(crate) fn openssl_errors() -> String {
     describe(&openssl::error::ErrorStack::get())
 }
 
@@ -328,7 +329,7 @@ pub(super) fn load(tcti: &str, recipe: Recipe, paho_name: &str) -> Result<Loaded
     let (stand_in, kind) = stand_in(tpm_key).map_err(|e| (Stage::Key, e))?;
     lock(&KEYS).push(Entry {
         name,
-        recipe,
+        recipe: Some(recipe),
         kind: kind.clone(),
         stand_in: stand_in.clone(),
     });
@@ -516,9 +517,26 @@ fn recipe_for(stand_in: *mut EVP_PKEY) -> Option<(Recipe, *mut OSSL_LIB_CTX)> {
     let recipe = lock(&KEYS)
         .iter()
         .find(|e| e.stand_in.as_ptr() == stand_in)
-        .map(|e| e.recipe.clone())?;
+        .and_then(|e| e.recipe.clone())?;
     let ctx = lock(&RUNTIME).as_ref()?.ctx as *mut OSSL_LIB_CTX;
     Some((recipe, ctx))
+}
+
+/// Registers a key that signs by other means (a PKCS #11 engine key) under `name`, so that Paho's
+/// TLS setup finds it as it finds TPM keys.
+pub(crate) fn register_for_paho(name: &str, key: &PKey<Private>, kind: &str) -> Result<(), String> {
+    let name = CString::new(name).map_err(|_| "a key name with a NUL byte".to_string())?;
+    let mut keys = lock(&KEYS);
+    keys.retain(|e| e.name != name);
+    keys.push(Entry {
+        name,
+        recipe: None,
+        kind: kind.to_string(),
+        stand_in: key.clone(),
+    });
+    drop(keys);
+    install_paho_hook();
+    Ok(())
 }
 
 fn install_paho_hook() {

@@ -4,6 +4,7 @@
 //! [`engine`]). Errors name the setting to fix and never contain key material.
 
 mod engine;
+pub(crate) use engine::{openssl_errors as openssl_reasons, register_for_paho};
 mod generate;
 pub mod keyfile;
 
