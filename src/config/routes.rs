@@ -9,15 +9,23 @@ use super::ConfigError;
 /// Reads and validates `routes` (filter syntax, AWS rule names).
 pub fn read(r: &mut Reader<'_>) -> Result<Routes, ConfigError> {
     let routes = r.objects("routes", |route| {
-        let filter = route.required_string(
-            "filter",
-            "the local topic filter this route takes, e.g. \"telemetry/#\"",
-        )?;
+        // Both keys read first, so that a misspelt one is reported as unknown ("did you mean").
+        let filter = route.string("filter")?;
+        let rule = route.string("basicIngestRule")?;
+        route.finish()?;
+        let filter = filter.ok_or_else(|| {
+            route.error(
+                "filter",
+                "is required: the local topic filter this route takes, e.g. \"telemetry/#\"",
+            )
+        })?;
         check_filter(&filter).map_err(|e| route.error("filter", e))?;
-        let rule = route.required_string(
-            "basicIngestRule",
-            "the name of the AWS IoT rule that receives these messages",
-        )?;
+        let rule = rule.ok_or_else(|| {
+            route.error(
+                "basicIngestRule",
+                "is required: the name of the AWS IoT rule that receives these messages",
+            )
+        })?;
         check_rule_name(&rule).map_err(|e| {
             route.error(
                 "basicIngestRule",

@@ -372,7 +372,7 @@ fn route_mistakes_name_the_key_the_index_and_the_fix() {
         (json!([{"filter": "t/#", "basicIngestRule": "my-rule"}]), "config key \"routes[0].basicIngestRule\": \"my-rule\" contains '-'; an AWS IoT rule name allows only a-z A-Z 0-9 _; use the rule's name exactly as in AWS IoT"),
         (json!([{"filter": "t/#", "basicIngestRule": "r".repeat(129)}]), "config key \"routes[0].basicIngestRule\": \"rrrr"),
         (json!([{"filter": "t/#", "basicIngestRule": "r", "rule": "x"}]), "config key \"routes[0].rule\" is unknown"),
-        (json!([{"filter": "t/#", "basicIngestRul": "r"}]), "config key \"routes[0].basicIngestRule\": is required"),
+        (json!([{"filter": "t/#", "basicIngestRul": "r"}]), "config key \"routes[0].basicIngestRul\" is unknown; did you mean \"routes[0].basicIngestRule\"?"),
     ];
     for (routes, want) in rows {
         let err = parse_value(&with("routes", routes.clone()))
