@@ -9,6 +9,7 @@ use crate::redact::{pem_body_lines, Redacting};
 /// Installs the process-wide logger the configuration describes.
 pub fn init(config: &Config) -> Result<(), Failure> {
     let mut builder = env_logger::Builder::new();
+    builder.format_timestamp_millis();
     builder.parse_filters(&config.log_level);
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);

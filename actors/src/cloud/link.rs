@@ -199,7 +199,7 @@ impl CloudLink {
     fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
         let c = &self.config;
         let ssl = c.tls.paho_ssl_options().map_err(|e| e.to_string())?;
-        let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+        let mut opts = mqtt::ConnectOptionsBuilder::with_mqtt_version(mqtt::MqttVersion::V3_1_1);
         opts.ssl_options(ssl)
             .keep_alive_interval(c.keep_alive)
             .connect_timeout(c.connect_timeout)
