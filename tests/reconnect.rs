@@ -29,7 +29,7 @@ fn after_each_of_five_outages_awslink_reconnects_within_max_delay_plus_4_s() {
     // its one-second cycles. The budget catches the stall, not Paho's cycle.
     let budget = Duration::from_millis(MAX_DELAY_MS) + Duration::from_secs(4);
     let mut took = Vec::new();
-    for outage in 0..5u64 {
+    for _ in 0..5 {
         rig.proxy.cut();
         status.expect_json(STATUS, T, "disconnected", |v| {
             v["connected"] == json!(false)
