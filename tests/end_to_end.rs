@@ -1,5 +1,5 @@
 //! awslink end to end against real brokers: a plain local Mosquitto and a TLS "cloud" Mosquitto
-//! that requires a client certificate (DESIGN §7, issue 3 scenarios 1–7).
+//! that requires a client certificate: round trips, outage drain, restart, status, TLS refusals.
 
 mod support;
 

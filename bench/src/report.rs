@@ -1,5 +1,5 @@
 //! Pivots the run's measurements (JSON lines written by run.sh) into the results table
-//! (markdown, printed) and the results JSON (bench/results/<date>.json).
+//! (markdown, printed) and the results JSON (`bench/results/<date>.json`).
 
 use std::path::PathBuf;
 

@@ -5,9 +5,7 @@
 //! Private keys are written with mode 0600 from the moment the file exists; existing files are
 //! replaced only with `--force`, atomically (written next to the target, then renamed).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
@@ -23,6 +21,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509NameBuilder, X509NameRef, X509Ref, X509ReqBuilder, X509};
 
+use super::output::{ensure_dir, refuse_existing, write_new};
 use super::tpm_key;
 use crate::cli::{CertCommand, CreateArgs, CsrArgs, KeyType, ShowArgs};
 use crate::config::{self, PrivateKey};
@@ -158,67 +157,6 @@ fn check_device_id(id: &str) -> Result<(), Failure> {
 
 fn file_in(dir: &Path, device_id: &str, ext: &str) -> PathBuf {
     dir.join(format!("{device_id}.{ext}"))
-}
-
-/// Refuses to touch an existing file (exit 2 naming it).
-pub(crate) fn refuse_existing(path: &Path) -> Result<(), Failure> {
-    if path.exists() {
-        return Err(Failure::usage(format!(
-            "{} already exists; refusing to overwrite it (use --force to replace it, or --out-dir for another directory)",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Creates the output directory (exit 2 naming it when that fails).
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Failure> {
-    fs::create_dir_all(dir).map_err(|e| {
-        Failure::usage(format!(
-            "cannot create output directory {}: {e} (use --out-dir)",
-            dir.display()
-        ))
-    })
-}
-
-/// Writes `data` to `path`, created with `mode` (never wider, whatever the umask). Without
-/// `replace` an existing file is an error; with it the file is written beside and renamed over.
-pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32, replace: bool) -> Result<(), Failure> {
-    if !replace {
-        return write_exclusive(path, data, mode).map_err(|e| write_error(path, e));
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let written = write_exclusive(&tmp, data, mode).and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(|e| write_error(path, e))
-}
-
-fn write_exclusive(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
-}
-
-fn write_error(path: &Path, e: std::io::Error) -> Failure {
-    if e.kind() == std::io::ErrorKind::AlreadyExists {
-        return Failure::usage(format!(
-            "{} already exists; refusing to overwrite it (use --force to replace it)",
-            path.display()
-        ));
-    }
-    Failure::usage(format!(
-        "cannot write {}: {e} (choose a writable --out-dir)",
-        path.display()
-    ))
 }
 
 /// The key (PKCS #8) and the certificate as PEM, ready to write.

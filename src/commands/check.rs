@@ -496,7 +496,8 @@ fn subscribe(client: &mqtt::Client, topic: &str) -> StepResult<()> {
     }
 }
 
-fn publish(client: &mqtt::Client, topic: &str) -> StepResult<String> {
+/// A QoS 1 probe for `topic` with a fresh token (`{"awslink":"check","token":…}`), and the token.
+fn probe_message(topic: &str) -> (String, mqtt::Message) {
     let token = random_hex(12);
     let payload = format!("{{\"awslink\":\"check\",\"token\":\"{token}\"}}");
     let message = mqtt::MessageBuilder::new()
@@ -504,6 +505,11 @@ fn publish(client: &mqtt::Client, topic: &str) -> StepResult<String> {
         .payload(payload)
         .qos(1)
         .finalize();
+    (token, message)
+}
+
+fn publish(client: &mqtt::Client, topic: &str) -> StepResult<String> {
+    let (token, message) = probe_message(topic);
     match client.publish(message) {
         Ok(()) => Ok((
             token.clone(),

@@ -6,6 +6,7 @@ pub mod cert;
 pub mod check;
 pub mod config_check;
 pub mod health;
+pub mod output;
 pub mod provision;
 pub mod run;
 pub mod tpm_key;

@@ -24,9 +24,8 @@ use paho_mqtt as mqtt;
 use serde_json::{json, Value};
 
 use crate::cli::ProvisionArgs;
-use crate::commands::cert::{
-    self, ensure_dir, new_key, pem_pair, refuse_existing, signing_request, write_new,
-};
+use crate::commands::cert::{self, new_key, pem_pair, signing_request};
+use crate::commands::output::{ensure_dir, refuse_existing, write_new};
 use crate::commands::{random_hex, tpm_key};
 use crate::config::{self, Endpoint};
 use crate::failure::Failure;

@@ -6,7 +6,7 @@ use std::path::Path;
 use awslink_actors::tpm::{self, keyfile, NewKeyType, TpmKey, TpmKeySource};
 use openssl::pkey::{PKey, Private};
 
-use super::cert::write_new;
+use super::output::write_new;
 use crate::cli::{CsrArgs, KeyType};
 use crate::failure::Failure;
 

@@ -1,5 +1,5 @@
 //! The Buffer actor: drains the journal to the cloud in key order with a bounded in-flight
-//! window, publishing on the current link's [`Publish`] handle. The rules (cursor, window,
+//! window, publishing on the current link's [`Publish`](crate::model::Publish) handle. The rules (cursor, window,
 //! watermark, resend, quarantine) are the pure [`state::Drain`]; this shell reads the journal,
 //! paces with the quota, publishes, and records what the rules decide: the watermark moves only
 //! over acknowledged (or quarantined) entries, and everything undelivered is sent again after a

@@ -1,7 +1,7 @@
 //! Device keys that never leave a TPM 2.0: which key (a persistent handle, a `TSS2 PRIVATE KEY`
 //! file, or Kanto's `tpmHandle`/`tpmKey`/`tpmKeyPub` blobs), on which TPM (`tpmDevice`), and an
 //! OpenSSL key for it that every TLS client can use (the signatures are made by the TPM; see
-//! [`engine`]). Errors name the setting to fix and never contain key material.
+//! `engine`). Errors name the setting to fix and never contain key material.
 
 mod engine;
 pub(crate) use engine::{openssl_errors as openssl_reasons, register_for_paho};

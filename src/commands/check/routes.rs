@@ -6,8 +6,7 @@ use awslink_actors::routes::{routed_topic, sample_topic, Route};
 use awslink_actors::topics::{self, Identity};
 use paho_mqtt as mqtt;
 
-use super::{step, Diagnosis, StepResult};
-use crate::commands::random_hex;
+use super::{probe_message, step, Diagnosis, StepResult};
 use crate::config::Config;
 use crate::failure::Failure;
 
@@ -46,13 +45,7 @@ fn probe_topic(route: &Route, identity: &Identity) -> String {
 }
 
 fn probe(client: &mqtt::Client, rule: &str, topic: &str) -> StepResult<()> {
-    let token = random_hex(12);
-    let payload = format!("{{\"awslink\":\"check\",\"token\":\"{token}\"}}");
-    let message = mqtt::MessageBuilder::new()
-        .topic(topic)
-        .payload(payload)
-        .qos(1)
-        .finalize();
+    let (token, message) = probe_message(topic);
     match client.publish(message) {
         Ok(()) => Ok((
             (),

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+/// A Ditto (JSON Pointer) path segment as a key: `~1` → `/`, `~0` → `~`.
 pub(super) fn unescape(s: &str) -> String {
     s.replace("~1", "/").replace("~0", "~")
 }
@@ -50,6 +51,7 @@ pub fn merge(doc: &mut Value, patch: &Value) {
     }
 }
 
+/// The value at `keys` inside `doc`, if every step exists.
 pub(super) fn get_path<'v>(doc: Option<&'v Value>, keys: &[String]) -> Option<&'v Value> {
     keys.iter().try_fold(doc?, |node, k| node.get(k))
 }
