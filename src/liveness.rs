@@ -2,7 +2,7 @@
 //! arbiter, so a wedged actor cannot stop it) asks every actor for an answer each
 //! [`LivenessConfig::interval`]. When all answer it tells systemd `WATCHDOG=1` and writes the
 //! time to `{buffer}/heartbeat` (what `awslink health` judges); the first such round after the
-//! local intake is up also sends `READY=1`. An actor that stopped, or that has not answered for
+//! local intake is subscribed also sends `READY=1`. An actor that stopped, or that has not answered for
 //! [`LivenessConfig::fatal_after`], is fatal: [`fatal`] logs one line naming the cause and
 //! ends the process with exit code 1, so that Docker's restart policy or systemd restarts it.
 //! The decisions are the pure [`Heartbeat`]; the thread only performs them.
@@ -124,12 +124,12 @@ impl Heartbeat {
     }
 }
 
-/// Whether an answer is the LocalBroker's, with its intake and local session up.
+/// Whether an answer is the LocalBroker's, with its local sessions up and the intake's
+/// subscriptions granted (awslink takes local messages now).
 fn intake_up(answer: &Answer) -> bool {
+    let has = |m: &ActorMetrics, key: &str| m.counters.iter().any(|&(k, v)| k == key && v == 1);
     match answer {
-        Answer::Alive(m) => {
-            m.actor == "local" && m.counters.iter().any(|&(k, v)| k == "connected" && v == 1)
-        }
+        Answer::Alive(m) => m.actor == "local" && has(m, "connected") && has(m, "subscribed"),
         _ => false,
     }
 }
@@ -315,10 +315,10 @@ async fn beat(
 mod tests {
     use super::*;
 
-    fn alive(actor: &'static str, connected: u64) -> Answer {
+    fn alive(actor: &'static str, up: u64) -> Answer {
         Answer::Alive(ActorMetrics {
             actor,
-            counters: vec![("connected", connected)],
+            counters: vec![("connected", up), ("subscribed", up)],
         })
     }
 

@@ -408,6 +408,7 @@ impl Handler<GetMetrics> for LocalBroker {
             actor: "local",
             counters: vec![
                 ("connected", (intake_up && publisher_up) as u64),
+                ("subscribed", c.subscribed.load(Ordering::Relaxed) as u64),
                 ("connects", get(&c.connects) + get(&self.counters.connects)),
                 ("received", get(&c.received)),
                 ("journaled", get(&c.journaled)),

@@ -41,6 +41,8 @@ pub struct Counters {
     pub held: AtomicU64,
     /// True while the intake session is connected.
     pub connected: AtomicBool,
+    /// True once the broker granted the intake's subscriptions on the current connection.
+    pub subscribed: AtomicBool,
     /// True while the intake holds new messages back.
     pub paused: AtomicBool,
     /// The intake thread ended (after a stop, or because it failed).

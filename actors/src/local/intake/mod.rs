@@ -351,6 +351,7 @@ impl Intake {
     fn on_lost(&mut self, e: &dyn std::fmt::Display) {
         let c = &self.ingest.counters;
         let was_connected = c.connected.swap(false, Ordering::Relaxed);
+        c.subscribed.store(false, Ordering::Relaxed);
         if !self.batch.is_empty() {
             if let Err(e) = self.ingest.commit() {
                 error!("cannot flush the journal: {e}");
@@ -479,6 +480,12 @@ async fn run(
                     .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                 {
                     error!("the local broker refused a subscription of the intake (check its ACL for client {:?})", intake.eventloop.mqtt_options.client_id());
+                } else {
+                    intake
+                        .ingest
+                        .counters
+                        .subscribed
+                        .store(true, Ordering::Relaxed);
                 }
             }
             Ok(Event::Outgoing(
