@@ -1,6 +1,7 @@
 //! What the publishes awslink sends cost on AWS IoT: the messaging charge is per PUBLISH in
 //! units of 5 KB of payload + topic; Basic Ingest publishes (`$aws/rules/…`) incur none and are
-//! counted apart, per rule. Pure counting, done by the drain for every publish it sends.
+//! counted apart, per rule (`docs/aws-iot.md`, "Billing"). Pure counting, done by the drain for
+//! every publish it sends.
 
 use crate::routes::BASIC_INGEST_PREFIX;
 

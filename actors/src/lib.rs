@@ -1,20 +1,26 @@
 //! # awslink-actors
 //!
-//! The actors of awslink and the typed messages between them (see `ARCHITECTURE.md`).
+//! The actors of awslink, the typed messages between them, and the pure logic and stores they
+//! use (the whole picture, with every file's job: `ARCHITECTURE.md`).
 //!
 //! ```text
-//!  local apps ⇄ Mosquitto ⇄ LocalBroker ──(journal append)──▶ Buffer ──(Publisher)──▶ AWS IoT
-//!                               ▲                               ▲ ◀── Acked ──┘         │
-//!                               └──────── LocalPublish ◀────────┼── CloudInbound ◀── CloudLink
-//!  Supervisor: starts a CloudLink per attempt, LinkEvent Up{publisher}/Down, backoff,
-//!              LinkChanged → Buffer, ConnectionStatus → StatusPublisher
-//!  StatusPublisher: retained status topic, edge/thing/response, awslink::metrics log lines
+//!  local apps ⇄ Mosquitto ⇄ local::intake (rumqttc) ──commit──▶ store (sled journal)
+//!                  ▲                                                │ Journaled
+//!                  │                                                ▼
+//!                  │                      drain::Buffer ──Publish (cloud::Publisher)──▶ AWS IoT
+//!                  │                            ▲ Acked, LinkChanged         ▲            │
+//!                  │                            │                  cloud::CloudLink ◀─────┘
+//!         local::LocalBroker ◀── CloudInbound ──┼──────────────────────────┘ (downlink store)
+//!  supervisor::Supervisor: one CloudLink per attempt, backoff, LinkChanged → Buffer,
+//!                          ConnectionStatus → status::StatusPublisher
+//!  shadow: ShadowIngest (on the intake thread) and the ShadowMapper actor
 //! ```
 //!
-//! Pure logic lives in [`topics`], [`routes`], [`billing`], [`backoff`], [`store::record`] (encoding), [`drain::state`]
-//! (the drain's rules) and [`status`] payload functions; actors are thin shells around them.
-//! Actors know their peers only as `Recipient<M>` (the Buffer its link as a
-//! [`model::Publish`] handle); `awslink`'s `app.rs` wires them.
+//! Pure logic lives in [`topics`], [`routes`], [`billing`], [`backoff`], [`quota`],
+//! [`store::record`] (encoding), [`drain::state`] (the drain's rules), [`local::intake::hold`]
+//! (flow control), [`shadow::convert`] and the [`status`] payload functions; actors are thin
+//! shells around them. Actors know their peers only as `Recipient<M>` (the Buffer its link as a
+//! [`model::Publish`] handle); the `awslink` binary's `src/wiring.rs` wires them.
 
 pub mod address;
 pub mod backoff;

@@ -8,7 +8,7 @@ use crate::model::Link;
 /// Re-exported for the modules that still name them here; they are defined in [`crate::model`].
 pub use crate::model::{CloudMessage, DownCause, DownReason};
 
-/// LocalBroker → Buffer: new entries were appended to the journal (up to and including `last_seq`).
+/// The local intake → Buffer: a burst was committed to the journal (up to and including `last_seq`).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Journaled {
@@ -121,7 +121,7 @@ pub struct ActorMetrics {
 #[rtype(result = "()")]
 pub struct Flush;
 
-/// app → Supervisor: stop reconnecting, close the cloud link cleanly, publish the shutdown status.
+/// `src/wiring.rs` (shutdown) → Supervisor: stop reconnecting, close the cloud link cleanly, publish the shutdown status.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Shutdown;

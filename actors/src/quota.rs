@@ -1,5 +1,5 @@
 //! Pure token buckets that keep the drain under AWS IoT's per-connection limits (100 publishes/s,
-//! 512 KiB/s). The clock is an argument.
+//! 512 KiB/s; `docs/aws-iot.md`). The clock is an argument.
 //!
 //! AWS (and the emulator) count in *any* one-second window, so a bucket of capacity `C` refilled
 //! at `R`/s may admit `C + R` in one second. The buckets are sized so that `C + R` is 95% of the

@@ -1,6 +1,7 @@
 //! Supervisor: owns reconnecting. Starts one CloudLink per attempt (never two at once), waits for
 //! its `LinkEvent`, and after a `Down` schedules the next attempt with the backoff policy.
-//! Tells the Buffer where to publish and the StatusPublisher what the state is.
+//! Tells the Buffer where to publish (`LinkChanged` with the link's `Link` handle) and the
+//! StatusPublisher what the state is (`ConnectionStatus`).
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,8 @@ pub struct LinkHandle {
     pub disconnect: Recipient<Disconnect>,
 }
 
-/// Starts a CloudLink for attempt `n` that reports to the given recipient. Only `app.rs` knows
-/// which actor it is.
+/// Starts a CloudLink for attempt `n` that reports to the given recipient. Only the binary's
+/// `src/wiring.rs` knows which actor it is (tests pass a fake).
 pub type LinkFactory = Box<dyn Fn(u64, Recipient<LinkEvent>) -> LinkHandle>;
 
 /// Uniform random numbers in `[0, 1)` for the backoff's jitter.

@@ -1,7 +1,7 @@
 //! Every topic awslink knows, in one place: the local ⇄ cloud mapping (Eclipse Hono topics on
 //! the local broker, Kanto-compatible topics on AWS IoT), the local service topics (status,
 //! gateway parameters, metrics), the AWS reserved topics it uses (Device Shadow, Jobs, fleet
-//! provisioning) and AWS's topic limits. Pure: no I/O here.
+//! provisioning) and AWS's topic limits (`docs/aws-iot.md`, "Topics"). Pure: no I/O here.
 
 pub use crate::model::Identity;
 

@@ -1,5 +1,5 @@
 //! AWS Device Shadow rules checked before anything is sent: clientToken length, shadow names,
-//! state size and nesting depth.
+//! state size and nesting depth (`docs/aws-iot.md`, "Device Shadow rules").
 
 use serde_json::Value;
 
