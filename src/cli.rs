@@ -1,5 +1,6 @@
 //! Command-line interface: `awslink run`, `awslink config check`, `awslink check`,
-//! `awslink cert create|csr|show`, `awslink provision`, `awslink health`.
+//! `awslink cert create|csr|show`, `awslink provision`, `awslink health`,
+//! `awslink buffer inspect|purge`.
 
 use std::path::PathBuf;
 

@@ -4,8 +4,9 @@
 //! probe and `check`'s handshake) and rumqttc's `TlsConfiguration` (the local intake). Peer and
 //! hostname verification are always on and cannot be turned off here; TLS 1.2 is the minimum.
 //! A file that cannot be used is reported with the setting that names it, never its contents.
-//! The client key is a file or a key held by a TPM 2.0 ([`PrivateKey`]); a TPM key is opened
-//! through [`crate::tpm`] and handed to paho and openssl as that module's stand-in.
+//! The client key is a file, a key held by a TPM 2.0 or a key in a PKCS #11 token
+//! ([`PrivateKey`]); a held key is opened through [`crate::tpm`] or [`crate::pkcs11`] and handed
+//! to paho and openssl as a stand-in whose signatures the TPM or the token makes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! `awslink cert create|csr|show`: a device key and a self-signed certificate or a CSR for AWS IoT,
-//! and a readable summary of a certificate (validity, AWS certificate id, thumbprints). The key,
-//! CSR and file helpers and the certificate names are shared with `check` and `provision`.
+//! and a readable summary of a certificate (validity, AWS certificate id, thumbprints). The key
+//! and CSR helpers and the certificate names are shared with `check` and `provision`; the files
+//! are written by [`output`](super::output).
 //!
 //! Private keys are written with mode 0600 from the moment the file exists; existing files are
 //! replaced only with `--force`, atomically (written next to the target, then renamed).
