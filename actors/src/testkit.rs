@@ -10,6 +10,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
+use crate::messages::GetMetrics;
+
 /// How a probe answers the message it received.
 type Answer<M> = Box<dyn FnMut(&M) -> <M as Message>::Result>;
 
@@ -115,6 +117,42 @@ where
     }
     .start();
     (addr.recipient(), ProbeReceiver { receiver })
+}
+
+/// The value of counter `name` in what `actor` answers to [`GetMetrics`]. Panics (failing the
+/// test) when the actor does not answer or has no such counter.
+pub async fn counter<A>(actor: &Addr<A>, name: &str) -> u64
+where
+    A: Actor + Handler<GetMetrics>,
+    A::Context: actix::dev::ToEnvelope<A, GetMetrics>,
+{
+    let metrics = actor
+        .send(GetMetrics)
+        .await
+        .expect("the actor answers GetMetrics");
+    metrics
+        .counters
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no counter {name:?} in {metrics:?}"))
+}
+
+/// An empty journal (`fsync` mode, no limits) in a new temporary directory, which lives as long
+/// as the returned guard.
+#[cfg(test)]
+pub fn temp_journal() -> (tempfile::TempDir, crate::store::Journal) {
+    use crate::store::{Durability, Journal, JournalConfig, Limits};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let journal = Journal::open(&JournalConfig {
+        path: dir.path().join("journal"),
+        cache_bytes: 1 << 20,
+        durability: Durability::Fsync,
+        limits: Limits::UNLIMITED,
+        min_free_bytes: 0,
+    })
+    .expect("a new journal opens");
+    (dir, journal)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::model::{CloudMessage, Publish};
-use crate::store::{Durability, JournalConfig, Limits};
+use crate::testkit::temp_journal;
 
 /// What the fake link saw and holds.
 #[derive(Default)]
@@ -125,15 +125,7 @@ impl Harness {
     }
 
     fn start_with(window: usize, link: &Arc<FakeLink>, meter: Meter) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig {
-            path: dir.path().join("journal"),
-            cache_bytes: 1 << 20,
-            durability: Durability::Fsync,
-            limits: Limits::UNLIMITED,
-            min_free_bytes: 0,
-        })
-        .unwrap();
+        let (dir, journal) = temp_journal();
         let buffer = Buffer::new(journal.clone(), window, None)
             .with_meter(meter)
             .start();

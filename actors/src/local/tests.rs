@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::messages::CloudMessage;
-use crate::store::{Durability, JournalConfig, Limits};
-use crate::testkit::{probe, probe_answering, ProbeReceiver};
+use crate::testkit::{counter, probe, probe_answering, temp_journal, ProbeReceiver};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -70,15 +69,7 @@ struct Fixture {
 
 /// A routing-only LocalBroker whose journal already holds `stored` downlink messages.
 fn start(stored: &[CloudMessage], refused: &[&str]) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&JournalConfig {
-        path: dir.path().join("j"),
-        cache_bytes: 1 << 20,
-        durability: Durability::Fsync,
-        limits: Limits::UNLIMITED,
-        min_free_bytes: 0,
-    })
-    .unwrap();
+    let (dir, journal) = temp_journal();
     for msg in stored {
         journal.downlink().append(msg).unwrap();
     }
@@ -137,16 +128,6 @@ fn stored(topic: &str, enqueued_ms: u64) -> CloudMessage {
         qos: 1,
         enqueued_ms,
     }
-}
-
-async fn counter(broker: &Addr<LocalBroker>, name: &str) -> u64 {
-    let metrics = broker.send(GetMetrics).await.unwrap();
-    metrics
-        .counters
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .unwrap()
 }
 
 /// Polls (with a deadline) until `done` holds.

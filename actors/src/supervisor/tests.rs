@@ -11,7 +11,7 @@ use paho_mqtt as mqtt;
 use super::*;
 use crate::cloud::publisher::{Progress, Publisher};
 use crate::model::Link;
-use crate::testkit::{probe, ProbeReceiver};
+use crate::testkit::{counter, probe, ProbeReceiver};
 
 /// Long enough for anything the Supervisor does on its own to have happened.
 const WAIT: Duration = Duration::from_secs(2);
@@ -107,16 +107,6 @@ fn refused() -> DownReason {
         cause: DownCause::Error,
         detail: "connection refused".into(),
     }
-}
-
-async fn counter(supervisor: &Addr<Supervisor>, name: &str) -> u64 {
-    let metrics = supervisor.send(GetMetrics).await.unwrap();
-    metrics
-        .counters
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .unwrap()
 }
 
 #[actix::test]
