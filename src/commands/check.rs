@@ -419,7 +419,9 @@ fn mqtt_connect(
     }
 }
 
-/// The options CloudLink uses: server certificate and hostname verified, client certificate.
+/// Connect options like CloudLink's: TLS from the same identity (server certificate and hostname
+/// verified, client certificate), keep-alive, clean session, credentials. Unlike CloudLink's they
+/// set no in-flight window (one probe) and let paho fall back from MQTT 3.1.1 to 3.1.
 fn paho_connect_options(
     config: &Config,
     timeout: Duration,
