@@ -224,7 +224,10 @@ mosquitto_running() {
 }
 
 start_mosquitto() {
-  MOSQ_LOG_FROM=$(cat "$D/mosquitto.log" 2>/dev/null | wc -l)
+  # Lines already in the log (a restart appends): only later ones may say "running". No pipe
+  # from cat: under pipefail a missing log (the first start) would end the script.
+  MOSQ_LOG_FROM=0
+  if [ -f "$D/mosquitto.log" ]; then MOSQ_LOG_FROM=$(wc -l < "$D/mosquitto.log"); fi
   mosquitto -c "$D/mosquitto.conf" >>"$D/mosquitto.out" 2>&1 &
   MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
   wait_for mosquitto_running ||
