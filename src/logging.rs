@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::redact::{pem_body_lines, Redacting};
+use awslink_actors::tls::PrivateKey;
 
 /// Installs the process-wide logger the configuration describes.
 pub fn init(config: &Config) -> Result<(), Failure> {
@@ -46,6 +47,9 @@ fn secrets(config: &Config) -> Vec<String> {
         .flatten()
         .cloned()
         .collect();
+    if let Some(PrivateKey::Pkcs11(p11)) = &config.key {
+        secrets.extend(p11.pin.clone());
+    }
     let cloud_key = config.key.as_ref().and_then(|k| k.file());
     for key in [cloud_key, config.local.key.as_deref()]
         .into_iter()

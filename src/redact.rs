@@ -8,8 +8,8 @@ use log::{Log, Metadata, Record};
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-/// Secrets shorter than this are not searched for (they would match ordinary words); the
-/// configuration check asks for longer passwords anyway.
+/// Secrets shorter than this are searched for only between quotes, as a Debug print shows
+/// them (bare, they would match ordinary words).
 const MIN_SECRET_LEN: usize = 4;
 
 /// A logger that redacts `secrets` from every record before `inner` writes it.
@@ -19,17 +19,32 @@ pub struct Redacting<L> {
 }
 
 impl<L: Log> Redacting<L> {
-    /// Wraps `inner`; empty and very short secrets are ignored.
+    /// Wraps `inner`; every secret is searched for as written and as Debug prints it.
     pub fn new(inner: L, secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .filter(|s| s.len() >= MIN_SECRET_LEN)
-            .collect();
+        let mut secrets: Vec<String> = secrets.into_iter().flat_map(|s| needles(&s)).collect();
         // Longest first, so that a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Redacting { inner, secrets }
     }
+}
+
+/// The strings that give `secret` away in a log line: itself, and its Debug forms as `str` and
+/// as `CString` (paho-mqtt prints its options with `{:?}`, which escapes quotes and
+/// backslashes). Short secrets only with the quotes Debug puts around them.
+fn needles(secret: &str) -> Vec<String> {
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let str_debug = format!("{secret:?}");
+    let cstring_debug = std::ffi::CString::new(secret)
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_else(|_| str_debug.clone());
+    if secret.len() < MIN_SECRET_LEN {
+        return vec![str_debug, cstring_debug];
+    }
+    let inner = |quoted: &str| quoted[1..quoted.len() - 1].to_string();
+    vec![secret.to_string(), inner(&str_debug), inner(&cstring_debug)]
 }
 
 /// `text` with every secret replaced, or `None` when it holds none.
@@ -109,6 +124,34 @@ mod tests {
         ];
         for (text, expected) in rows {
             assert_eq!(redact(text, &secrets).as_deref(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn debug_forms_and_short_secrets_are_redacted_too() {
+        let logger_secrets: Vec<String> = ["it's\"p\\ss-long", "abc"]
+            .iter()
+            .flat_map(|s| needles(s))
+            .collect();
+        let mut sorted = logger_secrets.clone();
+        sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let cstring = format!("{:?}", std::ffi::CString::new("it's\"p\\ss-long").unwrap());
+        let rows = [
+            (
+                format!("password: Some({cstring})"),
+                "password: Some(\"[redacted]\")",
+            ),
+            (
+                format!("password: {:?}", "it's\"p\\ss-long"),
+                "password: \"[redacted]\"",
+            ),
+            (
+                "user: \"abc\" and abcdef".to_string(),
+                "user: [redacted] and abcdef",
+            ),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(redact(&text, &sorted).as_deref(), Some(expected), "{text}");
         }
     }
 

@@ -202,7 +202,12 @@ fn a_wedged_actor_stops_the_watchdog_pings_and_is_fatal() {
             ("WATCHDOG_USEC", "1500000"),
         ],
     );
-    // Every ping that arrives after the wedge must come from a round that started before it.
+    // The wedge starts when the Buffer handles the message, one hop after the publish.
+    rig.awslink
+        .wait_for_log("fault injection: the Buffer wedges its thread", T);
+    let at = Instant::now().max(at);
+    // Every ping that arrives after the wedge must come from a round that started before it
+    // (a round is 0.5 s here, its answers wait at most 0.5 s).
     let mut last_ping = None;
     let deadline = Instant::now() + T;
     while rig.awslink.is_running() && Instant::now() < deadline {
@@ -214,12 +219,13 @@ fn a_wedged_actor_stops_the_watchdog_pings_and_is_fatal() {
     }
     if let Some(p) = last_ping {
         assert!(
-            p.duration_since(at) < Duration::from_millis(700),
+            p.saturating_duration_since(at) < Duration::from_millis(1300),
             "a ping {:?} after the wedge",
             p.duration_since(at)
         );
     }
-    assert_fatal(&mut rig, &status, at, Duration::from_secs(3), "wedged");
+    // WatchdogSec 1.5 s, plus a round and its answer wait, plus the last flush.
+    assert_fatal(&mut rig, &status, at, Duration::from_secs(4), "wedged");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! settings of every TLS client awslink has: paho's `SslOptions` (the cloud link, the local
 //! `-pub` session, `check`, `provision`, `health`), an openssl `SslConnector` (the diagnosis
 //! probe and `check`'s handshake) and rumqttc's `TlsConfiguration` (the local intake). Peer and
-//! hostname verification are always on and cannot be turned off here; TLS 1.2 is the minimum.
+//! hostname verification are always on and cannot be turned off here. TLS 1.2 is the minimum:
+//! set on the openssl connector, and OpenSSL 3's default for paho and rumqttc (its security
+//! level 1 refuses TLS 1.0/1.1).
 //! A file that cannot be used is reported with the setting that names it, never its contents.
 //! The client key is a file, a key held by a TPM 2.0 or a key in a PKCS #11 token
 //! ([`PrivateKey`]); a held key is opened through [`crate::tpm`] or [`crate::pkcs11`] and handed

@@ -22,6 +22,7 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
     awslink_actors::fatal::set_handler(|cause| liveness::fatal(cause));
     let journal = wiring::open_journal(&config)?;
     let last_flush = journal.clone();
+    let exit_flush = journal.clone();
     liveness::on_fatal(move || {
         if let Err(e) = last_flush.flush() {
             error!("journal flush before exiting failed: {e}");
@@ -64,6 +65,11 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
     // SIGKILL). Everything that must outlive the process was flushed by the shutdown above;
     // the process ends right after this returns.
     std::mem::forget(system);
+    // The shutdown flushed the journal already, unless it ran out of time: flush once more, so
+    // that nothing acknowledged is left in memory (`batched` mode) when the process ends.
+    if let Err(e) = exit_flush.flush() {
+        error!("last journal flush failed: {e}");
+    }
     result
 }
 

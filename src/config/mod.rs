@@ -280,6 +280,19 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
             .string("localClientId")?
             .unwrap_or_else(|| "awslink".into()),
     };
+    if local.ca_cert.is_none() {
+        for (key, set) in [
+            ("localCert", local.cert.is_some()),
+            ("localKey", local.key.is_some()),
+        ] {
+            if set {
+                return Err(r.error(
+                    key,
+                    "a local client certificate needs \"localCACert\" too (the intake presents it only with an explicit CA); set \"localCACert\" to the CA of the local broker's certificate",
+                ));
+            }
+        }
+    }
     let log_level = r.one_of(
         "logLevel",
         &[

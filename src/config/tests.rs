@@ -74,6 +74,7 @@ fn errors_name_the_key_and_the_fix() {
         (with("address", json!("tcp://h:1883")), "plain MQTT; AWS IoT needs TLS"),
         (with("address", json!("mqtts://h:99999")), "config key \"address\": port \"99999\""),
         (with("address", json!(5)), "config key \"address\": 5 is not a string"),
+        (with("localCert", json!("/c.pem")), "config key \"localCert\": a local client certificate needs \"localCACert\""),
         (with("keepAliveSecs", json!("60")), "config key \"keepAliveSecs\": \"60\" is not an integer from 5 to 1200"),
         (with("buffer", json!({"whenFull": "dropNewest"})), "config key \"buffer.whenFull\": \"dropNewest\" is not one of \"dropOldest\", \"rejectNew\""),
         (with("buffer", json!({"maxMesages": 5})), "config key \"buffer.maxMesages\" is unknown; did you mean \"buffer.maxMessages\"?"),

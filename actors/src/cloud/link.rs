@@ -22,6 +22,11 @@ use crate::topics::is_shadow_topic;
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
 
+/// How long a failed connect waits for its diagnosis before it is reported without one: the
+/// next attempt (after the backoff) is never held back longer than this, also when the probe's
+/// own handshake stalls (a black-holed endpoint, or one that is just coming back).
+pub const DIAGNOSIS_BUDGET: Duration = Duration::from_millis(750);
+
 /// Everything the link needs to connect.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -323,15 +328,25 @@ impl Handler<Internal> for CloudLink {
             Internal::Connected(Err(paho_error), None) => {
                 let target = self.probe_target();
                 let addr = ctx.address();
+                let generic = DownReason {
+                    cause: DownCause::Error,
+                    detail: format!("connect failed: {paho_error}"),
+                };
+                let fallback = generic.clone();
+                // Whichever comes first is reported (report_down reports once and stops the
+                // link, which drops the other): the probe's precise reason, or after the budget
+                // paho's own.
                 std::thread::spawn(move || {
-                    let reason = match tls_probe::probe(&target) {
-                        Err(reason) => reason,
-                        Ok(()) => DownReason {
-                            cause: DownCause::Error,
-                            detail: format!("connect failed: {paho_error}"),
-                        },
-                    };
+                    let reason = tls_probe::probe(&target).err().unwrap_or(generic);
                     addr.do_send(Internal::Down(reason));
+                });
+                ctx.run_later(DIAGNOSIS_BUDGET, move |act, ctx| {
+                    let mut reason = fallback;
+                    reason.detail.push_str(&format!(
+                        " (no diagnosis within {} ms)",
+                        DIAGNOSIS_BUDGET.as_millis()
+                    ));
+                    act.report_down(reason, ctx);
                 });
             }
             Internal::Subscribed(Ok(())) => {

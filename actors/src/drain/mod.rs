@@ -280,9 +280,12 @@ impl Handler<Journaled> for Buffer {
         match fault::active() {
             Some(Fault::BufferPanic) => panic!("fault injection: the Buffer panics"),
             Some(Fault::BufferStop) => return ctx.stop(),
-            Some(Fault::Wedge) => loop {
-                std::thread::park();
-            },
+            Some(Fault::Wedge) => {
+                log::warn!("fault injection: the Buffer wedges its thread");
+                loop {
+                    std::thread::park();
+                }
+            }
             _ => {}
         }
         self.journal.take_announcement(); // before reading, so no append goes unannounced
