@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # awslink vs. a Mosquitto bridge, side by side (issue 8). Same brokers, certificates and load for
-# (a) a carefully configured Mosquitto bridge and (b) awslink in `batched` and `fsync` mode.
+# (a) a carefully configured Mosquitto bridge, in the local broker ("bridge", as users deploy it)
+# and as its own Mosquitto between the local broker and the cloud, where awslink sits
+# ("bridge-hop": the same number of hops), and (b) awslink in `batched` and `fsync` mode.
 #
-#   bash bench/run.sh                 # everything (~15 min)
-#   bash bench/run.sh --quick         # smaller counts, shorter outage (~5 min)
+#   bash bench/run.sh                 # everything (~16 min)
+#   bash bench/run.sh --quick         # smaller counts, shorter outage (~7 min)
 #   bash bench/run.sh --scenario 1    # one scenario (repeatable: --scenario 1 --scenario 5)
-#   options: --no-build, --no-profile, --systems "bridge batched fsync", --rounds N (scenario 1
+#   options: --no-build, --no-profile, --systems "bridge bridge-hop batched fsync", --rounds N (scenario 1
 #            runs N times, the systems interleaved; the table shows each metric's median)
 #   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1
 #
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge batched fsync" ROUNDS=3
+QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge bridge-hop batched fsync" ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --scenario) SCENARIOS="$SCENARIOS ${2//,/ }"; shift ;;
     --systems) SYSTEMS="$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -137,7 +139,51 @@ jq -n --arg nproc "$(nproc)" \
     mosquitto:$mosquitto, loadavg_at_start:$load, quick:($quick=="1"), git:$rev}' > "$WORK/machine.json"
 
 # ---- one stack: emulator (+ sink on its private broker), optional outage proxy, local broker
-# ---- (bridging for "bridge"), awslink for "batched"/"fsync" ------------------------------------
+# ---- (bridging for "bridge"), a second bridging Mosquitto for "bridge-hop", awslink for
+# ---- "batched"/"fsync" -------------------------------------------------------------------------
+
+# broker_conf NAME PORT: the careful local-broker settings every Mosquitto of the edge shares.
+broker_conf() {
+  mkdir -p "$D/$1"
+  cat <<EOF
+listener $2 127.0.0.1
+allow_anonymous true
+user root
+persistence true
+persistence_location $D/$1/
+autosave_interval 1
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 100
+log_dest file $D/$1.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+EOF
+}
+
+# The bridge to the cloud as a careful user configures it for AWS IoT Core.
+cloud_bridge_conf() {
+  cat <<EOF
+
+connection aws
+address localhost:$CLOUD_PORT
+bridge_cafile $CERTS/ca.pem
+bridge_certfile $CERTS/device.pem
+bridge_keyfile $CERTS/device.key
+bridge_insecure false
+bridge_protocol_version mqttv311
+remote_clientid dev
+try_private false
+notifications false
+cleansession false
+start_type automatic
+restart_timeout 1 5
+keepalive_interval 60
+topic "" out 1 telemetry telemetry/bench/dev
+EOF
+}
 # start_stack SYSTEM DIR LIMITS(on|off) PROXY(0|1)
 start_stack() {
   SYS=$1 D=$2 LIMITS=$3 USE_PROXY=$4
@@ -158,46 +204,34 @@ start_stack() {
     PIDS+=($!)
     wait_for test -f "$D/proxy-ready" || fail "proxy did not start"
   fi
-  mkdir -p "$D/mosquitto"
-  cat > "$D/mosquitto.conf" <<EOF
-listener $LOCAL_PORT 127.0.0.1
-allow_anonymous true
-user root
-persistence true
-persistence_location $D/mosquitto/
-autosave_interval 1
-max_queued_messages 0
-max_queued_bytes 0
-max_inflight_messages 100
-log_dest file $D/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-log_type information
-EOF
-  if [ "$SYS" = bridge ]; then
-    cat >> "$D/mosquitto.conf" <<EOF
+  broker_conf mosquitto "$LOCAL_PORT" > "$D/mosquitto.conf"
+  if [ "$SYS" = bridge ]; then cloud_bridge_conf >> "$D/mosquitto.conf"; fi
+  start_mosquitto
+  if [ "$SYS" = bridge-hop ]; then
+    # Its own Mosquitto, between the local broker and the cloud: takes `telemetry` from the
+    # local broker (a persistent QoS 1 session there, like awslink's intake) and bridges it on.
+    HOP_PORT=$(free_port)
+    {
+      broker_conf hop "$HOP_PORT"
+      cat <<EOF
 
-# The bridge as a careful user configures it for AWS IoT Core.
-connection aws
-address localhost:$CLOUD_PORT
-bridge_cafile $CERTS/ca.pem
-bridge_certfile $CERTS/device.pem
-bridge_keyfile $CERTS/device.key
-bridge_insecure false
+connection local
+address 127.0.0.1:$LOCAL_PORT
+remote_clientid bench-hop
 bridge_protocol_version mqttv311
-remote_clientid dev
 try_private false
 notifications false
 cleansession false
 start_type automatic
 restart_timeout 1 5
 keepalive_interval 60
-topic "" out 1 telemetry telemetry/bench/dev
+topic telemetry in 1
+topic bench/hop-ready in 1
 EOF
-  fi
-  start_mosquitto
-  if [ "$SYS" != bridge ]; then
+      cloud_bridge_conf
+    } > "$D/hop.conf"
+    start_hop
+  elif [ "$SYS" != bridge ]; then
     local quota='{}'
     [ "$LIMITS" = off ] && quota='{"publishPerSecond": 100000, "bytesPerSecond": 1099511627776}'
     jq -n --arg addr "mqtts://localhost:$CLOUD_PORT" --arg ca "$CERTS/ca.pem" \
@@ -212,26 +246,44 @@ EOF
   fi
   TIMEOUT=30 wait_for jq -e '.connections_open >= 1' "$D/emu-stats.json" \
     || fail "$SYS did not connect to the emulator (see $D)"
-  FWD_PID=$([ "$SYS" = bridge ] && echo "$MOSQ_PID" || echo "$AWSLINK_PID")
+  case $SYS in
+    bridge) FWD_PID=$MOSQ_PID ;;
+    bridge-hop) FWD_PID=$HOP_PID ;;
+    *) FWD_PID=$AWSLINK_PID ;;
+  esac
 }
 
-# Ready once THIS mosquitto logged "running" (after binding its listener) and is alive: another
-# process listening on $LOCAL_PORT never counts.
-mosquitto_running() {
-  kill -0 "$MOSQ_PID" 2>/dev/null || return 2
-  tail -n +$((MOSQ_LOG_FROM + 1)) "$D/mosquitto.log" 2>/dev/null | grep -q " running" &&
-    mosquitto_pub -h 127.0.0.1 -p "$LOCAL_PORT" -t bench/ping -m x && kill -0 "$MOSQ_PID"
+# broker_running NAME PORT PID: ready once THIS mosquitto logged "running" (after binding its
+# listener) and is alive: another process listening on PORT never counts.
+broker_running() {
+  kill -0 "$3" 2>/dev/null || return 2
+  tail -n +$((LOG_FROM + 1)) "$D/$1.log" 2>/dev/null | grep -q " running" &&
+    mosquitto_pub -h 127.0.0.1 -p "$2" -t bench/ping -m x && kill -0 "$3"
 }
 
-start_mosquitto() {
+# start_broker NAME PORT: mosquitto -c $D/NAME.conf, its pid in BROKER_PID once it is ready.
+start_broker() {
   # Lines already in the log (a restart appends): only later ones may say "running". No pipe
   # from cat: under pipefail a missing log (the first start) would end the script.
-  MOSQ_LOG_FROM=0
-  if [ -f "$D/mosquitto.log" ]; then MOSQ_LOG_FROM=$(wc -l < "$D/mosquitto.log"); fi
-  mosquitto -c "$D/mosquitto.conf" >>"$D/mosquitto.out" 2>&1 &
-  MOSQ_PID=$!; PIDS+=("$MOSQ_PID")
-  wait_for mosquitto_running ||
-    fail "mosquitto (pid $MOSQ_PID) did not start on port $LOCAL_PORT: $(tail -n +$((MOSQ_LOG_FROM + 1)) "$D/mosquitto.log" 2>/dev/null)"
+  LOG_FROM=0
+  if [ -f "$D/$1.log" ]; then LOG_FROM=$(wc -l < "$D/$1.log"); fi
+  mosquitto -c "$D/$1.conf" >>"$D/$1.out" 2>&1 &
+  BROKER_PID=$!; PIDS+=("$BROKER_PID")
+  wait_for broker_running "$1" "$2" "$BROKER_PID" ||
+    fail "mosquitto $1 (pid $BROKER_PID) did not start on port $2: $(tail -n +$((LOG_FROM + 1)) "$D/$1.log" 2>/dev/null)"
+}
+
+start_mosquitto() { start_broker mosquitto "$LOCAL_PORT"; MOSQ_PID=$BROKER_PID; }
+
+# The same-hop bridge is ready once its subscriptions on the local broker are in place: it
+# subscribes to `telemetry` and then to `bench/hop-ready`, which holds a retained message (put
+# there before the hop starts, so the local broker hands it over with the retain flag and the hop
+# keeps it). Finding it retained on the hop means `telemetry` is subscribed too.
+start_hop() {
+  mosquitto_pub -h 127.0.0.1 -p "$LOCAL_PORT" -q 1 -r -t bench/hop-ready -m ready
+  start_broker hop "$HOP_PORT"; HOP_PID=$BROKER_PID
+  TIMEOUT=30 wait_for sh -c "mosquitto_sub -h 127.0.0.1 -p $HOP_PORT -t bench/hop-ready -C 1 -W 1 | grep -q ready" \
+    || fail "the same-hop bridge did not subscribe on the local broker (see $D/hop.log)"
 }
 
 start_awslink() {
@@ -256,10 +308,10 @@ stop_stack() {
   PIDS=()
 }
 
-# start_sink NAME EXPECT IDLE MAX
+# start_sink NAME EXPECT IDLE MAX: arrivals in $D/NAME.csv, its summary in $D/NAME-sink.json
 start_sink() {
   "$TOOL" sink --port "$PRIV_PORT" --expect "$2" --idle-secs "$3" --max-secs "$4" \
-    --ready-file "$D/$1.ready" --out "$D/$1.csv" >"$D/$1.log" 2>&1 &
+    --ready-file "$D/$1.ready" --out "$D/$1.csv" --summary "$D/$1-sink.json" >"$D/$1.log" 2>&1 &
   SINK_PID=$!; PIDS+=("$SINK_PID")
   wait_for test -f "$D/$1.ready" || fail "sink did not start"
 }
@@ -277,6 +329,15 @@ analyze() { # analyze OUT EXPECT [more args]
 
 AWSLINK=$BIN/awslink
 
+# The emulator's private broker ("the cloud" Mosquitto): its child process, or 0.
+child_mosquitto() {
+  local p
+  for p in $(cat /proc/"$1"/task/*/children 2>/dev/null || true); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null || true)" = mosquitto ]; then echo "$p"; return 0; fi
+  done
+  echo 0
+}
+
 # ---- scenario 1 (+ footprint RSS/CPU of scenario 5) --------------------------------------------
 scenario1() {
   local sys=$1 round=$2 D=$WORK/s1-$1-r$2
@@ -285,12 +346,39 @@ scenario1() {
   sleep 2
   local fwd=$FWD_PID rss_idle mosq_rss_idle
   rss_idle=$(rss_kib "$fwd"); mosq_rss_idle=$(rss_kib "$MOSQ_PID")
+  # Every long-lived process of the set-up, sampled before and after the throughput run (for
+  # "bridge" the forwarder is the local Mosquitto itself, so it has no row of its own).
+  local roles=(local_mosquitto emulator cloud_mosquitto) pids i
+  pids=("$MOSQ_PID" "$EMU_PID" "$(child_mosquitto "$EMU_PID")")
+  if [ "$sys" != bridge ]; then roles+=(forwarder); pids+=("$fwd"); fi
+  local pcpu0=() prss0=()
+  for i in "${!pids[@]}"; do pcpu0+=("$(cpu_ticks "${pids[$i]}")"); prss0+=("$(rss_kib "${pids[$i]}")"); done
   # throughput
   start_sink tput "$S1_COUNT" 20 300
   local c0 m0; c0=$(cpu_ticks "$fwd"); m0=$(cpu_ticks "$MOSQ_PID")
   loadgen tput --count "$S1_COUNT" --timeout-secs 240 || fail "loadgen failed ($D/tput.log)"
   wait "$SINK_PID" || true
   local c1 m1; c1=$(cpu_ticks "$fwd"); m1=$(cpu_ticks "$MOSQ_PID")
+  # Recorded at the end of the scenario (after its own rows): "metric|value|unit" each.
+  local total=0 cpu prow=()
+  for i in "${!pids[@]}"; do
+    cpu=$(python3 -c "print(round(($(cpu_ticks "${pids[$i]}")-${pcpu0[$i]})/$CLK_TCK*100000/$S1_COUNT, 2))")
+    total=$(python3 -c "print(round($total+$cpu, 2))")
+    prow+=("proc_cpu_s_per_100k:${roles[$i]}|$cpu|CPU s per 100k (throughput run), this process alone")
+    prow+=("proc_rss_before_kib:${roles[$i]}|${prss0[$i]}|KiB before the throughput run")
+    prow+=("proc_rss_after_kib:${roles[$i]}|$(rss_kib "${pids[$i]}")|KiB after the throughput run")
+  done
+  # The clients exit before they can be sampled: they report their own getrusage.
+  local tool usage
+  for tool in loadgen:tput.json sink:tput-sink.json; do
+    usage=$D/${tool#*:}
+    cpu=$(jq '.usage.cpu_s // 0' "$usage" 2>/dev/null || echo 0)
+    cpu=$(python3 -c "print(round($cpu*100000/$S1_COUNT, 2))")
+    total=$(python3 -c "print(round($total+$cpu, 2))")
+    prow+=("proc_cpu_s_per_100k:${tool%%:*}|$cpu|CPU s per 100k (throughput run), this process alone")
+    prow+=("proc_rss_max_kib:${tool%%:*}|$(jq '.usage.max_rss_kib // null' "$usage" 2>/dev/null || echo null)|KiB peak (the client's own getrusage)")
+  done
+  prow+=("proc_cpu_s_per_100k:all|$total|CPU s per 100k, every process of the set-up")
   analyze "$D/tput-analysis.json" "$S1_COUNT" --events "$D/tput.csv"
   rec 1 throughput_msg_s "$sys" "$(jq .throughput_msg_s "$D/tput-analysis.json")" "msg/s end to end"
   rec 1 ingest_msg_s "$sys" "$(jq .rate_achieved "$D/tput.json")" "msg/s acked by local broker"
@@ -332,6 +420,11 @@ scenario1() {
     rec 5 edge_cpu_s_per_100k "$sys" "$per100k" "CPU s edge total (awslink + local mosquitto)"
     rec 5 local_broker_cpu_s_per_100k "$sys" "$per100k" "CPU s (the local mosquitto alone; for the bridge: the bridging broker)"
   }
+  local row metric value unit
+  for row in "${prow[@]}"; do
+    IFS='|' read -r metric value unit <<<"$row"
+    rec 5 "$metric" "$sys" "$value" "$unit"
+  done
   stop_stack
 }
 
@@ -419,6 +512,7 @@ scenario3() {
   sleep "$S3_PRE"
   local store=$D/journal
   [ "$sys" = bridge ] && store=$D/mosquitto
+  [ "$sys" = bridge-hop ] && store=$D/hop
   sleep 1.2 # a mosquitto autosave
   local du0; du0=$(du -sb "$store" | cut -f1)
   local down_ns; down_ns=$(now_ns)
@@ -461,7 +555,11 @@ scenario4() {
   sleep 3
   kill -9 "$FWD_PID"; wait "$FWD_PID" 2>/dev/null || true
   local t; t=$(now_ns)
-  if [ "$sys" = bridge ]; then start_mosquitto; else start_awslink; fi
+  case $sys in
+    bridge) start_mosquitto ;;
+    bridge-hop) start_hop ;;
+    *) start_awslink ;;
+  esac
   rec 4 restart_s "$sys" "$(python3 -c "print(round(($(now_ns)-$t)/1e9, 2))")" "s until ready again"
   wait "$lg" || log "loadgen reported unacknowledged messages ($D/s4.log)"
   wait "$SINK_PID" || true
@@ -489,6 +587,7 @@ if has 5; then
   rec 5 stripped_binary_bytes fsync "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"
   rec 5 stripped_binary_bytes batched "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"
   rec 5 stripped_binary_bytes bridge "$(stat -c %s "$(command -v mosquitto)")" "bytes (stripped executable; both link the system libssl)"
+  rec 5 stripped_binary_bytes bridge-hop "$(stat -c %s "$(command -v mosquitto)")" "bytes (stripped executable; both link the system libssl)"
 fi
 
 "$TOOL" report --measurements "$M" --machine "$WORK/machine.json" \

@@ -146,6 +146,7 @@ pub fn run(a: Args) -> Result<()> {
             "publish_done_ns": publish_done_ns,
             "elapsed_s": elapsed,
             "rate_achieved": acked as f64 / elapsed.max(1e-9),
+            "usage": crate::own_usage(),
         }),
     )?;
     if failed.is_empty() {

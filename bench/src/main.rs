@@ -76,6 +76,21 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// This process's own CPU time and peak RSS (`getrusage(RUSAGE_SELF)`), for the summaries of the
+/// short-lived tools (a process that has exited can no longer be read from `/proc`).
+pub fn own_usage() -> serde_json::Value {
+    // SAFETY: getrusage only writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return serde_json::Value::Null;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    serde_json::json!({
+        "cpu_s": secs(u.ru_utime) + secs(u.ru_stime),
+        "max_rss_kib": u.ru_maxrss,
+    })
+}
+
 /// Writes `value` as pretty JSON to `path`, or to stdout when `path` is `None`.
 pub fn write_json(path: Option<&std::path::Path>, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;

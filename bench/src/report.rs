@@ -24,7 +24,12 @@ pub struct Args {
     markdown: Option<PathBuf>,
 }
 
-const SYSTEMS: [&str; 3] = ["bridge", "batched", "fsync"];
+/// The systems with a column of their own, in column order of the measurements (index 0 is the
+/// realistic bridge: the local broker bridges itself; index 3 the same-hop bridge: a second
+/// Mosquitto between the local broker and the cloud, where awslink sits).
+const SYSTEMS: [&str; 4] = ["bridge", "batched", "fsync", "bridge-hop"];
+/// Index of the same-hop bridge in [`SYSTEMS`].
+const HOP: usize = 3;
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -32,9 +37,9 @@ struct Row {
     metric: String,
     unit: String,
     /// The median of each system's runs (scenario 1 runs `--rounds` times).
-    values: [Option<Value>; 3],
+    values: [Option<Value>; 4],
     /// Every run's value, per system, in run order.
-    runs: [Vec<Value>; 3],
+    runs: [Vec<Value>; 4],
     other: Vec<(String, Value)>,
 }
 
@@ -139,6 +144,41 @@ fn checks(rows: &[Row]) -> Vec<Value> {
     }
     let l = val(rows, "4", "lost", 2);
     check("4: fsync lost after kill -9", l, "0", l.map(|l| l == 0.0));
+    // Issue 17's targets, against the bridge in the same place as awslink (skipped without it).
+    let vs_hop = |metric: &str, s: usize| {
+        val(rows, "1", metric, s)
+            .zip(val(rows, "1", metric, HOP))
+            .map(|(a, b)| a / b)
+    };
+    let r = vs_hop("throughput_msg_s", 1);
+    check(
+        "same hop: batched throughput ÷ hop bridge",
+        r,
+        ">= 1.0",
+        r.map(|r| r >= 1.0),
+    );
+    let r = vs_hop("throughput_msg_s", 2);
+    check(
+        "same hop: fsync throughput ÷ hop bridge",
+        r,
+        ">= 0.9",
+        r.map(|r| r >= 0.9),
+    );
+    let r = vs_hop("latency_p99_ms", 1);
+    check(
+        "same hop: batched p99 ÷ hop bridge p99",
+        r,
+        "<= 1.5",
+        r.map(|r| r <= 1.5),
+    );
+    let c = |s| val(rows, "5", "cpu_s_per_100k", s);
+    let r = c(1).zip(c(HOP)).map(|(a, b)| a / b);
+    check(
+        "same hop: batched CPU per 100k ÷ hop bridge's",
+        r,
+        "<= 1.0",
+        r.map(|r| r <= 1.0),
+    );
     out
 }
 
@@ -146,104 +186,9 @@ fn checks(rows: &[Row]) -> Vec<Value> {
 pub fn run(a: Args) -> Result<()> {
     let text = std::fs::read_to_string(&a.measurements)
         .map_err(|e| format!("{}: {e}", a.measurements.display()))?;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut raw = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let m: Value = serde_json::from_str(line)
-            .map_err(|e| format!("{}:{}: {e}", a.measurements.display(), n + 1))?;
-        let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let (scenario, metric, system) = (s("scenario"), s("metric"), s("system"));
-        let value = m.get("value").cloned().unwrap_or(Value::Null);
-        let idx = rows
-            .iter()
-            .position(|r| r.scenario == scenario && r.metric == metric)
-            .unwrap_or_else(|| {
-                rows.push(Row {
-                    scenario: scenario.clone(),
-                    metric: metric.clone(),
-                    unit: s("unit"),
-                    values: [None, None, None],
-                    runs: [Vec::new(), Vec::new(), Vec::new()],
-                    other: Vec::new(),
-                });
-                rows.len() - 1
-            });
-        match SYSTEMS.iter().position(|x| *x == system) {
-            Some(i) => rows[idx].runs[i].push(value),
-            None => rows[idx].other.push((system, value)),
-        }
-        raw.push(m);
-    }
-    for r in &mut rows {
-        for i in 0..SYSTEMS.len() {
-            r.values[i] = median(&r.runs[i]);
-        }
-    }
-    let mut md = String::new();
-    md.push_str("| # | metric | unit | bridge | awslink batched | awslink fsync | batched ÷ bridge | fsync ÷ bridge | other |\n");
-    md.push_str("|---|---|---|---:|---:|---:|---:|---:|---|\n");
-    for r in &rows {
-        let cell = |i: usize| r.values[i].as_ref().map_or("".to_string(), fmt);
-        let rat = |i: usize| {
-            ratio(r.values[i].as_ref(), r.values[0].as_ref())
-                .map_or("".into(), |x| format!("{x:.2}×"))
-        };
-        let other: Vec<String> = r
-            .other
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", fmt(v)))
-            .collect();
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.scenario,
-            r.metric,
-            r.unit,
-            cell(0),
-            cell(1),
-            cell(2),
-            rat(1),
-            rat(2),
-            other.join(", ")
-        ));
-    }
-    let repeated: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.runs.iter().any(|v| v.len() > 1))
-        .collect();
-    if !repeated.is_empty() {
-        md.push_str("\nRepeated runs (the table shows the median):\n\n| # | metric | bridge | awslink batched | awslink fsync |\n|---|---|---|---|---|\n");
-        for r in repeated {
-            let runs = |i: usize| r.runs[i].iter().map(fmt).collect::<Vec<_>>().join(" / ");
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                r.scenario,
-                r.metric,
-                runs(0),
-                runs(1),
-                runs(2)
-            ));
-        }
-    }
+    let (rows, raw) = parse(&text).map_err(|e| format!("{}:{e}", a.measurements.display()))?;
     let checks = checks(&rows);
-    md.push_str("\n| target | measured | wanted | pass |\n|---|---:|---|---|\n");
-    for c in &checks {
-        let pass = match c["pass"].as_bool() {
-            Some(true) => "yes",
-            Some(false) => "**NO**",
-            None => "not measured",
-        };
-        md.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            c["check"].as_str().unwrap_or(""),
-            fmt(&c["measured"]),
-            c["target"].as_str().unwrap_or(""),
-            pass
-        ));
-    }
+    let md = markdown(&rows, &checks);
     print!("{md}");
     if let Some(p) = &a.markdown {
         std::fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -264,6 +209,140 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The rows (one per scenario and metric, each system's runs and median) and the raw
+/// measurements of a JSON-lines text; an error names the line that is not JSON.
+fn parse(text: &str) -> Result<(Vec<Row>, Vec<Value>)> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut raw = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let m: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", n + 1))?;
+        let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (scenario, metric, system) = (s("scenario"), s("metric"), s("system"));
+        let value = m.get("value").cloned().unwrap_or(Value::Null);
+        let idx = rows
+            .iter()
+            .position(|r| r.scenario == scenario && r.metric == metric)
+            .unwrap_or_else(|| {
+                rows.push(Row {
+                    scenario: scenario.clone(),
+                    metric: metric.clone(),
+                    unit: s("unit"),
+                    values: [None, None, None, None],
+                    runs: [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
+                    other: Vec::new(),
+                });
+                rows.len() - 1
+            });
+        match SYSTEMS.iter().position(|x| *x == system) {
+            Some(i) => rows[idx].runs[i].push(value),
+            None => rows[idx].other.push((system, value)),
+        }
+        raw.push(m);
+    }
+    for r in &mut rows {
+        for i in 0..SYSTEMS.len() {
+            r.values[i] = median(&r.runs[i]);
+        }
+    }
+    Ok((rows, raw))
+}
+
+/// The results table, the repeated runs and the target checks, as markdown.
+fn markdown(rows: &[Row], checks: &[Value]) -> String {
+    // The same-hop columns only when that bridge ran (older runs keep their table's shape).
+    let hop = rows.iter().any(|r| !r.runs[HOP].is_empty());
+    let mut md = String::new();
+    if hop {
+        md.push_str("| # | metric | unit | bridge | bridge, same hop | awslink batched | awslink fsync | batched ÷ bridge | fsync ÷ bridge | batched ÷ hop bridge | fsync ÷ hop bridge | other |\n");
+        md.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    } else {
+        md.push_str("| # | metric | unit | bridge | awslink batched | awslink fsync | batched ÷ bridge | fsync ÷ bridge | other |\n");
+        md.push_str("|---|---|---|---:|---:|---:|---:|---:|---|\n");
+    }
+    for r in rows {
+        let cell = |i: usize| r.values[i].as_ref().map_or("".to_string(), fmt);
+        let rat_to = |i: usize, base: usize| {
+            ratio(r.values[i].as_ref(), r.values[base].as_ref())
+                .map_or("".into(), |x| format!("{x:.2}×"))
+        };
+        let rat = |i: usize| rat_to(i, 0);
+        let other: Vec<String> = r
+            .other
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", fmt(v)))
+            .collect();
+        if hop {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.scenario,
+                r.metric,
+                r.unit,
+                cell(0),
+                cell(HOP),
+                cell(1),
+                cell(2),
+                rat(1),
+                rat(2),
+                rat_to(1, HOP),
+                rat_to(2, HOP),
+                other.join(", ")
+            ));
+        } else {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.scenario,
+                r.metric,
+                r.unit,
+                cell(0),
+                cell(1),
+                cell(2),
+                rat(1),
+                rat(2),
+                other.join(", ")
+            ));
+        }
+    }
+    let repeated: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.runs.iter().any(|v| v.len() > 1))
+        .collect();
+    if !repeated.is_empty() {
+        md.push_str("\nRepeated runs (the table shows the median):\n\n| # | metric | bridge | awslink batched | awslink fsync | bridge, same hop |\n|---|---|---|---|---|---|\n");
+        for r in repeated {
+            let runs = |i: usize| r.runs[i].iter().map(fmt).collect::<Vec<_>>().join(" / ");
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                r.scenario,
+                r.metric,
+                runs(0),
+                runs(1),
+                runs(2),
+                runs(HOP)
+            ));
+        }
+    }
+    md.push_str("\n| target | measured | wanted | pass |\n|---|---:|---|---|\n");
+    for c in checks {
+        let pass = match c["pass"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "**NO**",
+            None => "not measured",
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            c["check"].as_str().unwrap_or(""),
+            fmt(&c["measured"]),
+            c["target"].as_str().unwrap_or(""),
+            pass
+        ));
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +354,79 @@ mod tests {
         assert_eq!(median(&[json!(7)]), Some(json!(7)));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[json!(1), json!("x")]), Some(json!("x")));
+    }
+
+    /// One measurement line as run.sh writes it.
+    fn line(scenario: &str, metric: &str, system: &str, value: f64) -> String {
+        json!({"scenario": scenario, "metric": metric, "system": system, "value": value, "unit": "u"})
+            .to_string()
+    }
+
+    #[test]
+    fn the_same_hop_columns_appear_only_when_that_bridge_ran() {
+        let base = [
+            line("1", "throughput_msg_s", "bridge", 200.0),
+            line("1", "throughput_msg_s", "batched", 100.0),
+            line("1", "throughput_msg_s", "fsync", 50.0),
+        ];
+        let hop = line("1", "throughput_msg_s", "bridge-hop", 125.0);
+        for (lines, header_has_hop, row) in [
+            (
+                base.to_vec(),
+                false,
+                "| 1 | throughput_msg_s | u | 200 | 100 | 50 | 0.50× | 0.25× |  |",
+            ),
+            (
+                [base.to_vec(), vec![hop.clone()]].concat(),
+                true,
+                "| 1 | throughput_msg_s | u | 200 | 125 | 100 | 50 | 0.50× | 0.25× | 0.80× | 0.40× |  |",
+            ),
+        ] {
+            let (rows, _) = parse(&lines.join("\n")).unwrap();
+            let md = markdown(&rows, &[]);
+            let header = md.lines().next().unwrap();
+            assert_eq!(header.contains("bridge, same hop"), header_has_hop, "{header}");
+            assert!(md.lines().any(|l| l == row), "no row {row:?} in\n{md}");
+        }
+    }
+
+    #[test]
+    fn the_same_hop_checks_compare_with_the_hop_bridge() {
+        let text = [
+            line("1", "throughput_msg_s", "bridge", 200.0),
+            line("1", "throughput_msg_s", "bridge-hop", 100.0),
+            line("1", "throughput_msg_s", "batched", 110.0),
+            line("1", "throughput_msg_s", "fsync", 80.0),
+            line("5", "cpu_s_per_100k", "bridge-hop", 2.0),
+            line("5", "cpu_s_per_100k", "batched", 3.0),
+        ]
+        .join("\n");
+        let (rows, _) = parse(&text).unwrap();
+        let checks = checks(&rows);
+        let get = |name: &str| {
+            let c = checks.iter().find(|c| c["check"] == name).unwrap();
+            (c["measured"].as_f64(), c["pass"].as_bool())
+        };
+        for (name, measured, pass) in [
+            (
+                "same hop: batched throughput ÷ hop bridge",
+                Some(1.1),
+                Some(true),
+            ),
+            (
+                "same hop: fsync throughput ÷ hop bridge",
+                Some(0.8),
+                Some(false),
+            ),
+            (
+                "same hop: batched CPU per 100k ÷ hop bridge's",
+                Some(1.5),
+                Some(false),
+            ),
+            ("same hop: batched p99 ÷ hop bridge p99", None, None),
+            ("1: batched throughput ÷ bridge", Some(0.55), Some(false)),
+        ] {
+            assert_eq!(get(name), (measured, pass), "{name}");
+        }
     }
 }

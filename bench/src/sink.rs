@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use paho_mqtt as mqtt;
 
-use crate::{now_ns, payload, Result};
+use crate::{now_ns, payload, write_json, Result};
 
 /// Options of `sink`.
 #[derive(Debug, clap::Args)]
@@ -40,6 +40,9 @@ pub struct Args {
     /// Arrivals CSV: seq,sent_ns,recv_ns.
     #[arg(long)]
     out: PathBuf,
+    /// Write a summary JSON here at the end (counts and the sink's own CPU time and peak RSS).
+    #[arg(long)]
+    summary: Option<PathBuf>,
 }
 
 /// Runs the sink until one of its stop conditions holds.
@@ -120,5 +123,16 @@ pub fn run(a: Args) -> Result<()> {
         seen.len(),
         foreign
     );
+    if let Some(p) = &a.summary {
+        write_json(
+            Some(p),
+            &serde_json::json!({
+                "arrivals": events.len(),
+                "distinct": seen.len(),
+                "foreign": foreign,
+                "usage": crate::own_usage(),
+            }),
+        )?;
+    }
     Ok(())
 }
