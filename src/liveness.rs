@@ -236,6 +236,7 @@ impl HeartbeatThread {
 /// Starts the heartbeat thread over `actors` (name, recipient).
 pub fn spawn(
     config: LivenessConfig,
+    system: System,
     actors: Vec<(&'static str, Recipient<GetMetrics>)>,
 ) -> std::io::Result<HeartbeatThread> {
     let stopping = Arc::new(AtomicBool::new(false));
@@ -250,13 +251,14 @@ pub fn spawn(
                 Ok(rt) => rt,
                 Err(e) => fatal(&format!("cannot start the heartbeat: {e}")),
             };
-            runtime.block_on(beat(config, actors, flag));
+            runtime.block_on(beat(config, system, actors, flag));
         })?;
     Ok(HeartbeatThread { stopping })
 }
 
 async fn beat(
     config: LivenessConfig,
+    system: System,
     actors: Vec<(&'static str, Recipient<GetMetrics>)>,
     stopping: Arc<AtomicBool>,
 ) {
@@ -267,6 +269,14 @@ async fn beat(
             return;
         }
         let round_started = Instant::now();
+        // A stopped actix system runs no actor any more, but closes no mailbox either: its
+        // arbiter refusing new work is the only sign.
+        if !system.arbiter().spawn(async {}) {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            fatal("the actix system stopped (no actor runs any more)");
+        }
         // Every request is in its actor's mailbox before the first answer is awaited, so one
         // round takes at most `answer_timeout`, however many actors are silent.
         let requests: Vec<_> = actors

@@ -184,6 +184,18 @@ fn an_actor_stopping_is_fatal() {
 }
 
 #[test]
+fn the_arbiter_stopping_is_fatal() {
+    let (mut rig, status, at) = provoke("arbiter-stop", &[]);
+    assert_fatal(
+        &mut rig,
+        &status,
+        at,
+        Duration::from_secs(2),
+        "actix system stopped",
+    );
+}
+
+#[test]
 fn a_journal_that_refuses_every_write_is_fatal() {
     let (mut rig, status, at) = provoke("journal-fail", &[]);
     // The intake holds and retries for a while before it gives up (a transient refusal, such as

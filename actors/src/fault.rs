@@ -14,17 +14,20 @@ pub enum Fault {
     BufferStop,
     /// The Buffer actor blocks its thread (the arbiter of every actor) for good.
     Wedge,
+    /// The actix system (the arbiter every actor runs on) stops.
+    ArbiterStop,
     /// Every journal write fails from now on.
     JournalFail,
 }
 
 impl Fault {
     /// The value of `AWSLINK_FAULT` that selects each fault.
-    pub const NAMES: [(&'static str, Fault); 5] = [
+    pub const NAMES: [(&'static str, Fault); 6] = [
         ("intake-exit", Fault::IntakeExit),
         ("buffer-panic", Fault::BufferPanic),
         ("buffer-stop", Fault::BufferStop),
         ("wedge", Fault::Wedge),
+        ("arbiter-stop", Fault::ArbiterStop),
         ("journal-fail", Fault::JournalFail),
     ];
 

@@ -48,8 +48,9 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         let running = wiring::start(&config, &device_id, journal)?;
         let liveness =
             LivenessConfig::for_buffer(&config.buffer.path, sd_notify::watchdog_enabled());
-        let heartbeat = liveness::spawn(liveness, running.heartbeat_targets())
-            .map_err(|e| Failure::runtime(format!("cannot start the heartbeat thread: {e}")))?;
+        let heartbeat =
+            liveness::spawn(liveness, System::current(), running.heartbeat_targets())
+                .map_err(|e| Failure::runtime(format!("cannot start the heartbeat thread: {e}")))?;
         let signal = signal.await;
         info!("{signal} received: shutting down");
         heartbeat.stop();

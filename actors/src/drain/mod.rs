@@ -280,6 +280,7 @@ impl Handler<Journaled> for Buffer {
         match fault::active() {
             Some(Fault::BufferPanic) => panic!("fault injection: the Buffer panics"),
             Some(Fault::BufferStop) => return ctx.stop(),
+            Some(Fault::ArbiterStop) => return System::current().stop(),
             Some(Fault::Wedge) => {
                 log::warn!("fault injection: the Buffer wedges its thread");
                 loop {
