@@ -42,6 +42,8 @@ pub fn open_journal(config: &Config) -> Result<Journal, JournalError> {
             when_full: config.buffer.when_full,
         },
         min_free_bytes: config.buffer.min_free_bytes,
+        quarantine_max_messages: config.buffer.quarantine_max_messages,
+        on_damage: config.buffer.on_damage,
     })
 }
 

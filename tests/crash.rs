@@ -169,3 +169,80 @@ fn a_damaged_or_unusable_buffer_directory_exits_2_and_says_what_to_do() {
     );
     assert!(!stderr.contains("starting"), "no actor started: {stderr}");
 }
+
+/// Issue 16.2: 4 KiB overwritten in the middle of the largest file of a stopped awslink's
+/// journal (sled takes it for a torn write and recovers only what lies before it): the next
+/// start is refused with exit 2 naming the directory; with `buffer.onDamage`
+/// `startWithSurvivors` it starts after one ERROR line with the count of lost messages.
+#[test]
+fn a_damaged_journal_is_refused_or_started_with_the_survivors_after_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let local = Mosquitto::plain();
+    let mut setup = AwslinkSetup {
+        dir: dir.path(),
+        cloud_port: free_port(),
+        local_uri: local.uri(),
+        certs: &certs,
+        device_id: DEVICE,
+        extra: json!({}),
+    };
+    let mut awslink = Awslink::start(&setup);
+    awslink.wait_for_log("awslink 0.1.0 starting", Duration::from_secs(10));
+    let sensor = Probe::connect(&local.uri(), "sensor", &[]);
+    for i in 0..300 {
+        let payload = format!("{i:06}-{}", "p".repeat(200));
+        sensor.publish("telemetry", payload.as_bytes(), 1);
+    }
+    awslink.wait_for_log("queued=300", Duration::from_secs(30));
+    let (code, _) = awslink.terminate();
+    assert_eq!(code, Some(0));
+
+    let buffer = dir.path().join("buffer");
+    let largest = std::fs::read_dir(&buffer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    let middle = bytes.len() / 2;
+    let end = (middle + 4096).min(bytes.len());
+    for (i, b) in bytes[middle..end].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+    }
+    std::fs::write(&largest, bytes).unwrap();
+
+    let config = awslink.config_path.display().to_string();
+    let (code, _, stderr) = awslink_command(&["run", "--config", &config]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("buffer directory {}", buffer.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("awslink buffer inspect"), "{stderr}");
+    assert!(stderr.contains("move"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    setup.extra = json!({"buffer": {"onDamage": "startWithSurvivors"}});
+    let mut survivors = Awslink::start(&setup);
+    let named = format!(
+        "ERROR awslink_actors::store::damage] buffer directory {}",
+        buffer.display()
+    );
+    let error = wait_until(Duration::from_secs(20), "the ERROR line", || {
+        survivors
+            .log()
+            .lines()
+            .find(|l| l.contains(&named))
+            .map(str::to_owned)
+    });
+    assert!(
+        error.contains("messages lost, starting with the"),
+        "{error}"
+    );
+    survivors.wait_for_log("awslink 0.1.0 starting", Duration::from_secs(10));
+    assert_eq!(survivors.log().matches(&named).count(), 1, "one ERROR line");
+    eprintln!("damaged journal: refused, then {error}");
+    survivors.kill();
+}

@@ -372,6 +372,51 @@ fn a_full_disk_pauses_the_intake_loses_nothing_and_recovers_when_space_returns()
     eprintln!("disk full: all 1000 delivered after space returned, {duplicates} duplicates");
 }
 
+/// Issue 16.1: sled's files do not shrink when the queue drains, so the filesystem's free space
+/// alone never climbs back above the resume threshold. The intake must resume on the room the
+/// journal gets back inside its own files and take everything Mosquitto kept queued.
+/// Fails today (701 to 1956 of 2000 arrive, depending on how room is counted): sled writes its
+/// dead segments again too little for the intake to get back to 1.5 × `minFreeBytes`.
+#[test]
+#[ignore = "issue 16.1 still open: the intake does not get its room back after a full disk"]
+fn after_a_full_disk_drains_the_intake_resumes_and_takes_everything_mosquitto_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_disk) = Tmpfs::mount(&dir.path().join("disk"), 16) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let buffer = dir.path().join("disk").join("buffer");
+    let rig = CloudRig::start(
+        DEVICE,
+        |c| c.without_limits(),
+        json!({
+            "buffer": {"path": buffer, "minFreeBytes": 2 << 20},
+            "quota": {"publishPerSecond": 100000, "bytesPerSecond": 1099511627776u64}
+        }),
+    );
+    // 2000 × 10 KB: more than the 16 MiB disk holds at once.
+    let n = 2000;
+    let cloud = publish_offline_padded(&rig, n, 10_000);
+    rig.awslink.wait_for_log(
+        "disk space below buffer.minFreeBytes: holding new local messages unacknowledged",
+        T,
+    );
+    rig.proxy.resume();
+    let (first_arrivals, duplicates) = collect_unique(&cloud, n as usize, Duration::from_secs(120));
+    let mut sorted = first_arrivals.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..n).collect::<Vec<_>>(),
+        "all {n} arrive, none lost"
+    );
+    assert!(
+        !rig.awslink.log().contains("No space left on device"),
+        "sled must never hit ENOSPC"
+    );
+    eprintln!("full disk drained: all {n} delivered, {duplicates} duplicates");
+}
+
 #[test]
 fn mosquitto_restarted_under_load_loses_nothing() {
     let mut rig = CloudRig::start(

@@ -150,6 +150,8 @@ pub fn temp_journal() -> (tempfile::TempDir, crate::store::Journal) {
         durability: Durability::Fsync,
         limits: Limits::UNLIMITED,
         min_free_bytes: 0,
+        quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
+        on_damage: crate::store::OnDamage::Refuse,
     })
     .expect("a new journal opens");
     (dir, journal)

@@ -46,6 +46,8 @@ fn open(path: &Path) -> Result<Journal, Failure> {
         durability: Durability::Fsync,
         limits: Limits::UNLIMITED,
         min_free_bytes: 0,
+        quarantine_max_messages: u64::MAX,
+        on_damage: store::OnDamage::Refuse,
     };
     Journal::open(&config).map_err(explain)
 }

@@ -42,7 +42,7 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-pub use awslink_actors::store::WhenFull;
+pub use awslink_actors::store::{OnDamage, WhenFull, QUARANTINE_MAX_MESSAGES};
 
 /// `buffer` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,10 @@ pub struct BufferSettings {
     pub downlink_ttl: Duration,
     /// Free disk space the journal leaves; below it the local intake pauses.
     pub min_free_bytes: u64,
+    /// Most messages kept in the quarantine (`quarantineMaxMessages`).
+    pub quarantine_max_messages: u64,
+    /// What to do with a journal that lost committed messages (`onDamage`).
+    pub on_damage: OnDamage,
 }
 
 /// `reconnect` settings.
@@ -373,6 +377,16 @@ fn read_buffer(b: &mut Reader<'_>) -> Result<BufferSettings, ConfigError> {
         cache_bytes: b.integer("cacheBytes", 8_388_608, 65_536, 1 << 34)?,
         downlink_ttl: Duration::from_secs(b.integer("downlinkTtlSecs", 3600, 0, 30 * 86_400)?),
         min_free_bytes: b.integer("minFreeBytes", 67_108_864, 1_048_576, 1 << 40)?,
+        quarantine_max_messages: b.integer(
+            "quarantineMaxMessages",
+            QUARANTINE_MAX_MESSAGES,
+            1,
+            100_000_000,
+        )?,
+        on_damage: match b.one_of("onDamage", &["refuse", "startWithSurvivors"], "refuse")? {
+            "startWithSurvivors" => OnDamage::StartWithSurvivors,
+            _ => OnDamage::Refuse,
+        },
     })
 }
 

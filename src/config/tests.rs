@@ -33,6 +33,8 @@ fn defaults() {
     assert_eq!(c.buffer.max_messages, 1_000_000);
     assert!(c.buffer.fsync);
     assert_eq!(c.buffer.when_full, WhenFull::DropOldest);
+    assert_eq!(c.buffer.on_damage, OnDamage::Refuse);
+    assert_eq!(c.buffer.quarantine_max_messages, 10_000);
     assert_eq!(c.reconnect.min_delay, Duration::from_secs(1));
     assert_eq!(c.reconnect.max_delay, Duration::from_secs(120));
     assert_eq!(c.quota.publish_per_second, 100);
@@ -77,6 +79,8 @@ fn errors_name_the_key_and_the_fix() {
         (with("localCert", json!("/c.pem")), "config key \"localCert\": a local client certificate needs \"localCACert\""),
         (with("keepAliveSecs", json!("60")), "config key \"keepAliveSecs\": \"60\" is not an integer from 5 to 1200"),
         (with("buffer", json!({"whenFull": "dropNewest"})), "config key \"buffer.whenFull\": \"dropNewest\" is not one of \"dropOldest\", \"rejectNew\""),
+        (with("buffer", json!({"onDamage": "ignore"})), "config key \"buffer.onDamage\": \"ignore\" is not one of \"refuse\", \"startWithSurvivors\""),
+        (with("buffer", json!({"quarantineMaxMessages": 0})), "config key \"buffer.quarantineMaxMessages\""),
         (with("buffer", json!({"maxMesages": 5})), "config key \"buffer.maxMesages\" is unknown; did you mean \"buffer.maxMessages\"?"),
         (with("buffer", json!({"durability": "never"})), "config key \"buffer.durability\""),
         (with("buffer", json!(3)), "config key \"buffer\": 3 is not an object"),

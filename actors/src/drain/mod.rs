@@ -348,6 +348,8 @@ impl Handler<GetMetrics> for Buffer {
                     self.throttle_wait_total.as_millis() as u64,
                 ),
                 ("quarantined", self.quarantined),
+                ("quarantine_kept", self.journal.quarantine_len()),
+                ("quarantine_dropped", self.journal.quarantine_dropped()),
                 ("heap_trims", self.trims),
                 ("oldest_age_ms", oldest_age_ms),
             ],

@@ -60,7 +60,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         .map_err(err)?
         .map_or(0, |t| t.len());
     let quarantined = match existing_tree(&db, QUARANTINE_TREE).map_err(err)? {
-        Some(tree) => QuarantineStore::new(path, &db, tree).list()?,
+        Some(tree) => QuarantineStore::new(path, &db, tree, u64::MAX)?.list()?,
         None => Vec::new(),
     };
     let (legacy_messages, legacy_bytes) = legacy::waiting(&db).map_err(err)?;

@@ -27,6 +27,7 @@
 //! ([`DownlinkStore`]) and the shadow mapper's last reported state per shadow ([`ShadowCache`]).
 //! [`inspect`] reads everything without changing anything.
 
+mod damage;
 pub mod downlink;
 mod inspect;
 mod legacy;
@@ -35,6 +36,7 @@ pub mod queue;
 pub mod record;
 mod recovery;
 pub mod shadow_cache;
+mod space;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -44,8 +46,9 @@ use log::warn;
 pub use downlink::DownlinkStore;
 pub use inspect::{inspect, Inspection};
 pub use quarantine::Quarantined;
-pub use queue::{Appended, FREE_SPACE_REFRESH_MS, GENERATION_BYTES, GENERATION_MESSAGES};
+pub use queue::{Appended, GENERATION_BYTES, GENERATION_MESSAGES};
 pub use shadow_cache::ShadowCache;
+pub use space::FREE_SPACE_REFRESH_MS;
 
 use quarantine::QuarantineStore;
 use queue::Queue;
@@ -109,7 +112,23 @@ pub struct JournalConfig {
     /// Free space the journal leaves on its filesystem: below it, appends ask the caller to pause
     /// and below half of it they are refused (sled does not recover from a full disk).
     pub min_free_bytes: u64,
+    /// Most messages the quarantine keeps (the oldest beyond it are removed and counted).
+    pub quarantine_max_messages: u64,
+    /// What to do when the journal finds fewer messages than it had committed.
+    pub on_damage: OnDamage,
 }
+
+/// What [`Journal::open`] does with a journal that lost committed messages (damaged files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to open ([`JournalError::Damaged`]).
+    Refuse,
+    /// Open with the messages that survived, after one ERROR line saying how many were lost.
+    StartWithSurvivors,
+}
+
+/// Default of `buffer.quarantineMaxMessages`.
+pub const QUARANTINE_MAX_MESSAGES: u64 = 10_000;
 
 /// Everything that can go wrong with the journal, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -121,11 +140,19 @@ pub enum JournalError {
         path: PathBuf,
     },
     /// sled found damaged files.
-    #[error("buffer directory {path} is corrupt ({detail}); move it aside to start with an empty buffer")]
+    #[error("buffer directory {path} is corrupt ({detail}); `awslink buffer inspect` shows what can still be read; move it aside to start with an empty buffer")]
     Corrupt {
         /// The buffer directory.
         path: PathBuf,
         /// sled's description.
+        detail: String,
+    },
+    /// The journal holds fewer messages than it had committed (its files were damaged).
+    #[error("buffer directory {path} is damaged: {detail}; `awslink buffer inspect` shows what survived; move the directory aside to start with an empty buffer, or set buffer.onDamage to \"startWithSurvivors\" to start with what survived")]
+    Damaged {
+        /// The buffer directory.
+        path: PathBuf,
+        /// What is missing.
         detail: String,
     },
     /// Any other I/O error (permissions, disk full).
@@ -190,9 +217,15 @@ impl Journal {
         let path = config.path.clone();
         let db = open_db(&path, config.cache_bytes, Some(config.durability))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
-        let quarantine = QuarantineStore::new(&path, &db, tree(QUARANTINE_TREE)?);
+        let quarantine = QuarantineStore::new(
+            &path,
+            &db,
+            tree(QUARANTINE_TREE)?,
+            config.quarantine_max_messages,
+        )?;
         let downlink = DownlinkStore::new(&path, &db, tree(DOWNLINK_TREE)?, config.durability);
         let (queue, misplaced) = Queue::open(&path, &db, config)?;
+        let on_damage = config.on_damage;
         let journal = Journal {
             inner: Arc::new(Inner {
                 path,
@@ -203,6 +236,7 @@ impl Journal {
                 downlink,
             }),
         };
+        journal.check_damage(on_damage)?;
         journal.quarantine_misplaced(&misplaced)?;
         journal.drop_finished_generations()?;
         if let Err(e) = journal.migrate_legacy_queue() {
@@ -230,7 +264,8 @@ impl Journal {
     /// Writes everything appended so far to disk.
     pub fn flush(&self) -> Result<()> {
         self.write_staged()?;
-        self.flush_db()
+        self.flush_db()?;
+        self.mark_flushed()
     }
 
     fn flush_db(&self) -> Result<()> {

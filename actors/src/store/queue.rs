@@ -10,8 +10,10 @@ use std::sync::{Mutex, RwLock};
 
 use log::warn;
 
+use super::damage::{write_mark, Marks};
 use super::record::{self, decode, encode, RecordBuilder};
 use super::recovery::recover;
+use super::space::Space;
 use super::{
     decode_key, lock, open_error, read, write, Durability, Journal, JournalConfig, JournalError,
     Limits, Result, WhenFull,
@@ -28,8 +30,6 @@ pub(super) const WATERMARK_KEY: &[u8] = b"delivered_below";
 pub const GENERATION_MESSAGES: u64 = 8192;
 /// ...or this many bytes, whichever comes first.
 pub const GENERATION_BYTES: u64 = 4 * 1024 * 1024;
-/// How long a free-space answer is reused.
-pub const FREE_SPACE_REFRESH_MS: u64 = 100;
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +61,21 @@ pub(super) struct Live {
 
 /// Appends not yet written to sled (written by the next [`Journal::commit`]).
 #[derive(Default)]
-struct Staged {
+pub(super) struct Staged {
     /// Closed records, oldest first.
     closed: Vec<(u64, Vec<u8>)>,
     open: Option<RecordBuilder>,
+}
+
+impl Staged {
+    /// True when no append waits for a commit.
+    pub(super) fn is_empty(&self) -> bool {
+        let open_empty = match &self.open {
+            Some(open) => open.is_empty(),
+            None => true,
+        };
+        self.closed.is_empty() && open_empty
+    }
 }
 
 /// The generation trees by first sequence number; the last one takes new records.
@@ -76,21 +87,24 @@ pub(super) struct Generations {
 pub(super) struct Queue {
     meta: sled::Tree,
     limits: Limits,
-    min_free_bytes: u64,
-    live: Mutex<Live>,
-    staged: Mutex<Staged>,
+    pub(super) min_free_bytes: u64,
+    pub(super) live: Mutex<Live>,
+    pub(super) staged: Mutex<Staged>,
     /// Generations to drop, for the journal's own thread: `drop_tree` frees every page of the
     /// tree and may read them back from disk first; on the drain's thread it stalled delivery
     /// for 160–350 ms after a 100k-message burst (benchmark, scenario 1).
-    to_drop: Mutex<std::sync::mpsc::Sender<sled::Tree>>,
+    to_drop: Mutex<std::sync::mpsc::Sender<Job>>,
+    /// That thread, joined when the queue is dropped (so no handle of sled outlives it).
+    thread: Option<std::thread::JoinHandle<()>>,
     pub(super) generations: RwLock<Generations>,
     /// Bytes written to the last generation.
     last_generation_bytes: AtomicU64,
     /// Appends not yet announced to the drain (one notification covers a burst).
     unannounced: AtomicBool,
-    free_cached: AtomicU64,
-    free_checked_ms: AtomicU64,
-    appended_since_check: AtomicU64,
+    /// The free-space cache (`space.rs`).
+    pub(super) space: Space,
+    /// What the mark file says and when it was written (`damage.rs`).
+    pub(super) marks: Marks,
     dropped: AtomicU64,
 }
 
@@ -104,10 +118,11 @@ impl Queue {
     ) -> Result<(Queue, Vec<(u64, u64)>)> {
         let meta = db.open_tree(META_TREE).map_err(|e| open_error(path, e))?;
         let recovered = recover(db, Some(&meta)).map_err(|e| open_error(path, e))?;
-        let to_drop = start_dropper(db.clone()).map_err(|source| JournalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (to_drop, thread) =
+            start_dropper(db.clone(), path).map_err(|source| JournalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let queue = Queue {
             meta,
             limits: config.limits,
@@ -115,12 +130,12 @@ impl Queue {
             live: Mutex::new(recovered.live),
             staged: Mutex::new(Staged::default()),
             to_drop: Mutex::new(to_drop),
+            thread: Some(thread),
             generations: RwLock::new(recovered.generations),
             last_generation_bytes: AtomicU64::new(recovered.last_generation_bytes),
             unannounced: AtomicBool::new(false),
-            free_cached: AtomicU64::new(0),
-            free_checked_ms: AtomicU64::new(0),
-            appended_since_check: AtomicU64::new(0),
+            space: Space::default(),
+            marks: Marks::default(),
             dropped: AtomicU64::new(0),
         };
         Ok((queue, recovered.misplaced))
@@ -143,7 +158,7 @@ impl Journal {
 
     pub(super) fn append_encoded(&self, value: &[u8]) -> Result<Appended> {
         let len = value.len() as u64;
-        let free = self.free_bytes();
+        let (free, room) = self.free_and_room();
         if free < self.inner.queue.min_free_bytes / 2 {
             return Err(JournalError::DiskLow {
                 path: self.inner.path.clone(),
@@ -161,7 +176,7 @@ impl Journal {
             live.bytes += len;
             let full = (self.inner.queue.limits.when_full == WhenFull::RejectNew
                 && !self.live_has_room(&live, 1.0))
-                || free.saturating_sub(len) < self.inner.queue.min_free_bytes;
+                || room.saturating_sub(len) < self.inner.queue.min_free_bytes;
             let stored = if dropped > 0 {
                 self.store_watermark(&mut live)
             } else {
@@ -179,10 +194,7 @@ impl Journal {
         }
         drop(staged);
         // sled writes roughly 2.3x the entry; count that against the cached free space.
-        self.inner
-            .queue
-            .appended_since_check
-            .fetch_add(len * 3, Ordering::Relaxed);
+        self.inner.queue.space.appended(len * 3);
         if dropped > 0 {
             if let Err(e) = stored.and_then(|()| self.drop_finished_generations()) {
                 warn!("cannot record the dropped messages in the journal: {e}");
@@ -199,13 +211,16 @@ impl Journal {
         if self.inner.durability == Durability::Fsync {
             self.flush_db()?;
         }
+        self.mark_soon();
         Ok(())
     }
 
     pub(super) fn write_staged(&self) -> Result<()> {
         let mut staged = lock(&self.inner.queue.staged);
+        let mut end = None;
         if let Some(open) = staged.open.take() {
             if !open.is_empty() {
+                end = Some(open.next_seq());
                 staged.closed.push(open.finish());
             }
         }
@@ -219,6 +234,9 @@ impl Journal {
             written += 1;
         }
         staged.closed.drain(..written);
+        if let (Some(end), Ok(())) = (end, &result) {
+            self.inner.queue.marks.written(end);
+        }
         result
     }
 
@@ -276,47 +294,12 @@ impl Journal {
         self.live_has_room(&lock(&self.inner.queue.live), fraction)
     }
 
+    /// The quarantine's bytes count against the byte limit too.
     fn live_has_room(&self, live: &Live, fraction: f64) -> bool {
         let limits = self.inner.queue.limits;
+        let bytes = live.bytes.saturating_add(self.inner.quarantine.bytes());
         (live.sizes.len() as f64) < limits.max_messages as f64 * fraction
-            && (live.bytes as f64) < limits.max_bytes as f64 * fraction
-    }
-
-    /// Bytes available to this process on the buffer's filesystem (`u64::MAX` if unknown).
-    /// Asked at most every [`FREE_SPACE_REFRESH_MS`] (a `statfs` per message cost ~4% of the CPU
-    /// in the benchmark); in between, the bytes appended since are subtracted from the last answer.
-    pub fn free_bytes(&self) -> u64 {
-        let now = crate::clock::unix_ms();
-        let checked = self.inner.queue.free_checked_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(checked) < FREE_SPACE_REFRESH_MS {
-            let since = self
-                .inner
-                .queue
-                .appended_since_check
-                .load(Ordering::Relaxed);
-            return self
-                .inner
-                .queue
-                .free_cached
-                .load(Ordering::Relaxed)
-                .saturating_sub(since);
-        }
-        let free = fs2::available_space(&self.inner.path).unwrap_or(u64::MAX);
-        self.inner.queue.free_cached.store(free, Ordering::Relaxed);
-        self.inner
-            .queue
-            .appended_since_check
-            .store(0, Ordering::Relaxed);
-        self.inner
-            .queue
-            .free_checked_ms
-            .store(now, Ordering::Relaxed);
-        free
-    }
-
-    /// True when the filesystem has `factor` × `min_free_bytes` available (resume threshold).
-    pub fn disk_ok(&self, factor: f64) -> bool {
-        self.free_bytes() as f64 >= self.inner.queue.min_free_bytes as f64 * factor
+            && (bytes as f64) < limits.max_bytes as f64 * fraction
     }
 
     /// Applies the full policy so that one more entry of `len` bytes fits, moving the watermark
@@ -324,12 +307,13 @@ impl Journal {
     /// the byte limit on its own still goes into an empty queue.
     fn make_room(&self, live: &mut Live, len: u64) -> u64 {
         let limits = self.inner.queue.limits;
+        let quarantined = self.inner.quarantine.bytes();
         let mut dropped = 0;
         loop {
             let messages = live.sizes.len() as u64;
             // A queue at its limit under RejectNew still takes what was already received.
             let fits = messages < limits.max_messages
-                && live.bytes.saturating_add(len) <= limits.max_bytes;
+                && live.bytes.saturating_add(len).saturating_add(quarantined) <= limits.max_bytes;
             if fits || messages == 0 || limits.when_full == WhenFull::RejectNew {
                 break;
             }
@@ -415,9 +399,11 @@ impl Journal {
             }
         };
         for tree in finished.into_values() {
-            if let Err(returned) = lock(&self.inner.queue.to_drop).send(tree) {
+            if let Err(returned) = lock(&self.inner.queue.to_drop).send(Job::Drop(tree)) {
                 // The thread is gone (it only ends with the journal): drop it here.
-                let tree = returned.0;
+                let Job::Drop(tree) = returned.0 else {
+                    continue;
+                };
                 self.inner
                     .db
                     .drop_tree(tree.name())
@@ -549,13 +535,45 @@ pub(super) fn read_entries(
     Ok(out)
 }
 
-/// Starts the thread that drops delivered generations; it ends when the journal is dropped.
-fn start_dropper(db: sled::Db) -> std::io::Result<std::sync::mpsc::Sender<sled::Tree>> {
-    let (tx, rx) = std::sync::mpsc::channel::<sled::Tree>();
-    std::thread::Builder::new()
+/// Work for the journal's own thread.
+enum Job {
+    /// Drop this delivered generation.
+    Drop(sled::Tree),
+    /// Flush sled, then write the mark file with this sequence number (`damage.rs`).
+    Mark(u64),
+}
+
+impl Journal {
+    /// Asks the journal's thread to flush sled and then write the mark `seq`.
+    pub(super) fn send_mark(&self, seq: u64) {
+        // A gone thread (it only ends with the journal) leaves the mark for the last flush.
+        let _ = lock(&self.inner.queue.to_drop).send(Job::Mark(seq));
+    }
+}
+
+/// Starts the thread that drops delivered generations and writes the mark file; it ends when
+/// the journal is dropped.
+fn start_dropper(
+    db: sled::Db,
+    path: &Path,
+) -> std::io::Result<(std::sync::mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let path = path.to_path_buf();
+    let thread = std::thread::Builder::new()
         .name("awslink-journal-gc".into())
         .spawn(move || {
-            for tree in rx {
+            for job in rx {
+                let tree = match job {
+                    Job::Drop(tree) => tree,
+                    Job::Mark(seq) => {
+                        if let Err(e) = db.flush().map(|_| ()).map_err(|e| e.to_string()).and_then(|()| {
+                            write_mark(&path, seq).map_err(|e| e.to_string())
+                        }) {
+                            warn!("cannot write the journal's mark file in {}: {e}", path.display());
+                        }
+                        continue;
+                    }
+                };
                 let name = tree.name();
                 drop(tree);
                 if let Err(e) = db.drop_tree(&name) {
@@ -566,5 +584,16 @@ fn start_dropper(db: sled::Db) -> std::io::Result<std::sync::mpsc::Sender<sled::
                 }
             }
         })?;
-    Ok(tx)
+    Ok((tx, thread))
+}
+
+impl Drop for Queue {
+    /// Ends the journal's thread after the work it was given.
+    fn drop(&mut self) {
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut *lock(&self.to_drop), closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

@@ -19,6 +19,8 @@ fn config(dir: &Path) -> JournalConfig {
         durability: Durability::Fsync,
         limits: Limits::UNLIMITED,
         min_free_bytes: 0,
+        quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
+        on_damage: crate::store::OnDamage::Refuse,
     }
 }
 
@@ -208,6 +210,65 @@ fn delivered_generations_are_dropped_and_their_bytes_leave_the_count() {
     );
 }
 
+/// Issue 16.1: an emptied journal gives its last generation back too, and sled writes that
+/// space again: rounds of 8 MB appended and delivered keep its files bounded (they grew by
+/// ~7 MB a round while a dropped tree's blob files were never removed), and appending goes on
+/// in a new generation, across a reopen.
+#[test]
+fn reclaimed_space_is_written_again_and_appending_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        min_free_bytes: 1 << 20,
+        ..config(dir.path())
+    };
+    let journal = Journal::open(&cfg).unwrap();
+    let payload = |n: u64| CloudMessage {
+        payload: vec![b'x'; 4000],
+        ..msg(n)
+    };
+    let round = |journal: &Journal| {
+        for n in 0..2000 {
+            journal.append(&payload(n)).unwrap();
+            if n % 50 == 49 {
+                journal.commit().unwrap();
+            }
+        }
+        journal.commit().unwrap();
+    };
+    round(&journal);
+    journal.append(&payload(2000)).unwrap();
+    journal.delivered_below(2000).unwrap();
+    journal.reclaim().unwrap();
+    wait_for_generations(&journal, 1);
+    assert_eq!(
+        generation_trees(&journal),
+        1,
+        "a queued append keeps its generation"
+    );
+    journal.commit().unwrap();
+    journal.delivered_below(2001).unwrap();
+    journal.reclaim().unwrap();
+    wait_for_generations(&journal, 0);
+    assert!(journal.room_bytes() >= journal.free_bytes());
+    for _ in 0..6 {
+        round(&journal);
+        journal.delivered_below(journal.last_seq() + 1).unwrap();
+        journal.reclaim().unwrap();
+        wait_for_generations(&journal, 0);
+    }
+    let size = journal.inner.db.size_on_disk().unwrap();
+    assert!(
+        size < 32 << 20,
+        "56 MB written and delivered in 7 rounds: sled's files hold {size} bytes"
+    );
+    let seq = journal.append(&msg(7)).unwrap().seq;
+    journal.commit().unwrap();
+    assert_eq!(seq, 7 * 2000 + 1);
+    drop(journal);
+    let journal = reopen(&cfg);
+    assert_eq!(all_entries(&journal), vec![(seq, msg(7))]);
+}
+
 fn legacy_queue(cfg: &JournalConfig, keys: &[u64]) {
     // A journal dropped just before lets go of the lock when its threads have ended.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -343,6 +404,68 @@ fn an_unreadable_entry_is_quarantined_as_stored() {
         q[0].reason.starts_with("unreadable journal entry ("),
         "{}",
         q[0].reason
+    );
+}
+
+/// Issue 16.3: the quarantine keeps at most `quarantine_max_messages` (the oldest go first and
+/// are counted, also across a reopen with a lower limit) and its bytes count against
+/// `max_bytes`.
+#[test]
+fn the_quarantine_keeps_its_newest_within_its_limit_and_counts_against_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        limits: Limits {
+            max_messages: u64::MAX,
+            max_bytes: 3000,
+            when_full: WhenFull::RejectNew,
+        },
+        quarantine_max_messages: 5,
+        ..config(dir.path())
+    };
+    let journal = Journal::open(&cfg).unwrap();
+    for n in 0..8 {
+        journal
+            .quarantine_new(&msg(n), &format!("reason {n}"))
+            .unwrap();
+    }
+    let reasons: Vec<String> = journal
+        .quarantined()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        (3..8).map(|n| format!("reason {n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (journal.quarantine_len(), journal.quarantine_dropped()),
+        (5, 3)
+    );
+    assert!(journal.has_room(1.0));
+    let big = CloudMessage {
+        payload: vec![b'q'; 3000],
+        ..msg(99)
+    };
+    journal.quarantine_new(&big, "too big").unwrap();
+    assert!(
+        !journal.has_room(1.0),
+        "3 KB quarantined of a 3 KB limit leaves the queue no room"
+    );
+    drop(journal);
+    let journal = reopen(&JournalConfig {
+        quarantine_max_messages: 2,
+        ..cfg.clone()
+    });
+    assert_eq!(
+        (journal.quarantine_len(), journal.quarantine_dropped()),
+        (2, 3)
+    );
+    assert_eq!(journal.quarantined().unwrap()[1].reason, "too big");
+    journal.purge_quarantine().unwrap();
+    assert!(
+        journal.has_room(1.0),
+        "purged: its bytes are gone from the count"
     );
 }
 

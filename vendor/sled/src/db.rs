@@ -421,6 +421,26 @@ impl Db {
         Ok(hasher.finalize())
     }
 
+    /// awslink vendor: bytes inside the storage file that sled holds as free
+    /// segments and writes again before it grows the file (which does not
+    /// shrink unless the free segments are at its end).
+    pub fn reusable_bytes(&self) -> u64 {
+        self.context.pagecache.reusable_bytes()
+    }
+
+    /// awslink vendor: rewrites up to `max_pages` pages out of segments that are
+    /// mostly free, so those segments can be written again, as the periodic
+    /// flusher does between its flushes. Without that flusher (`flush_every_ms`
+    /// of `None`) nothing else cleans segments and the file only grows.
+    /// Returns how many pages were rewritten.
+    pub fn clean_segments(&self, max_pages: usize) -> Result<usize> {
+        let mut cleaned = 0;
+        while cleaned < max_pages && self.context.pagecache.attempt_gc()? {
+            cleaned += 1;
+        }
+        Ok(cleaned)
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

@@ -270,8 +270,19 @@ impl Ingest {
     }
 
     /// True when a held intake may take messages again (hysteresis: see [`super::hold`]).
+    /// Short of disk space it first gives back what delivered messages occupy
+    /// ([`crate::store::Journal::reclaim`]).
     pub fn has_room(&self) -> bool {
-        self.journal.has_room(RESUME_FRACTION) && self.journal.disk_ok(RESUME_DISK_FACTOR)
+        if !self.journal.has_room(RESUME_FRACTION) {
+            return false;
+        }
+        if self.journal.disk_ok(RESUME_DISK_FACTOR) {
+            return true;
+        }
+        if let Err(e) = self.journal.reclaim() {
+            warn!("cannot give back the disk space of delivered messages: {e}");
+        }
+        self.journal.disk_ok(RESUME_DISK_FACTOR)
     }
 }
 
@@ -312,6 +323,8 @@ mod tests {
             durability: Durability::Fsync,
             limits: Limits::UNLIMITED,
             min_free_bytes: 0,
+            quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
+            on_damage: crate::store::OnDamage::Refuse,
         })
         .unwrap();
         let (journaled_to, journaled) = probe::<Journaled>();

@@ -1394,6 +1394,11 @@ impl PageCache {
         Ok(on_disk_bytes / logical_size)
     }
 
+    /// awslink vendor: bytes of the free segments inside the log file.
+    pub(crate) fn reusable_bytes(&self) -> u64 {
+        self.log.iobufs.with_sa(|sa| sa.free_bytes())
+    }
+
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         let mut size = self.config.file.metadata()?.len();
 

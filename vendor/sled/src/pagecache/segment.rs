@@ -672,6 +672,12 @@ impl SegmentAccountant {
         Ok(())
     }
 
+    /// awslink vendor: bytes of the free segments inside the file, which are
+    /// written again before the file grows.
+    pub(crate) fn free_bytes(&self) -> u64 {
+        self.free.len() as u64 * self.config.segment_size as u64
+    }
+
     fn free_segment(&mut self, lid: LogOffset) -> Result<()> {
         debug!("freeing segment {}", lid);
         trace!("free list before free {:?}", self.free);
@@ -763,8 +769,15 @@ impl SegmentAccountant {
         // Not if we just moved the pointer without changing
         // the underlying blob, as is the case with a single Blob
         // with nothing else.
+        // awslink vendor: only when the new state points at that same blob.
+        // Upstream also skipped it when a single-blob page was freed (its
+        // tree dropped) or replaced by a new blob, so those blob files were
+        // never removed and the directory grew without bound.
         let schedule_rm_blob = !(old_cache_infos.len() == 1
-            && old_cache_infos[0].pointer.is_blob());
+            && old_cache_infos[0].pointer.is_blob()
+            && new_cache_info.pointer.is_blob()
+            && old_cache_infos[0].pointer.blob().1
+                == new_cache_info.pointer.blob().1);
 
         let mut removals = FastMap8::default();
 
