@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
+use super::layout::META_TREE;
 use super::legacy;
 use super::quarantine::{QuarantineStore, Quarantined};
-use super::queue::{read_entries, META_TREE};
+use super::queue::read_entries;
 use super::recovery::recover;
 use super::{
     existing_tree, open_db, open_error, JournalError, Result, DOWNLINK_TREE, QUARANTINE_TREE,

@@ -30,6 +30,7 @@
 mod damage;
 pub mod downlink;
 mod inspect;
+mod layout;
 mod legacy;
 pub mod quarantine;
 pub mod queue;

@@ -3,7 +3,7 @@
 //! free-space cache that guards appends, and the drain announcement (one notice per burst).
 //! What is on disk at open is read by `recovery.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -11,6 +11,7 @@ use std::sync::{Mutex, RwLock};
 use log::warn;
 
 use super::damage::{write_mark, Marks};
+use super::layout::{Generations, Live, GENERATION_PREFIX, META_TREE, WATERMARK_KEY};
 use super::record::{self, decode, encode, RecordBuilder};
 use super::recovery::recover;
 use super::space::Space;
@@ -20,12 +21,6 @@ use super::{
 };
 use crate::model::CloudMessage;
 
-/// Prefix of the generation trees; the rest of the name is the first sequence number.
-pub(super) const GENERATION_PREFIX: &str = "uplink.";
-/// The tree holding the watermark.
-pub(super) const META_TREE: &str = "uplink-meta";
-/// Key of the watermark in [`META_TREE`].
-pub(super) const WATERMARK_KEY: &[u8] = b"delivered_below";
 /// A generation is closed after this many messages...
 pub const GENERATION_MESSAGES: u64 = 8192;
 /// ...or this many bytes, whichever comes first.
@@ -42,21 +37,6 @@ pub struct Appended {
     /// `min_free_bytes`: the caller must stop taking messages (the entry is kept: it was already
     /// received, and refusing it would lose it).
     pub full: bool,
-}
-
-/// The messages not yet behind the watermark.
-pub(super) struct Live {
-    /// Everything below is delivered, quarantined or dropped.
-    pub(super) watermark: u64,
-    /// The watermark as last stored in [`META_TREE`] (generations are dropped only behind it).
-    pub(super) persisted: u64,
-    /// Sequence number of the next append.
-    pub(super) next_seq: u64,
-    /// Encoded size of each message from `watermark` to `next_seq` (0 for a key that is
-    /// missing, e.g. one an earlier version removed from the middle of its queue).
-    pub(super) sizes: VecDeque<u32>,
-    /// Sum of `sizes`.
-    pub(super) bytes: u64,
 }
 
 /// Appends not yet written to sled (written by the next [`Journal::commit`]).
@@ -76,11 +56,6 @@ impl Staged {
         };
         self.closed.is_empty() && open_empty
     }
-}
-
-/// The generation trees by first sequence number; the last one takes new records.
-pub(super) struct Generations {
-    pub(super) trees: BTreeMap<u64, sled::Tree>,
 }
 
 /// The queue's part of the journal.

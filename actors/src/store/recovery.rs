@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use log::warn;
 
-use super::queue::{Generations, Live, GENERATION_PREFIX, WATERMARK_KEY};
+use super::layout::{Generations, Live, GENERATION_PREFIX, WATERMARK_KEY};
 use super::record;
 use super::{decode_key, read, Journal, Result};
 

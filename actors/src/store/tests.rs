@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
+use super::layout::GENERATION_PREFIX;
 use super::legacy::LEGACY_QUEUE_TREE;
-use super::queue::GENERATION_PREFIX;
 use super::record::{self, encode, test_message as msg};
 use super::recovery::MAX_GAP;
 use super::*;
