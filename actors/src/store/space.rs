@@ -28,6 +28,11 @@ impl Space {
     pub(super) fn appended(&self, bytes: u64) {
         self.since.fetch_add(bytes, Ordering::Relaxed);
     }
+
+    /// Forgets the cached answer: the next free-space question asks the filesystem.
+    fn invalidate(&self) {
+        self.checked_ms.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Journal {
@@ -88,12 +93,7 @@ impl Journal {
             .clean_segments(CLEAN_PAGES)
             .map_err(|e| self.error(e))?;
         if cleaned > 0 {
-            self.flush_db()?;
-            self.inner
-                .queue
-                .space
-                .checked_ms
-                .store(0, Ordering::Relaxed);
+            self.flush_and_recheck()?;
         }
         let last = {
             // Lock order as in `append`/`commit`: staged, live, generations.
@@ -115,13 +115,15 @@ impl Journal {
             let name = tree.name();
             drop(tree);
             self.inner.db.drop_tree(name).map_err(|e| self.error(e))?;
-            self.flush_db()?;
-            self.inner
-                .queue
-                .space
-                .checked_ms
-                .store(0, Ordering::Relaxed);
+            self.flush_and_recheck()?;
         }
+        Ok(())
+    }
+
+    /// Makes freed space durable and has the next free-space answer asked anew.
+    fn flush_and_recheck(&self) -> Result<()> {
+        self.flush_db()?;
+        self.inner.queue.space.invalidate();
         Ok(())
     }
 }
