@@ -142,18 +142,10 @@ where
 /// as the returned guard.
 #[cfg(test)]
 pub fn temp_journal() -> (tempfile::TempDir, crate::store::Journal) {
-    use crate::store::{Durability, Journal, JournalConfig, Limits};
+    use crate::store::{Journal, JournalConfig};
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let journal = Journal::open(&JournalConfig {
-        path: dir.path().join("journal"),
-        cache_bytes: 1 << 20,
-        durability: Durability::Fsync,
-        limits: Limits::UNLIMITED,
-        min_free_bytes: 0,
-        quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
-        on_damage: crate::store::OnDamage::Refuse,
-    })
-    .expect("a new journal opens");
+    let journal = Journal::open(&JournalConfig::for_tests(dir.path().join("journal")))
+        .expect("a new journal opens");
     (dir, journal)
 }
 

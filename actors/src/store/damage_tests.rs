@@ -6,20 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::super::record::test_message as msg;
-use super::super::{Durability, Journal, JournalConfig, JournalError, Limits, OnDamage};
+use super::super::{Journal, JournalConfig, JournalError, OnDamage};
 use super::MARK_FILE;
 
 const MESSAGES: u64 = 300;
 
 fn config(path: &Path, on_damage: OnDamage) -> JournalConfig {
     JournalConfig {
-        path: path.to_path_buf(),
-        cache_bytes: 1 << 20,
-        durability: Durability::Fsync,
-        limits: Limits::UNLIMITED,
-        min_free_bytes: 0,
-        quarantine_max_messages: super::super::QUARANTINE_MAX_MESSAGES,
         on_damage,
+        ..JournalConfig::for_tests(path)
     }
 }
 

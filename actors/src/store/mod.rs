@@ -119,6 +119,23 @@ pub struct JournalConfig {
     pub on_damage: OnDamage,
 }
 
+#[cfg(test)]
+impl JournalConfig {
+    /// What the tests open: `fsync` mode, no limits, a 1 MiB cache, the default quarantine bound,
+    /// damage refused.
+    pub(crate) fn for_tests(path: impl Into<PathBuf>) -> Self {
+        JournalConfig {
+            path: path.into(),
+            cache_bytes: 1 << 20,
+            durability: Durability::Fsync,
+            limits: Limits::UNLIMITED,
+            min_free_bytes: 0,
+            quarantine_max_messages: QUARANTINE_MAX_MESSAGES,
+            on_damage: OnDamage::Refuse,
+        }
+    }
+}
+
 /// What [`Journal::open`] does with a journal that lost committed messages (damaged files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDamage {

@@ -13,15 +13,7 @@ use super::*;
 use crate::model::CloudMessage;
 
 fn config(dir: &Path) -> JournalConfig {
-    JournalConfig {
-        path: dir.join("j"),
-        cache_bytes: 1 << 20,
-        durability: Durability::Fsync,
-        limits: Limits::UNLIMITED,
-        min_free_bytes: 0,
-        quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
-        on_damage: crate::store::OnDamage::Refuse,
-    }
+    JournalConfig::for_tests(dir.join("j"))
 }
 
 /// sled releases its file lock when its background threads let go of the database, shortly

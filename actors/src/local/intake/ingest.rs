@@ -298,7 +298,6 @@ fn worse(a: Taken, b: Taken) -> Taken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Durability, JournalConfig, Limits};
     use crate::testkit::probe;
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -316,17 +315,7 @@ mod tests {
     }
 
     fn fixture_with(max_payload_bytes: usize, routes: Routes) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig {
-            path: dir.path().join("j"),
-            cache_bytes: 1 << 20,
-            durability: Durability::Fsync,
-            limits: Limits::UNLIMITED,
-            min_free_bytes: 0,
-            quarantine_max_messages: crate::store::QUARANTINE_MAX_MESSAGES,
-            on_damage: crate::store::OnDamage::Refuse,
-        })
-        .unwrap();
+        let (dir, journal) = crate::testkit::temp_journal();
         let (journaled_to, journaled) = probe::<Journaled>();
         let (thing_requests_to, thing_requests) = probe::<ThingRequest>();
         let peers = IntakePeers {
