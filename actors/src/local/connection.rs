@@ -30,6 +30,22 @@ pub struct LocalConnection {
     pub key: Option<PathBuf>,
 }
 
+#[cfg(test)]
+impl LocalConnection {
+    /// A plain connection to `uri` with client id `awslink`, no credentials, no TLS (tests).
+    pub(crate) fn for_tests(uri: &str) -> Self {
+        LocalConnection {
+            uri: uri.into(),
+            client_id: "awslink".into(),
+            username: None,
+            password: None,
+            ca_cert: None,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
 impl LocalConnection {
     /// The TLS identity of both local sessions (CA, optional client certificate, no ALPN).
     pub fn tls(&self) -> TlsIdentity {

@@ -83,16 +83,8 @@ fn start(stored: &[CloudMessage], refused: &[&str]) -> Fixture {
     let (journaled, _) = probe::<Journaled>();
     let (thing_requests, _) = probe::<ThingRequest>();
     let config = LocalConfig {
-        connection: LocalConnection {
-            uri: "tcp://localhost:1".into(),
-            client_id: "awslink".into(),
-            username: None,
-            password: None,
-            ca_cert: None,
-            cert: None,
-            key: None,
-        },
-        status_topic: "edge/connection/remote/status".into(),
+        connection: LocalConnection::for_tests("tcp://localhost:1"),
+        status_topic: crate::topics::DEFAULT_STATUS_TOPIC.into(),
         identity: identity(),
         max_payload_bytes: 128 * 1024,
         routes: Default::default(),

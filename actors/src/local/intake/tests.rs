@@ -3,15 +3,7 @@
 use super::*;
 
 fn connection(uri: &str) -> LocalConnection {
-    LocalConnection {
-        uri: uri.into(),
-        client_id: "awslink".into(),
-        username: None,
-        password: None,
-        ca_cert: None,
-        cert: None,
-        key: None,
-    }
+    LocalConnection::for_tests(uri)
 }
 
 #[test]
