@@ -24,7 +24,7 @@ struct Rig {
 
 impl Rig {
     fn start(extra: Value) -> Rig {
-        Self::start_with(|_| extra, server_tls)
+        Self::start_with(|_| extra, TlsListener::server)
     }
 
     /// `extra` (awslink config) and `cloud_tls` (the cloud broker's listener) may use the
@@ -66,15 +66,6 @@ impl Rig {
 
     fn local_probe(&self, id: &str, filters: &[&str]) -> Probe {
         Probe::connect(&self.local.uri(), id, filters)
-    }
-}
-
-/// The cloud broker's listener with the server certificate for `localhost`.
-fn server_tls(c: &Certs) -> TlsListener {
-    TlsListener {
-        ca: c.ca.clone(),
-        cert: c.server_cert.clone(),
-        key: c.server_key.clone(),
     }
 }
 
@@ -299,7 +290,7 @@ fn status_goes_connected_disconnected_connected() {
 fn an_untrusted_client_certificate_is_refused_reported_and_retried_under_backoff() {
     let rig = Rig::start_with(
         |c| json!({"cert": c.untrusted_cert, "key": c.untrusted_key, "deviceId": DEVICE}),
-        server_tls,
+        TlsListener::server,
     );
     let (awslink, status) = (&rig.awslink, rig.local_probe("status-watch", &[STATUS]));
     let down = expect_status(&status, false);
@@ -428,8 +419,8 @@ fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     // and present the configured client certificate.
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(dir.path(), DEVICE);
-    let local = Mosquitto::tls(server_tls(&certs));
-    let cloud = Mosquitto::tls(server_tls(&certs));
+    let local = Mosquitto::tls(TlsListener::server(&certs));
+    let cloud = Mosquitto::tls(TlsListener::server(&certs));
     let _awslink = Awslink::start(&AwslinkSetup {
         dir: dir.path(),
         cloud_port: cloud.port,

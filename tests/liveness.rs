@@ -28,11 +28,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(dir.path(), DEVICE);
         let local = Mosquitto::plain();
-        let cloud = Mosquitto::tls(TlsListener {
-            ca: certs.ca.clone(),
-            cert: certs.server_cert.clone(),
-            key: certs.server_key.clone(),
-        });
+        let cloud = Mosquitto::tls(TlsListener::server(&certs));
         let awslink = Awslink::start_with_env(
             &AwslinkSetup {
                 dir: dir.path(),

@@ -349,11 +349,7 @@ fn acl_broker(s: &CheckSetup, acl: &str) -> Mosquitto {
     let acl_path = s.dir.path().join("acl");
     fs::write(&acl_path, acl).unwrap();
     Mosquitto::tls_with(
-        TlsListener {
-            ca: s.certs.ca.clone(),
-            cert: s.certs.server_cert.clone(),
-            key: s.certs.server_key.clone(),
-        },
+        TlsListener::server(&s.certs),
         &format!("acl_file {}", acl_path.display()),
     )
 }

@@ -57,11 +57,7 @@ fn no_output_of_run_check_or_config_check_carries_a_password_or_key_bytes_at_tra
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(dir.path(), DEVICE);
     let local = Mosquitto::plain();
-    let cloud = Mosquitto::tls(TlsListener {
-        ca: certs.ca.clone(),
-        cert: certs.server_cert.clone(),
-        key: certs.server_key.clone(),
-    });
+    let cloud = Mosquitto::tls(TlsListener::server(&certs));
     let key = key_lines(&certs.client_key);
     assert!(key.len() > 2, "a real key has several base64 lines");
     let mut awslink = Awslink::start_with_env(

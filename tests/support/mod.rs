@@ -90,6 +90,18 @@ pub struct TlsListener {
     pub key: PathBuf,
 }
 
+impl TlsListener {
+    /// The listener of a broker that presents the generated server certificate (for
+    /// `localhost`) and requires client certificates from the generated CA.
+    pub fn server(c: &Certs) -> TlsListener {
+        TlsListener {
+            ca: c.ca.clone(),
+            cert: c.server_cert.clone(),
+            key: c.server_key.clone(),
+        }
+    }
+}
+
 /// A Mosquitto process with a generated config; killed on drop.
 pub struct Mosquitto {
     pub port: u16,
