@@ -420,8 +420,8 @@ fn mqtt_connect(
 }
 
 /// Connect options like CloudLink's: TLS from the same identity (server certificate and hostname
-/// verified, client certificate), keep-alive, clean session, credentials. Unlike CloudLink's they
-/// set no in-flight window (one probe) and let paho fall back from MQTT 3.1.1 to 3.1.
+/// verified, client certificate), MQTT 3.1.1 only (AWS IoT speaks no 3.1), keep-alive, clean
+/// session, credentials. Unlike CloudLink's they set no in-flight window (one probe).
 fn paho_connect_options(
     config: &Config,
     timeout: Duration,
@@ -430,7 +430,7 @@ fn paho_connect_options(
         .cloud_tls()
         .paho_ssl_options()
         .map_err(|e| bad_file(e.setting, &e.path, "a readable file"))?;
-    let mut opts = mqtt::ConnectOptionsBuilder::new_v3();
+    let mut opts = mqtt::ConnectOptionsBuilder::with_mqtt_version(mqtt::MqttVersion::V3_1_1);
     opts.ssl_options(ssl)
         .keep_alive_interval(config.keep_alive)
         .connect_timeout(timeout)

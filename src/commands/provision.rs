@@ -506,12 +506,14 @@ fn paho_connect_options(
     let ssl = claim_tls(args, alpn)
         .paho_ssl_options()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(mqtt::ConnectOptionsBuilder::new_v3()
-        .ssl_options(ssl)
-        .keep_alive_interval(Duration::from_secs(30))
-        .connect_timeout(timeout)
-        .clean_session(true)
-        .finalize())
+    Ok(
+        mqtt::ConnectOptionsBuilder::with_mqtt_version(mqtt::MqttVersion::V3_1_1)
+            .ssl_options(ssl)
+            .keep_alive_interval(Duration::from_secs(30))
+            .connect_timeout(timeout)
+            .clean_session(true)
+            .finalize(),
+    )
 }
 
 /// The claim connection's TLS identity: the claim certificate and key, named by their flags.
