@@ -43,6 +43,9 @@ impl CloudRig {
             device_id: device,
             extra,
         });
+        // Mosquitto queues messages for awslink's session only once it has subscribed: a test
+        // that publishes before would lose its first messages to the start-up, not to awslink.
+        awslink.wait_for_log("local intake subscribed", Duration::from_secs(30));
         CloudRig {
             awslink,
             proxy,

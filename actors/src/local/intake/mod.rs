@@ -486,6 +486,10 @@ async fn run(
                         .counters
                         .subscribed
                         .store(true, Ordering::Relaxed);
+                    info!(
+                        "local intake subscribed ({} filters)",
+                        ack.return_codes.len()
+                    );
                 }
             }
             Ok(Event::Outgoing(
