@@ -30,6 +30,7 @@ pub mod cloud;
 pub mod drain;
 pub mod fatal;
 pub mod fault;
+pub mod lanes;
 pub mod local;
 pub mod messages;
 pub mod metrics;
