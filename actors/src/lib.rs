@@ -24,6 +24,7 @@
 
 pub mod address;
 pub mod backoff;
+pub mod batching;
 pub mod billing;
 pub mod clock;
 pub mod cloud;
