@@ -137,6 +137,7 @@ fn purge_quarantine(path: &Path) -> Result<usize, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use awslink_actors::lanes::Lane;
     use awslink_actors::messages::CloudMessage;
 
     #[test]
@@ -151,7 +152,7 @@ mod tests {
                 qos: 1,
                 enqueued_ms: unix_ms(),
             };
-            j.append(&msg).unwrap();
+            j.append(Lane::of_cloud_topic(&msg.topic), &msg).unwrap();
             j.commit().unwrap();
             j.quarantine_new(
                 &CloudMessage {

@@ -35,7 +35,7 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         config.endpoint.port,
         config.local.uri,
         config.buffer.path.display(),
-        journal.queued()
+        journal.queued_total()
     );
     if let Some(key) = &config.key {
         info!("device key: {}", key.describe());

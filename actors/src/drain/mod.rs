@@ -18,6 +18,7 @@ use crate::billing::Meter;
 use crate::clock::unix_ms;
 use crate::cloud::publisher::AckNotice;
 use crate::fault::{self, Fault};
+use crate::lanes::Lane;
 use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
@@ -120,7 +121,7 @@ impl Buffer {
         let Some(done_below) = self.drain.delivered_below() else {
             return;
         };
-        match self.journal.delivered_below(done_below) {
+        match self.journal.delivered_below(Lane::Telemetry, done_below) {
             Ok(()) => self.drain.reported(done_below),
             Err(e) => error!("cannot record delivered messages in the journal: {e}"),
         }
@@ -134,7 +135,7 @@ impl Buffer {
             return;
         }
         while let Some((from, room)) = self.drain.next() {
-            let entries = match self.journal.entries_from(from, room) {
+            let entries = match self.journal.entries_from(Lane::Telemetry, from, room) {
                 Ok(entries) if entries.is_empty() => return,
                 Ok(entries) => entries,
                 Err(e) => {
@@ -233,7 +234,7 @@ impl Buffer {
     /// Only after a real backlog (not every N messages of a steady flow: a trim of a large,
     /// fragmented heap stalled the drain for tens of milliseconds).
     fn trim_after_backlog(&mut self) {
-        let queued = self.journal.queued();
+        let queued = self.journal.queued_total();
         self.backlog_peak = self.backlog_peak.max(queued);
         if queued == 0 && self.drain.in_flight() == 0 && self.backlog_peak >= TRIM_AFTER_BACKLOG {
             self.backlog_peak = 0;
@@ -245,7 +246,7 @@ impl Buffer {
     /// Copies entry `seq` to the quarantine tree; if that fails, the entry stays in the queue
     /// (the watermark stops below it) and is tried again at every pump.
     fn quarantine(&mut self, seq: u64, reason: String) {
-        match self.journal.quarantine_entry(seq, &reason) {
+        match self.journal.quarantine_entry(Lane::Telemetry, seq, &reason) {
             Ok(()) => self.quarantined += 1,
             Err(e) => {
                 error!("cannot quarantine journal entry {seq}: {e}; keeping it queued and trying again");
@@ -256,7 +257,7 @@ impl Buffer {
 
     fn retry_quarantine(&mut self) {
         while let Some((seq, reason)) = self.drain.take_unquarantined() {
-            if let Err(e) = self.journal.quarantine_entry(seq, &reason) {
+            if let Err(e) = self.journal.quarantine_entry(Lane::Telemetry, seq, &reason) {
                 warn!("still cannot quarantine journal entry {seq}: {e}");
                 self.drain.quarantine_failed(seq, reason);
                 return;
@@ -328,20 +329,21 @@ impl Handler<Flush> for Buffer {
 impl Handler<GetMetrics> for Buffer {
     type Result = ActorMetrics;
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
-        let oldest_age_ms = match self.journal.oldest_enqueued_ms() {
-            Ok(Some(t)) => unix_ms().saturating_sub(t),
-            _ => 0,
-        };
+        let oldest_age_ms = Lane::ALL
+            .into_iter()
+            .filter_map(|lane| self.journal.oldest_enqueued_ms(lane).ok().flatten())
+            .min()
+            .map_or(0, |t| unix_ms().saturating_sub(t));
         let mut metrics = ActorMetrics {
             actor: "buffer",
             counters: vec![
-                ("queued", self.journal.queued()),
-                ("bytes", self.journal.queued_bytes()),
+                ("queued", self.journal.queued_total()),
+                ("bytes", self.journal.queued_bytes_total()),
                 ("in_flight", self.drain.in_flight() as u64),
                 ("sent", self.sent),
                 ("delivered", self.delivered),
                 ("retried", self.retries),
-                ("dropped", self.journal.dropped()),
+                ("dropped", self.journal.dropped_total()),
                 ("throttle_waits", self.throttle_waits),
                 (
                     "throttle_wait_ms",

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::lanes::Lane;
 use crate::model::{CloudMessage, Publish};
 use crate::testkit::temp_journal;
 
@@ -149,7 +150,7 @@ impl Harness {
                 qos: 1,
                 enqueued_ms: 1_700_000_000_000 + i,
             };
-            last_seq = self.journal.append(&msg).unwrap().seq;
+            last_seq = self.journal.append(Lane::Telemetry, &msg).unwrap().seq;
         }
         self.journal.commit().unwrap();
         self.buffer.do_send(Journaled { last_seq });
@@ -193,7 +194,10 @@ async fn delivers_in_journal_order_and_empties_the_journal_on_acks() {
     for seq in link.sent_seqs() {
         link.finish(seq, Outcome::Delivered);
     }
-    until("an empty journal", || h.journal.queued() == 0).await;
+    until("an empty journal", || {
+        h.journal.queued(Lane::Telemetry) == 0
+    })
+    .await;
     assert_eq!(h.counter("delivered").await, 5);
     assert_eq!(h.counter("in_flight").await, 0);
     assert_eq!(link.state().answered, 5);
@@ -211,7 +215,8 @@ async fn keeps_at_most_window_publishes_in_flight() {
     for acked in 1..=7 {
         link.finish(link.sent_seqs()[acked - 1], Outcome::Delivered);
         until("the window to refill", || {
-            link.sent_seqs().len() == (acked + 3).min(7) && h.journal.queued() == 7 - acked as u64
+            link.sent_seqs().len() == (acked + 3).min(7)
+                && h.journal.queued(Lane::Telemetry) == 7 - acked as u64
         })
         .await;
     }
@@ -230,7 +235,10 @@ async fn resends_from_the_oldest_unanswered_after_a_link_change() {
     let seqs = old.sent_seqs();
     old.finish(seqs[0], Outcome::Delivered);
     old.finish(seqs[2], Outcome::Delivered);
-    until("m0 to leave the journal", || h.journal.queued() == 2).await;
+    until("m0 to leave the journal", || {
+        h.journal.queued(Lane::Telemetry) == 2
+    })
+    .await;
     assert_eq!(h.counter("delivered").await, 2);
 
     let new = FakeLink::new(2);
@@ -249,7 +257,10 @@ async fn resends_from_the_oldest_unanswered_after_a_link_change() {
     for seq in new.sent_seqs() {
         new.finish(seq, Outcome::Delivered);
     }
-    until("an empty journal", || h.journal.queued() == 0).await;
+    until("an empty journal", || {
+        h.journal.queued(Lane::Telemetry) == 0
+    })
+    .await;
 }
 
 #[actix::test]
@@ -279,7 +290,10 @@ async fn quarantines_a_permanent_failure_and_moves_on() {
     link.finish(seqs[0], Outcome::Permanent("topic name is invalid".into()));
     link.finish(seqs[1], Outcome::Delivered);
     link.finish(seqs[2], Outcome::Delivered);
-    until("an empty journal", || h.journal.queued() == 0).await;
+    until("an empty journal", || {
+        h.journal.queued(Lane::Telemetry) == 0
+    })
+    .await;
     let quarantined = h.journal.quarantined().unwrap();
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].msg.payload, b"m0");
@@ -310,7 +324,10 @@ async fn retries_a_transient_failure_in_order() {
     for &seq in &link.sent_seqs()[2..] {
         link.finish(seq, Outcome::Delivered);
     }
-    until("an empty journal", || h.journal.queued() == 0).await;
+    until("an empty journal", || {
+        h.journal.queued(Lane::Telemetry) == 0
+    })
+    .await;
     assert!(h.journal.quarantined().unwrap().is_empty());
     assert_eq!(h.counter("delivered").await, 2);
 }
@@ -333,7 +350,7 @@ async fn counts_billed_units_and_basic_ingest_publishes_per_rule_resends_include
             qos: 1,
             enqueued_ms: 1_700_000_000_000 + i as u64,
         };
-        last_seq = h.journal.append(&msg).unwrap().seq;
+        last_seq = h.journal.append(Lane::Telemetry, &msg).unwrap().seq;
     }
     h.journal.commit().unwrap();
     h.buffer.do_send(Journaled { last_seq });

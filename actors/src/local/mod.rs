@@ -413,7 +413,7 @@ impl Handler<GetMetrics> for LocalBroker {
                 ("received", get(&c.received)),
                 ("journaled", get(&c.journaled)),
                 ("quarantined", get(&c.quarantined)),
-                ("dropped", self.journal.dropped()),
+                ("dropped", self.journal.dropped_total()),
                 ("paused", c.paused.load(Ordering::Relaxed) as u64),
                 ("pauses", get(&c.pauses)),
                 ("overflow", get(&c.held)),

@@ -84,7 +84,7 @@ impl Journal {
                 error!(
                     "buffer directory {}: {detail}; starting with the {} messages found (buffer.onDamage startWithSurvivors)",
                     self.inner.path.display(),
-                    self.queued()
+                    self.queued_total()
                 );
                 return self.mark_now(found);
             }
@@ -103,7 +103,7 @@ impl Journal {
         error!(
             "buffer directory {} is damaged: {detail}; {lost} messages lost, starting with the {} that survived (buffer.onDamage startWithSurvivors)",
             self.inner.path.display(),
-            self.queued()
+            self.queued_total()
         );
         self.mark_now(found)
     }

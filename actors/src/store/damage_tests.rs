@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::super::record::test_message as msg;
 use super::super::{Journal, JournalConfig, JournalError, OnDamage};
 use super::MARK_FILE;
+use crate::lanes::Lane;
 
 const MESSAGES: u64 = 300;
 
@@ -44,7 +45,7 @@ fn open(cfg: &JournalConfig) -> std::thread::Result<Result<Journal, JournalError
 fn journal_of_300(dir: &Path) {
     let journal = Journal::open(&config(dir, OnDamage::Refuse)).unwrap();
     for n in 0..MESSAGES {
-        journal.append(&message(n)).unwrap();
+        journal.append(Lane::Telemetry, &message(n)).unwrap();
         if n % 10 == 9 {
             journal.commit().unwrap();
         }
@@ -111,7 +112,7 @@ fn apply(file: &Path, damage: Damage) {
 /// All messages, as committed.
 fn intact(journal: &Journal) -> bool {
     let entries = journal
-        .entries_from(0, MESSAGES as usize + 1)
+        .entries_from(Lane::Telemetry, 0, MESSAGES as usize + 1)
         .unwrap_or_default();
     entries.len() == MESSAGES as usize
         && entries
@@ -173,7 +174,7 @@ fn every_damaged_journal_file_is_refused_or_loses_nothing_silently() {
             match open(&config(&case, OnDamage::StartWithSurvivors)) {
                 Err(_) => panic!("{what}: the open with startWithSurvivors panicked"),
                 Ok(Ok(journal)) => {
-                    assert!(journal.queued() <= MESSAGES, "{what}");
+                    assert!(journal.queued(Lane::Telemetry) <= MESSAGES, "{what}");
                     survived += 1;
                     drop(journal);
                     // Accepted once: the next start is silent.
@@ -205,13 +206,13 @@ fn a_clean_journal_reopens_without_a_false_alarm() {
     let journal = open(&config(&path, OnDamage::Refuse)).unwrap().unwrap();
     assert!(intact(&journal));
     for n in MESSAGES..MESSAGES + 50 {
-        journal.append(&message(n)).unwrap();
+        journal.append(Lane::Telemetry, &message(n)).unwrap();
         journal.commit().unwrap();
     }
-    journal.delivered_below(100).unwrap();
+    journal.delivered_below(Lane::Telemetry, 100).unwrap();
     drop(journal);
     let journal = open(&config(&path, OnDamage::Refuse)).unwrap().unwrap();
-    assert_eq!(journal.queued(), MESSAGES + 50 - 100);
+    assert_eq!(journal.queued(Lane::Telemetry), MESSAGES + 50 - 100);
 }
 
 /// The mark is what finds the loss: without the mark file a cut journal opens as it did before.
@@ -245,5 +246,5 @@ fn a_cut_journal_is_refused_with_the_count_and_started_with_the_survivors_when_a
     let journal = open(&config(&path, OnDamage::StartWithSurvivors))
         .unwrap()
         .unwrap();
-    assert_eq!(journal.queued(), 200);
+    assert_eq!(journal.queued(Lane::Telemetry), 200);
 }

@@ -13,6 +13,7 @@ use log::warn;
 
 use super::record::{decode, encode};
 use super::{decode_key, open_error, Durability, Journal, JournalError, Result};
+use crate::lanes::Lane;
 use crate::model::CloudMessage;
 
 /// One quarantined message with the reason it can never be delivered.
@@ -165,7 +166,7 @@ impl Journal {
     /// be decoded); it leaves the queue when the drain moves the watermark past it. A missing
     /// entry is not an error.
     /// Refused ([`JournalError::DiskLow`]) while the disk is below `buffer.minFreeBytes`.
-    pub fn quarantine_entry(&self, seq: u64, reason: &str) -> Result<()> {
+    pub fn quarantine_entry(&self, _lane: Lane, seq: u64, reason: &str) -> Result<()> {
         let Some(raw) = self.raw_entry(seq)? else {
             return Ok(());
         };

@@ -19,6 +19,7 @@ use super::{
     decode_key, lock, open_error, read, write, Durability, Journal, JournalConfig, JournalError,
     Limits, Result, WhenFull,
 };
+use crate::lanes::Lane;
 use crate::model::CloudMessage;
 
 /// A generation is closed after this many messages...
@@ -121,7 +122,7 @@ impl Journal {
     /// Appends a message (durable after the next [`Journal::commit`]). With `DropOldest` the
     /// oldest entries make room; with `RejectNew` the entry goes in and [`Appended::full`] tells
     /// the caller to pause its intake.
-    pub fn append(&self, msg: &CloudMessage) -> Result<Appended> {
+    pub fn append(&self, _lane: Lane, msg: &CloudMessage) -> Result<Appended> {
         if crate::fault::is(crate::fault::Fault::JournalFail) {
             return Err(JournalError::Other {
                 path: self.inner.path.clone(),
@@ -259,8 +260,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Sequence number of the newest entry appended (0 when none was).
-    pub fn last_seq(&self) -> u64 {
+    /// Sequence number of the newest entry appended to `lane` (0 when none was).
+    pub fn last_seq(&self, _lane: Lane) -> u64 {
         lock(&self.inner.queue.live).next_seq.saturating_sub(1)
     }
 
@@ -312,7 +313,7 @@ impl Journal {
     /// the queue, the watermark is stored, and generations wholly below it are dropped.
     /// A `seq` at or below the current watermark changes nothing (a late PUBACK after
     /// `dropOldest` moved past it), except that a store that failed before is tried again.
-    pub fn delivered_below(&self, seq: u64) -> Result<()> {
+    pub fn delivered_below(&self, _lane: Lane, seq: u64) -> Result<()> {
         {
             let mut live = lock(&self.inner.queue.live);
             let target = seq.min(live.next_seq);
@@ -398,14 +399,19 @@ impl Journal {
         self.inner.queue.unannounced.store(false, Ordering::Release);
     }
 
-    /// Entries removed by `dropOldest` since the journal was opened.
-    pub fn dropped(&self) -> u64 {
+    /// Entries of `lane` removed by `dropOldest` since the journal was opened.
+    pub fn dropped(&self, _lane: Lane) -> u64 {
+        self.inner.queue.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Entries of every lane removed by `dropOldest` since the journal was opened.
+    pub fn dropped_total(&self) -> u64 {
         self.inner.queue.dropped.load(Ordering::Relaxed)
     }
 
     /// The first committed entry with sequence number ≥ `from` that is not behind the watermark.
-    pub fn first_from(&self, from: u64) -> Result<Option<(u64, CloudMessage)>> {
-        match self.entries_from(from, 1)?.into_iter().next() {
+    pub fn first_from(&self, lane: Lane, from: u64) -> Result<Option<(u64, CloudMessage)>> {
+        match self.entries_from(lane, from, 1)?.into_iter().next() {
             None => Ok(None),
             Some((seq, Ok(msg))) => Ok(Some((seq, msg))),
             Some((seq, Err(detail))) => Err(JournalError::BadEntry { seq, detail }),
@@ -417,6 +423,7 @@ impl Journal {
     /// and what is wrong with it.
     pub fn entries_from(
         &self,
+        _lane: Lane,
         from: u64,
         max: usize,
     ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
@@ -448,19 +455,29 @@ impl Journal {
         })
     }
 
-    /// Number of messages waiting for delivery.
-    pub fn queued(&self) -> u64 {
+    /// Number of messages of `lane` waiting for delivery.
+    pub fn queued(&self, _lane: Lane) -> u64 {
         lock(&self.inner.queue.live).sizes.len() as u64
     }
 
-    /// Encoded bytes of the messages waiting for delivery.
-    pub fn queued_bytes(&self) -> u64 {
+    /// Encoded bytes of the messages of `lane` waiting for delivery.
+    pub fn queued_bytes(&self, _lane: Lane) -> u64 {
         lock(&self.inner.queue.live).bytes
     }
 
-    /// Enqueue time (unix ms) of the oldest waiting message.
-    pub fn oldest_enqueued_ms(&self) -> Result<Option<u64>> {
-        Ok(self.first_from(0)?.map(|(_, msg)| msg.enqueued_ms))
+    /// Number of messages of every lane waiting for delivery.
+    pub fn queued_total(&self) -> u64 {
+        lock(&self.inner.queue.live).sizes.len() as u64
+    }
+
+    /// Encoded bytes of the messages of every lane waiting for delivery.
+    pub fn queued_bytes_total(&self) -> u64 {
+        lock(&self.inner.queue.live).bytes
+    }
+
+    /// Enqueue time (unix ms) of the oldest message of `lane` waiting for delivery.
+    pub fn oldest_enqueued_ms(&self, lane: Lane) -> Result<Option<u64>> {
+        Ok(self.first_from(lane, 0)?.map(|(_, msg)| msg.enqueued_ms))
     }
 }
 

@@ -10,6 +10,7 @@ use super::legacy::LEGACY_QUEUE_TREE;
 use super::record::{self, encode, test_message as msg};
 use super::recovery::MAX_GAP;
 use super::*;
+use crate::lanes::Lane;
 use crate::model::CloudMessage;
 
 fn config(dir: &Path) -> JournalConfig {
@@ -56,7 +57,7 @@ fn wait_for_generations(journal: &Journal, n: usize) {
 
 fn all_entries(journal: &Journal) -> Vec<(u64, CloudMessage)> {
     journal
-        .entries_from(0, usize::MAX)
+        .entries_from(Lane::Telemetry, 0, usize::MAX)
         .unwrap()
         .into_iter()
         .map(|(seq, m)| (seq, m.unwrap()))
@@ -81,7 +82,7 @@ fn matches_a_fifo_model_across_reopens() {
                 // A burst, as the intake commits it.
                 for _ in 0..=(state >> 8) % 20 {
                     counter += 1;
-                    let seq = journal.append(&msg(counter)).unwrap().seq;
+                    let seq = journal.append(Lane::Telemetry, &msg(counter)).unwrap().seq;
                     if let Some((last, _)) = model.back() {
                         assert!(seq > *last, "keys must increase");
                     }
@@ -93,7 +94,7 @@ fn matches_a_fifo_model_across_reopens() {
                 let n = ((state >> 8) % 25) as usize;
                 let delivered: Vec<_> = model.drain(..n.min(model.len())).collect();
                 if let Some((last, _)) = delivered.last() {
-                    journal.delivered_below(last + 1).unwrap();
+                    journal.delivered_below(Lane::Telemetry, last + 1).unwrap();
                 }
             }
             _ => {
@@ -101,8 +102,11 @@ fn matches_a_fifo_model_across_reopens() {
                 journal = reopen(&cfg);
             }
         }
-        assert_eq!(journal.queued(), model.len() as u64);
-        assert_eq!(journal.first_from(0).unwrap(), model.front().cloned());
+        assert_eq!(journal.queued(Lane::Telemetry), model.len() as u64);
+        assert_eq!(
+            journal.first_from(Lane::Telemetry, 0).unwrap(),
+            model.front().cloned()
+        );
     }
     assert!(counter > GENERATION_MESSAGES * 2, "spans generations");
     wait_for_generations(&journal, 2);
@@ -110,7 +114,7 @@ fn matches_a_fifo_model_across_reopens() {
     let journal = reopen(&cfg);
     assert_eq!(all_entries(&journal), Vec::from(model.clone()));
     if let Some((seq, _)) = model.get(model.len() / 2) {
-        let from_middle = journal.entries_from(*seq, 3).unwrap();
+        let from_middle = journal.entries_from(Lane::Telemetry, *seq, 3).unwrap();
         let expected: Vec<u64> = model
             .iter()
             .map(|(s, _)| *s)
@@ -130,11 +134,15 @@ fn appends_are_read_only_after_commit_and_survive_a_reopen() {
     let cfg = config(dir.path());
     let journal = Journal::open(&cfg).unwrap();
     for n in 0..5 {
-        journal.append(&msg(n)).unwrap();
+        journal.append(Lane::Telemetry, &msg(n)).unwrap();
     }
-    assert_eq!(journal.queued(), 5, "counted from the append");
+    assert_eq!(
+        journal.queued(Lane::Telemetry),
+        5,
+        "counted from the append"
+    );
     assert!(
-        journal.first_from(0).unwrap().is_none(),
+        journal.first_from(Lane::Telemetry, 0).unwrap().is_none(),
         "not written before the commit"
     );
     journal.commit().unwrap();
@@ -146,7 +154,7 @@ fn appends_are_read_only_after_commit_and_survive_a_reopen() {
     drop(journal);
     let journal = reopen(&cfg);
     assert_eq!(all_entries(&journal), entries);
-    assert_eq!(journal.last_seq(), entries[4].0);
+    assert_eq!(journal.last_seq(Lane::Telemetry), entries[4].0);
 }
 
 #[test]
@@ -155,23 +163,23 @@ fn the_watermark_survives_a_reopen_so_nothing_delivered_is_sent_again() {
     let cfg = config(dir.path());
     let journal = Journal::open(&cfg).unwrap();
     let seqs: Vec<u64> = (0..10)
-        .map(|n| journal.append(&msg(n)).unwrap().seq)
+        .map(|n| journal.append(Lane::Telemetry, &msg(n)).unwrap().seq)
         .collect();
     journal.commit().unwrap();
-    journal.delivered_below(seqs[7]).unwrap();
-    journal.delivered_below(seqs[3]).unwrap(); // a late acknowledgement changes nothing
-    assert_eq!(journal.queued(), 3);
+    journal.delivered_below(Lane::Telemetry, seqs[7]).unwrap();
+    journal.delivered_below(Lane::Telemetry, seqs[3]).unwrap(); // a late acknowledgement changes nothing
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
     journal.flush().unwrap();
     drop(journal);
     let journal = reopen(&cfg);
-    assert_eq!(journal.queued(), 3);
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
     assert_eq!(
         all_entries(&journal),
         (7..10)
             .map(|n| (seqs[n as usize], msg(n)))
             .collect::<Vec<_>>()
     );
-    let next = journal.append(&msg(10)).unwrap().seq;
+    let next = journal.append(Lane::Telemetry, &msg(10)).unwrap().seq;
     assert!(next > seqs[9], "sequence numbers are never reused");
 }
 
@@ -181,7 +189,7 @@ fn delivered_generations_are_dropped_and_their_bytes_leave_the_count() {
     let journal = Journal::open(&config(dir.path())).unwrap();
     let mut last = 0;
     for n in 0..(GENERATION_MESSAGES * 3) {
-        last = journal.append(&msg(n)).unwrap().seq;
+        last = journal.append(Lane::Telemetry, &msg(n)).unwrap().seq;
         if n % 50 == 49 {
             journal.commit().unwrap();
         }
@@ -192,12 +200,18 @@ fn delivered_generations_are_dropped_and_their_bytes_leave_the_count() {
         "{}",
         generation_trees(&journal)
     );
-    journal.delivered_below(last).unwrap();
+    journal.delivered_below(Lane::Telemetry, last).unwrap();
     wait_for_generations(&journal, 1); // only the one still being written
-    assert_eq!(journal.queued(), 1);
-    assert_eq!(journal.first_from(0).unwrap().map(|(s, _)| s), Some(last));
+    assert_eq!(journal.queued(Lane::Telemetry), 1);
     assert_eq!(
-        journal.queued_bytes(),
+        journal
+            .first_from(Lane::Telemetry, 0)
+            .unwrap()
+            .map(|(s, _)| s),
+        Some(last)
+    );
+    assert_eq!(
+        journal.queued_bytes(Lane::Telemetry),
         encode(&msg(GENERATION_MESSAGES * 3 - 1)).len() as u64
     );
 }
@@ -220,7 +234,7 @@ fn reclaimed_space_is_written_again_and_appending_goes_on() {
     };
     let round = |journal: &Journal| {
         for n in 0..2000 {
-            journal.append(&payload(n)).unwrap();
+            journal.append(Lane::Telemetry, &payload(n)).unwrap();
             if n % 50 == 49 {
                 journal.commit().unwrap();
             }
@@ -228,8 +242,8 @@ fn reclaimed_space_is_written_again_and_appending_goes_on() {
         journal.commit().unwrap();
     };
     round(&journal);
-    journal.append(&payload(2000)).unwrap();
-    journal.delivered_below(2000).unwrap();
+    journal.append(Lane::Telemetry, &payload(2000)).unwrap();
+    journal.delivered_below(Lane::Telemetry, 2000).unwrap();
     journal.reclaim().unwrap();
     wait_for_generations(&journal, 1);
     assert_eq!(
@@ -238,13 +252,15 @@ fn reclaimed_space_is_written_again_and_appending_goes_on() {
         "a queued append keeps its generation"
     );
     journal.commit().unwrap();
-    journal.delivered_below(2001).unwrap();
+    journal.delivered_below(Lane::Telemetry, 2001).unwrap();
     journal.reclaim().unwrap();
     wait_for_generations(&journal, 0);
     assert!(journal.room_bytes() >= journal.free_bytes());
     for _ in 0..6 {
         round(&journal);
-        journal.delivered_below(journal.last_seq() + 1).unwrap();
+        journal
+            .delivered_below(Lane::Telemetry, journal.last_seq(Lane::Telemetry) + 1)
+            .unwrap();
         journal.reclaim().unwrap();
         wait_for_generations(&journal, 0);
     }
@@ -253,7 +269,7 @@ fn reclaimed_space_is_written_again_and_appending_goes_on() {
         size < 32 << 20,
         "56 MB written and delivered in 7 rounds: sled's files hold {size} bytes"
     );
-    let seq = journal.append(&msg(7)).unwrap().seq;
+    let seq = journal.append(Lane::Telemetry, &msg(7)).unwrap().seq;
     journal.commit().unwrap();
     assert_eq!(seq, 7 * 2000 + 1);
     drop(journal);
@@ -304,12 +320,18 @@ fn a_queue_left_by_an_earlier_version_is_moved_and_drained() {
         entries.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
         vec![msg(4), msg(5), msg(7)]
     );
-    assert_eq!(journal.queued(), 3);
-    let seq = journal.append(&msg(8)).unwrap().seq;
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
+    let seq = journal.append(Lane::Telemetry, &msg(8)).unwrap().seq;
     journal.commit().unwrap();
     assert_eq!(seq, entries[2].0 + 1, "new messages follow the moved ones");
-    journal.delivered_below(seq + 1).unwrap();
-    assert_eq!((journal.queued(), journal.queued_bytes()), (0, 0));
+    journal.delivered_below(Lane::Telemetry, seq + 1).unwrap();
+    assert_eq!(
+        (
+            journal.queued(Lane::Telemetry),
+            journal.queued_bytes(Lane::Telemetry)
+        ),
+        (0, 0)
+    );
     drop(journal);
     let journal = reopen(&cfg);
     assert_eq!(all_entries(&journal), vec![], "moved once, not again");
@@ -323,10 +345,10 @@ fn messages_of_a_downgrade_are_sent_after_an_upgrade_in_order() {
     let cfg = config(dir.path());
     let journal = Journal::open(&cfg).unwrap();
     let seqs: Vec<u64> = (100..110)
-        .map(|n| journal.append(&msg(n)).unwrap().seq)
+        .map(|n| journal.append(Lane::Telemetry, &msg(n)).unwrap().seq)
         .collect();
     journal.commit().unwrap();
-    journal.delivered_below(seqs[5]).unwrap();
+    journal.delivered_below(Lane::Telemetry, seqs[5]).unwrap();
     drop(journal);
     legacy_queue(&cfg, &[0, 1]);
     let journal = reopen(&cfg);
@@ -341,7 +363,7 @@ fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let journal = Journal::open(&cfg).unwrap();
-    let first = journal.append(&msg(1)).unwrap().seq;
+    let first = journal.append(Lane::Telemetry, &msg(1)).unwrap().seq;
     journal.commit().unwrap();
     let generation = format!("{GENERATION_PREFIX}{first:020}");
     let tree = journal.inner.db.open_tree(&generation).unwrap();
@@ -351,7 +373,7 @@ fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
     drop(tree);
     drop(journal);
     let journal = reopen(&cfg);
-    assert_eq!(journal.queued(), 1);
+    assert_eq!(journal.queued(Lane::Telemetry), 1);
     assert_eq!(all_entries(&journal), vec![(first, msg(1))]);
     let q = journal.quarantined().unwrap();
     assert_eq!(q.len(), 2, "{q:?}");
@@ -359,7 +381,7 @@ fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
         q.iter().all(|q| q.reason.contains("out of sequence")),
         "{q:?}"
     );
-    let next = journal.append(&msg(2)).unwrap().seq;
+    let next = journal.append(Lane::Telemetry, &msg(2)).unwrap().seq;
     journal.commit().unwrap();
     assert_eq!(next, first + 1);
     assert_eq!(all_entries(&journal).len(), 2);
@@ -369,7 +391,7 @@ fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
 fn an_unreadable_entry_is_quarantined_as_stored() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&config(dir.path())).unwrap();
-    let seq = journal.append(&msg(1)).unwrap().seq;
+    let seq = journal.append(Lane::Telemetry, &msg(1)).unwrap().seq;
     journal.commit().unwrap();
     let generation = format!("{GENERATION_PREFIX}{seq:020}");
     let garbage = vec![record::MESSAGE_VERSION, 0, 1];
@@ -380,15 +402,15 @@ fn an_unreadable_entry_is_quarantined_as_stored() {
         .unwrap()
         .insert(seq.to_be_bytes(), garbage.clone())
         .unwrap();
-    let entries = journal.entries_from(0, 10).unwrap();
+    let entries = journal.entries_from(Lane::Telemetry, 0, 10).unwrap();
     assert!(
         matches!(&entries[..], [(s, Err(_))] if *s == seq),
         "{entries:?}"
     );
     journal
-        .quarantine_entry(seq, "unreadable journal entry")
+        .quarantine_entry(Lane::Telemetry, seq, "unreadable journal entry")
         .unwrap();
-    journal.delivered_below(seq + 1).unwrap();
+    journal.delivered_below(Lane::Telemetry, seq + 1).unwrap();
     let q = journal.quarantined().unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].msg.payload, garbage, "the stored bytes are kept");
@@ -475,14 +497,14 @@ fn drop_oldest_drops_whole_generations_behind_it() {
     let journal = Journal::open(&cfg).unwrap();
     let total = GENERATION_MESSAGES * 3;
     for n in 0..total {
-        journal.append(&msg(n)).unwrap();
+        journal.append(Lane::Telemetry, &msg(n)).unwrap();
         if n % 64 == 63 {
             journal.commit().unwrap();
         }
     }
     journal.commit().unwrap();
-    assert_eq!(journal.queued(), 100);
-    assert_eq!(journal.dropped(), total - 100);
+    assert_eq!(journal.queued(Lane::Telemetry), 100);
+    assert_eq!(journal.dropped(Lane::Telemetry), total - 100);
     wait_for_generations(&journal, 2);
     let newest: Vec<CloudMessage> = ((total - 100)..total).map(msg).collect();
     let got: Vec<CloudMessage> = all_entries(&journal).into_iter().map(|(_, m)| m).collect();
@@ -493,14 +515,16 @@ fn drop_oldest_drops_whole_generations_behind_it() {
 fn quarantine_keeps_reason_and_message() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&config(dir.path())).unwrap();
-    let seq = journal.append(&msg(1)).unwrap().seq;
+    let seq = journal.append(Lane::Telemetry, &msg(1)).unwrap().seq;
     journal.commit().unwrap();
-    journal.quarantine_entry(seq, "rejected by AWS").unwrap();
-    journal.delivered_below(seq + 1).unwrap();
+    journal
+        .quarantine_entry(Lane::Telemetry, seq, "rejected by AWS")
+        .unwrap();
+    journal.delivered_below(Lane::Telemetry, seq + 1).unwrap();
     journal
         .quarantine_new(&msg(2), "payload too large")
         .unwrap();
-    assert_eq!(journal.queued(), 0);
+    assert_eq!(journal.queued(Lane::Telemetry), 0);
     let q = journal.quarantined().unwrap();
     assert_eq!(q.len(), 2);
     assert_eq!(
@@ -530,7 +554,7 @@ fn downlink_entries_survive_a_reopen_until_removed() {
     assert_eq!(downlink.entries().unwrap(), vec![(b, msg(2))]);
     assert_eq!(downlink.len(), 1);
     assert_eq!(
-        journal.queued(),
+        journal.queued(Lane::Telemetry),
         0,
         "downlink entries are not uplink queue entries"
     );
@@ -550,18 +574,21 @@ fn drop_oldest_keeps_the_newest_within_the_limits() {
     };
     let journal = Journal::open(&cfg).unwrap();
     let dropped: Vec<u64> = (1..=5)
-        .map(|n| journal.append(&msg(n)).unwrap().dropped)
+        .map(|n| journal.append(Lane::Telemetry, &msg(n)).unwrap().dropped)
         .collect();
     journal.commit().unwrap();
     assert_eq!(dropped, [0, 0, 0, 1, 1]);
-    assert_eq!(journal.queued(), 3);
-    assert_eq!(journal.dropped(), 2);
-    assert_eq!(journal.first_from(0).unwrap().unwrap().1, msg(3));
-    journal.delivered_below(1).unwrap(); // the PUBACK of a dropped message
-    assert_eq!(journal.queued(), 3);
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
+    assert_eq!(journal.dropped(Lane::Telemetry), 2);
+    assert_eq!(
+        journal.first_from(Lane::Telemetry, 0).unwrap().unwrap().1,
+        msg(3)
+    );
+    journal.delivered_below(Lane::Telemetry, 1).unwrap(); // the PUBACK of a dropped message
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
     drop(journal);
     let journal = reopen(&cfg);
-    assert_eq!(journal.queued(), 3, "the drops are stored");
+    assert_eq!(journal.queued(Lane::Telemetry), 3, "the drops are stored");
 
     let one = encode(&msg(1)).len() as u64;
     let dir = tempfile::tempdir().unwrap();
@@ -576,18 +603,18 @@ fn drop_oldest_keeps_the_newest_within_the_limits() {
     })
     .unwrap();
     for n in 1..=4 {
-        journal.append(&msg(n)).unwrap();
+        journal.append(Lane::Telemetry, &msg(n)).unwrap();
     }
-    assert_eq!(journal.queued(), 2);
-    assert!(journal.queued_bytes() <= 2 * one + 1);
+    assert_eq!(journal.queued(Lane::Telemetry), 2);
+    assert!(journal.queued_bytes(Lane::Telemetry) <= 2 * one + 1);
     let huge = CloudMessage {
         payload: vec![7; 1000],
         ..msg(9)
     };
-    journal.append(&huge).unwrap();
+    journal.append(Lane::Telemetry, &huge).unwrap();
     journal.commit().unwrap();
     assert_eq!(
-        journal.queued(),
+        journal.queued(Lane::Telemetry),
         1,
         "an oversize entry empties the queue and still goes in"
     );
@@ -607,20 +634,23 @@ fn reject_new_keeps_everything_and_says_when_full() {
         ..config(dir.path())
     })
     .unwrap();
-    let first = journal.append(&msg(1)).unwrap();
+    let first = journal.append(Lane::Telemetry, &msg(1)).unwrap();
     assert!(!first.full);
     assert!(
-        journal.append(&msg(2)).unwrap().full,
+        journal.append(Lane::Telemetry, &msg(2)).unwrap().full,
         "at the limit: pause intake"
     );
-    let over = journal.append(&msg(3)).unwrap();
+    let over = journal.append(Lane::Telemetry, &msg(3)).unwrap();
     assert!(over.full && over.dropped == 0, "kept, never dropped");
-    assert_eq!(journal.queued(), 3);
+    assert_eq!(journal.queued(Lane::Telemetry), 3);
     journal.commit().unwrap();
-    journal.delivered_below(over.seq).unwrap();
+    journal.delivered_below(Lane::Telemetry, over.seq).unwrap();
     assert!(journal.has_room(1.0), "1 of 2 queued");
-    assert!(journal.append(&msg(4)).unwrap().full, "2 of 2 queued again");
-    assert_eq!(journal.dropped(), 0);
+    assert!(
+        journal.append(Lane::Telemetry, &msg(4)).unwrap().full,
+        "2 of 2 queued again"
+    );
+    assert_eq!(journal.dropped(Lane::Telemetry), 0);
 }
 
 #[test]
@@ -708,10 +738,10 @@ fn inspect_reports_what_an_open_would_do_and_changes_nothing() {
     let cfg = config(dir.path());
     let journal = Journal::open(&cfg).unwrap();
     let seqs: Vec<u64> = (0..3)
-        .map(|n| journal.append(&msg(n)).unwrap().seq)
+        .map(|n| journal.append(Lane::Telemetry, &msg(n)).unwrap().seq)
         .collect();
     journal.commit().unwrap();
-    journal.delivered_below(seqs[1]).unwrap();
+    journal.delivered_below(Lane::Telemetry, seqs[1]).unwrap();
     journal.downlink().append(&msg(50)).unwrap();
     let generation = format!("{GENERATION_PREFIX}{:020}", seqs[0]);
     let tree = journal.inner.db.open_tree(&generation).unwrap();
@@ -756,7 +786,7 @@ fn inspect_reports_what_an_open_would_do_and_changes_nothing() {
 
     // A normal open does what the inspection reported.
     let journal = reopen(&cfg);
-    assert_eq!(journal.queued(), 4);
+    assert_eq!(journal.queued(Lane::Telemetry), 4);
     assert!(!tree_exists(&journal, LEGACY_QUEUE_TREE));
     assert_eq!(journal.quarantined().unwrap().len(), 1);
     drop(journal);
@@ -861,5 +891,9 @@ fn the_shadow_cache_keeps_reported_state_across_reopens() {
         None,
         "an unreadable entry is as good as none"
     );
-    assert_eq!(journal.queued(), 0, "not part of the uplink queue");
+    assert_eq!(
+        journal.queued(Lane::Telemetry),
+        0,
+        "not part of the uplink queue"
+    );
 }

@@ -16,6 +16,7 @@ use log::{debug, error, warn};
 use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
 use crate::clock::{mono_ms, unix_ms, LogLimiter};
 use crate::fatal::fatal;
+use crate::lanes::Lane;
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::routes::Routes;
 use crate::shadow::ShadowIngest;
@@ -146,7 +147,7 @@ impl Ingest {
                     Some((shadow, requests)) => {
                         let mut taken = Taken::Yes;
                         for request in requests {
-                            let appended = self.append(&request.message);
+                            let appended = self.append(Lane::Control, &request.message);
                             if appended != Taken::No {
                                 shadow.journaled(&request);
                             }
@@ -173,7 +174,7 @@ impl Ingest {
     /// Journals an uplink message, or quarantines it when AWS would refuse its size.
     fn forward(&self, msg: CloudMessage, local_topic: &str) -> Taken {
         if msg.payload.len() <= self.max_payload_bytes {
-            return self.append(&msg);
+            return self.append(Lane::of_local_topic(local_topic), &msg);
         }
         let reason = format!(
             "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",
@@ -189,14 +190,14 @@ impl Ingest {
         )
     }
 
-    fn append(&self, msg: &CloudMessage) -> Taken {
-        match self.journal.append(msg) {
+    fn append(&self, lane: Lane, msg: &CloudMessage) -> Taken {
+        match self.journal.append(lane, msg) {
             Ok(appended) => {
                 self.counters.journaled.fetch_add(1, Ordering::Relaxed);
                 if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
                     warn!(
                         "buffer full: dropped the oldest queued messages (whenFull dropOldest, {} dropped so far)",
-                        self.journal.dropped()
+                        self.journal.dropped_total()
                     );
                 }
                 if appended.full {
@@ -240,7 +241,7 @@ impl Ingest {
         self.refusing_since_ms.store(0, Ordering::Relaxed);
         if self.journal.announce() {
             self.peers.journaled.do_send(Journaled {
-                last_seq: self.journal.last_seq(),
+                last_seq: self.journal.last_seq(Lane::Telemetry),
             });
         }
         Ok(())
@@ -359,7 +360,7 @@ mod tests {
         assert_eq!(f.ingest.take(THING_REQUEST_TOPIC, b"", 1), Taken::Yes);
         f.thing_requests.expect(WAIT).await;
         f.ingest.commit().unwrap();
-        assert_eq!(f.journal.queued(), 0);
+        assert_eq!(f.journal.queued_total(), 0);
         assert_eq!(f.ingest.counters.received.load(Ordering::Relaxed), 0);
     }
 
@@ -370,8 +371,8 @@ mod tests {
         assert_eq!(f.ingest.take("event", b"two", 0), Taken::Yes);
         f.ingest.commit().unwrap();
         let notice = f.journaled.expect(WAIT).await;
-        assert_eq!(notice.last_seq, f.journal.last_seq());
-        let entries = f.journal.entries_from(0, 10).unwrap();
+        assert_eq!(notice.last_seq, f.journal.last_seq(Lane::Telemetry));
+        let entries = f.journal.entries_from(Lane::Telemetry, 0, 10).unwrap();
         let got: Vec<(String, Vec<u8>, i32)> = entries
             .into_iter()
             .map(|(_, m)| m.unwrap())
@@ -394,7 +395,7 @@ mod tests {
         let f = fixture(4);
         assert_eq!(f.ingest.take("telemetry", b"12345", 1), Taken::Yes);
         f.ingest.commit().unwrap();
-        assert_eq!(f.journal.queued(), 0);
+        assert_eq!(f.journal.queued_total(), 0);
         let quarantined = f.journal.quarantined().unwrap();
         assert_eq!(quarantined.len(), 1);
         assert_eq!(quarantined[0].msg.topic, "telemetry");
@@ -420,7 +421,7 @@ mod tests {
         f.ingest.commit().unwrap();
         let topics: Vec<String> = f
             .journal
-            .entries_from(0, 10)
+            .entries_from(Lane::Telemetry, 0, 10)
             .unwrap()
             .into_iter()
             .map(|(_, m)| m.unwrap().topic)
