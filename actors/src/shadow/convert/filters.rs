@@ -8,16 +8,16 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     /// Regex on the Ditto topic.
-    pub topic: Option<regex::Regex>,
+    pub topic: Option<regex_lite::Regex>,
     /// Regexes on leaf paths.
-    pub payload: Vec<regex::Regex>,
+    pub payload: Vec<regex_lite::Regex>,
 }
 
 impl Filters {
     /// Compiles Kanto's `topicFilter` and `payloadFilters`; the error names the bad expression.
     pub fn compile(topic: Option<&str>, payload: &[String]) -> Result<Filters, String> {
         let compile = |r: &str| {
-            regex::Regex::new(r).map_err(|e| {
+            regex_lite::Regex::new(r).map_err(|e| {
                 // regex's message spans lines (pattern, caret, error); keep the last one.
                 let text = e.to_string();
                 let why = text

@@ -494,8 +494,8 @@ fn classify_table() {
 #[test]
 fn filters_drop_topics_and_leaves() {
     let filters = Filters {
-        topic: Some(regex::Regex::new("private").unwrap()),
-        payload: vec![regex::Regex::new("^/features/meter/properties/secret").unwrap()],
+        topic: Some(regex_lite::Regex::new("private").unwrap()),
+        payload: vec![regex_lite::Regex::new("^/features/meter/properties/secret").unwrap()],
     };
     let rules = ShadowRules::default();
     let none = |_: &ShadowId| None;
