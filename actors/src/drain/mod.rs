@@ -5,6 +5,8 @@
 //! over acknowledged (or quarantined) entries, and everything undelivered is sent again after a
 //! reconnect (at-least-once, order kept).
 
+pub mod lanes;
+pub mod schedule;
 pub mod state;
 
 use std::sync::Arc;

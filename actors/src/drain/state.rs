@@ -73,6 +73,12 @@ impl Drain {
         self.cursor = seq + 1;
     }
 
+    /// Entry `seq` is not sent (it expired): the cursor moves past it and, once nothing older is
+    /// in flight, the watermark too.
+    pub fn skipped(&mut self, seq: u64) {
+        self.cursor = seq + 1;
+    }
+
     /// The publish of entry `seq` ended with `outcome`. `None` when `seq` is not in flight
     /// (its link was already given up on).
     pub fn completed(&mut self, seq: u64, outcome: Outcome) -> Option<Completion> {
@@ -102,6 +108,13 @@ impl Drain {
             return None;
         }
         Some(self.give_up_in_flight())
+    }
+
+    /// Gives up every publish in flight (another lane's transient failure made the Buffer forget
+    /// the link's outstanding publishes): they are sent again from the oldest. Returns how many.
+    pub fn give_up(&mut self) -> usize {
+        self.rewind = false;
+        self.give_up_in_flight()
     }
 
     /// The link was replaced (or lost): whatever was in flight may or may not have arrived, so
