@@ -87,6 +87,14 @@ fn config_errors_exit_2_and_name_the_key_or_file() {
         "config key \"routes[1].basicIngestRule\": \"all-telemetry\" contains '-'; an AWS IoT rule name allows only a-z A-Z 0-9 _",
     );
 
+    let mut bad_lane = base.clone();
+    bad_lane["lanes"] = json!({"events": {"minShare": 0.7}, "telemetry": {"minShare": 0.3}});
+    assert_refused(
+        dir.path(),
+        &bad_lane,
+        "config key \"lanes.telemetry.minShare\": events' and telemetry's minimum shares sum to 1",
+    );
+
     fs::set_permissions(&certs.client_key, fs::Permissions::from_mode(0o644)).unwrap();
     assert_refused(
         dir.path(),
@@ -111,12 +119,23 @@ fn config_check_accepts_a_good_file_takes_the_device_id_from_the_certificate_and
     config["password"] = json!("s3cret-Password");
     config["localPassword"] = json!("local-s3cret");
     config["routes"] = json!([{"filter": "telemetry/#", "basicIngestRule": "all_telemetry"}]);
+    config["lanes"] = json!({"telemetry": {"filters": ["event/+/+/heartbeat"], "maxAgeSecs": 600}});
     let path = write_config(dir.path(), &config);
     let (code, stdout, stderr) = awslink_command(&["config", "check", "--config", &path]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("device id        dev-from-cn"), "{stdout}");
     assert!(
         stdout.contains("routes[0]        telemetry/# -> Basic Ingest rule all_telemetry"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "lane telemetry   minimum share 10 %, expires after 600 s, also takes event/+/+/heartbeat"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lane control     first, never expires"),
         "{stdout}"
     );
     assert!(

@@ -1,6 +1,8 @@
 //! `awslink config check`: validates the configuration and the files it names, without
 //! connecting, and prints what awslink would use (secrets only as set or not set).
 
+use awslink_actors::lanes::Lane;
+
 use crate::cli::ConfigArgs;
 use crate::failure::Failure;
 
@@ -59,6 +61,34 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
         println!(
             "  routes[{i}]        {} -> Basic Ingest rule {} ($aws/rules/{}/…; the rule must exist and be enabled)",
             route.filter, route.rule, route.rule
+        );
+    }
+    for lane in Lane::ALL {
+        let settings = config.lanes.settings(lane);
+        let filters: Vec<&str> = config
+            .lanes
+            .filters()
+            .iter()
+            .filter(|(_, l)| *l == lane)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        let priority = match lane {
+            Lane::Control => "first".to_string(),
+            _ => format!("minimum share {:.0} %", settings.min_share * 100.0),
+        };
+        println!(
+            "  lane {:<11} {priority}, {}{}",
+            lane.name(),
+            settings
+                .max_age_secs
+                .map_or("never expires".to_string(), |s| format!(
+                    "expires after {s} s"
+                )),
+            if filters.is_empty() {
+                String::new()
+            } else {
+                format!(", also takes {}", filters.join(" "))
+            }
         );
     }
     Ok(())

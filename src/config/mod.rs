@@ -3,6 +3,7 @@
 //! (certificates readable, key permissions) are in [`files`].
 
 pub mod files;
+mod lanes;
 mod reader;
 mod routes;
 mod tpm;
@@ -10,6 +11,7 @@ mod tpm;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use awslink_actors::lanes::LaneRules;
 pub use awslink_actors::routes::Routes;
 use awslink_actors::shadow::convert::Filters;
 pub use awslink_actors::tls::PrivateKey;
@@ -100,7 +102,7 @@ use awslink_actors::tls::{TlsIdentity, AWS_ALPN_CERT, CLOUD_SETTINGS};
 use awslink_actors::topics;
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// AWS IoT endpoint.
     pub endpoint: Endpoint,
@@ -150,6 +152,8 @@ pub struct Config {
     pub metrics_interval: Duration,
     /// Basic Ingest routes (`routes`), first match wins.
     pub routes: Routes,
+    /// Priority lanes (`lanes`): operator filters and per-lane drain settings.
+    pub lanes: LaneRules,
 }
 
 /// Values given on the command line; they replace the file's.
@@ -331,6 +335,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     }
     let metrics_interval = Duration::from_secs(r.integer("metricsIntervalSecs", 60, 0, 86_400)?);
     let routes = routes::read(r)?;
+    let lanes = lanes::read(r)?;
     Ok(Config {
         endpoint,
         client_id,
@@ -356,6 +361,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         status_topic,
         metrics_interval,
         routes,
+        lanes,
     })
 }
 

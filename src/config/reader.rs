@@ -113,6 +113,42 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An optional integer in `1..=max` (absent: `None`); 0 is left to the caller, who knows
+    /// what it would mean.
+    pub fn optional_integer(
+        &mut self,
+        key: &'static str,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(self.error(
+                    key,
+                    format!("{} is not an integer from 1 to {max}", show(v)),
+                )),
+            },
+        }
+    }
+
+    /// A fraction from 0 up to (not including) 1, `default` when absent.
+    pub fn fraction(&mut self, key: &'static str, default: f64) -> Result<f64, ConfigError> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some(v) => match v.as_f64() {
+                Some(x) if (0.0..1.0).contains(&x) => Ok(x),
+                _ => Err(self.error(
+                    key,
+                    format!(
+                        "{} is not a fraction from 0 up to 1 (e.g. 0.2 for 20 %)",
+                        show(v)
+                    ),
+                )),
+            },
+        }
+    }
+
     /// A TPM persistent handle: a JSON number (Kanto writes `tpmHandle` in decimal) or a string
     /// (`"0x81000001"`).
     pub fn tpm_handle(&mut self, key: &'static str) -> Result<Option<u32>, ConfigError> {

@@ -1,4 +1,5 @@
 use super::*;
+use awslink_actors::lanes::Lane;
 use awslink_actors::routes::Route;
 use serde_json::json;
 
@@ -449,5 +450,68 @@ fn pkcs11_key_settings_by_table() {
             "{settings}\n got: {err}\nwant: {want}"
         );
         assert!(!err.to_string().contains("1234\""), "no PIN in: {err}");
+    }
+}
+
+#[test]
+fn lanes_default_and_configured() {
+    assert_eq!(parse_value(&base()).unwrap().lanes, LaneRules::default());
+    let c = parse_value(&with(
+        "lanes",
+        json!({
+            "control": {"filters": ["event/+/+/alarm"], "maxAgeSecs": 30},
+            "events": {"minShare": 0.3},
+            "telemetry": {"filters": ["event/+/+/heartbeat", "e/#"], "minShare": 0.05, "maxAgeSecs": 86400}
+        }),
+    ))
+    .unwrap();
+    let lanes = &c.lanes;
+    let rows = [
+        ("event/t/d/alarm", Lane::Control),
+        ("event/t/d/heartbeat", Lane::Telemetry),
+        ("e/t/d", Lane::Telemetry),
+        ("event/t/d", Lane::Events),
+        ("command//d/res/1/200", Lane::Control),
+    ];
+    for (topic, lane) in rows {
+        assert_eq!(lanes.lane_of(topic), lane, "{topic}");
+    }
+    let settings = |l| lanes.settings(l);
+    assert_eq!(settings(Lane::Control).max_age_secs, Some(30));
+    assert_eq!(settings(Lane::Events).min_share, 0.3);
+    assert_eq!(settings(Lane::Events).max_age_secs, None);
+    assert_eq!(settings(Lane::Telemetry).min_share, 0.05);
+    assert_eq!(settings(Lane::Telemetry).max_age_secs, Some(86_400));
+    // Control's filters first, in configuration order.
+    let order: Vec<&str> = lanes.filters().iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(order, ["event/+/+/alarm", "event/+/+/heartbeat", "e/#"]);
+}
+
+#[test]
+fn lane_mistakes_name_the_key_and_the_fix() {
+    #[rustfmt::skip]
+    let rows: Vec<(serde_json::Value, &str)> = vec![
+        (json!({"bulk": {}}), "config key \"lanes.bulk\" is unknown; known keys here: control, events, telemetry"),
+        (json!({"telemetri": {}}), "config key \"lanes.telemetri\" is unknown; did you mean \"lanes.telemetry\"?"),
+        (json!([]), "config key \"lanes\": [] is not an object"),
+        (json!({"events": {"filters": ["event/#/x"]}}), "config key \"lanes.events.filters\": \"event/#/x\" is not an MQTT topic filter: # must be a whole level and the last one"),
+        (json!({"events": {"filters": [5]}}), "config key \"lanes.events.filters\": element 5 is not a string"),
+        (json!({"control": {"filters": ["e/#"]}, "telemetry": {"filters": ["e/#"]}}), "config key \"lanes.telemetry.filters\": \"e/#\" is already a filter of lanes.control"),
+        (json!({"events": {"minShare": 1.0}}), "config key \"lanes.events.minShare\": 1.0 is not a fraction from 0 up to 1"),
+        (json!({"events": {"minShare": -0.1}}), "config key \"lanes.events.minShare\": -0.1 is not a fraction"),
+        (json!({"telemetry": {"minShare": "10%"}}), "config key \"lanes.telemetry.minShare\": \"10%\" is not a fraction"),
+        (json!({"events": {"minShare": 0.6}, "telemetry": {"minShare": 0.4}}), "config key \"lanes.telemetry.minShare\": events' and telemetry's minimum shares sum to 1; they must stay below 1"),
+        (json!({"control": {"minShare": 0.1}}), "config key \"lanes.control.minShare\": control is never behind another lane"),
+        (json!({"events": {"maxAgeSecs": 0}}), "config key \"lanes.events.maxAgeSecs\": 0 would expire every message"),
+        (json!({"events": {"maxAgeSecs": -5}}), "config key \"lanes.events.maxAgeSecs\": -5 is not an integer"),
+        (json!({"events": {"maxAgeSec": 5}}), "config key \"lanes.events.maxAgeSec\" is unknown; did you mean \"lanes.events.maxAgeSecs\"?"),
+    ];
+    for (lanes, want) in rows {
+        let err =
+            parse_value(&with("lanes", lanes.clone())).expect_err(&format!("must fail: {lanes}"));
+        assert!(
+            err.to_string().starts_with(want),
+            "lanes {lanes}\n got: {err}\nwant: {want}"
+        );
     }
 }
