@@ -441,6 +441,23 @@ impl Db {
         Ok(cleaned)
     }
 
+    /// awslink vendor: ends the segment being written (padded to its end) and
+    /// writes the next segment's header, so that the segment becomes inactive
+    /// and what waits for that is done: segments whose pages were all replaced
+    /// in it are freed (and truncated away at the end of the file), blob files
+    /// replaced in it are removed. Upstream does this only when writes fill the
+    /// segment. Writes at most the rest of one segment and one header; false
+    /// when another thread was writing (nothing done).
+    pub fn seal_segment(&self) -> Result<bool> {
+        self.context.pagecache.seal_segment()
+    }
+
+    /// awslink vendor: how many segments (to be freed) and blob files (to be
+    /// removed) wait for the segments being written to become inactive.
+    pub fn deferred_frees(&self) -> (usize, usize) {
+        self.context.pagecache.deferred_frees()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

@@ -1233,3 +1233,51 @@ impl Debug for IoBuf {
         ))
     }
 }
+
+/// awslink vendor: ends the segment being written: the buffer in it is sealed as the last one
+/// of its segment (padded to the segment's end, like a buffer that filled it), written on this
+/// thread, and then the next segment's header is written too, so that the stable lsn moves
+/// into the next segment. A segment becomes inactive (and what waits for it — the free of
+/// segments whose pages were replaced in it, the removal of blob files replaced in it — is
+/// done) only once segment headers written after it record a stable lsn past its end; a
+/// journal that stops writing otherwise keeps all that until new writes fill the segment.
+/// Writes at most the rest of one segment and one segment header. Returns false, having
+/// written nothing, when another thread holds the buffer (the caller may try again later).
+pub(in crate::pagecache) fn seal_segment(iobufs: &Arc<IoBufs>) -> Result<bool> {
+    let _cc = concurrency_control::read();
+    let segment_size = iobufs.config.segment_size as Lsn;
+    let iobuf = iobufs.current_iobuf();
+    let header = iobuf.get_header();
+    if header::is_sealed(header) || header::n_writers(header) != 0 {
+        return Ok(false);
+    }
+    let end = (iobuf.lsn / segment_size + 1) * segment_size;
+    seal_and_write_iobuf(iobufs, &iobuf, header, true, true)?;
+    let sealed = iobuf.get_header();
+    if !(header::is_sealed(sealed) && header::is_maxed(sealed)) {
+        // Lost the race to a writer: it rolls the buffer on its own.
+        return Ok(false);
+    }
+    make_stable(iobufs, end - 1)?;
+    let next = iobufs.current_iobuf();
+    let header = next.get_header();
+    if next.lsn != end
+        || header::is_sealed(header)
+        || header::n_writers(header) != 0
+        || header::offset(header) != SEG_HEADER_LEN
+    {
+        // A writer already uses the next segment: its write moves the stable lsn.
+        return Ok(true);
+    }
+    seal_and_write_iobuf(iobufs, &next, header, false, true)?;
+    make_stable(iobufs, end + SEG_HEADER_LEN as Lsn - 1)?;
+    // The stable lsn recorded in segment headers is raised by a function deferred until every
+    // thread that was pinned when it was written has unpinned (see `write_to_log`); let the
+    // epoch move on a few times and apply what that allows now, not at the next write.
+    for _ in 0..4 {
+        pin().flush();
+    }
+    let guard = pin();
+    iobufs.sa_stabilize(iobufs.max_header_stable_lsn.load(Acquire), &guard)?;
+    Ok(true)
+}

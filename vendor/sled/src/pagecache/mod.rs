@@ -1399,6 +1399,17 @@ impl PageCache {
         self.log.iobufs.with_sa(|sa| sa.free_bytes())
     }
 
+    /// awslink vendor: see `iobuf::seal_segment`.
+    pub(crate) fn seal_segment(&self) -> Result<bool> {
+        iobuf::seal_segment(&self.log.iobufs)
+    }
+
+    /// awslink vendor: (segments whose free, blob files whose removal waits for the
+    /// segments being written to become inactive).
+    pub(crate) fn deferred_frees(&self) -> (usize, usize) {
+        self.log.iobufs.with_sa(|sa| sa.deferred_frees())
+    }
+
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         let mut size = self.config.file.metadata()?.len();
 

@@ -96,6 +96,9 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    // awslink vendor: free segments whose blocks were given back to the
+    // filesystem (a hole punched), i.e. not reusable without new blocks.
+    punched: BTreeSet<LogOffset>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -485,6 +488,7 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
+            punched: BTreeSet::default(),
         };
 
         ret.initialize_from_snapshot(snapshot)?;
@@ -640,6 +644,8 @@ impl SegmentAccountant {
                 &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
                 segment_base,
             )?;
+            // awslink vendor: written again, so it holds blocks.
+            self.punched.remove(&segment_base);
         }
 
         // we want to complete all truncations because
@@ -675,7 +681,20 @@ impl SegmentAccountant {
     /// awslink vendor: bytes of the free segments inside the file, which are
     /// written again before the file grows.
     pub(crate) fn free_bytes(&self) -> u64 {
-        self.free.len() as u64 * self.config.segment_size as u64
+        let holding = self.free.difference(&self.punched).count();
+        holding as u64 * self.config.segment_size as u64
+    }
+
+    /// awslink vendor: (segments whose free, blob files whose removal waits
+    /// for an active segment to become inactive).
+    pub(crate) fn deferred_frees(&self) -> (usize, usize) {
+        self.segments.iter().fold((0, 0), |(segments, blobs), s| match s {
+            Segment::Active(a) => (
+                segments + a.can_free_upon_deactivation.len(),
+                blobs + a.deferred_rm_blob.len(),
+            ),
+            _ => (segments, blobs),
+        })
     }
 
     fn free_segment(&mut self, lid: LogOffset) -> Result<()> {
@@ -717,10 +736,25 @@ impl SegmentAccountant {
             let last_segment = self.tip - self.config.segment_size as LogOffset;
             if self.free.contains(&last_segment) {
                 self.free.remove(&last_segment);
+                self.punched.remove(&last_segment);
                 self.truncate(last_segment)?;
             } else {
                 break;
             }
+        }
+
+        // awslink vendor: give a free segment's blocks back to the filesystem
+        // at once (upstream kept them until the segment was written again or
+        // reached the end of the file and was truncated), so that a database
+        // whose data was removed frees disk space although its file keeps its
+        // size. A punched range reads as zeros, which recovery takes for a
+        // segment never written (its header fails its crc), as upstream does
+        // with the zeroed garbage segments at startup. Done here, under the
+        // accountant's lock, so the segment cannot be handed out by `next`
+        // and written before the hole is made. Best effort: without support
+        // for holes the segment keeps its blocks and counts as reusable.
+        if self.free.contains(&lid) && punch_hole(&self.config, lid) {
+            self.punched.insert(lid);
         }
 
         Ok(())
@@ -1030,6 +1064,7 @@ impl SegmentAccountant {
 
         let lid = if let Some(next) = safe {
             self.free.remove(&next);
+            self.punched.remove(&next);
             next
         } else {
             self.bump_tip()?
@@ -1140,4 +1175,43 @@ impl SegmentAccountant {
 
         idx
     }
+}
+
+/// awslink vendor: punches a hole over the segment at `lid` (Linux
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`), true when the filesystem made one.
+#[cfg(target_os = "linux")]
+fn punch_hole(config: &RunningConfig, lid: LogOffset) -> bool {
+    use std::os::unix::io::AsRawFd;
+    if config.temporary {
+        return false;
+    }
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(lid),
+        libc::off_t::try_from(config.segment_size),
+    ) else {
+        return false;
+    };
+    #[allow(unsafe_code)]
+    let res = unsafe {
+        libc::fallocate(
+            config.file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    if res != 0 {
+        debug!(
+            "cannot punch a hole over segment {}: {}",
+            lid,
+            std::io::Error::last_os_error()
+        );
+    }
+    res == 0
+}
+
+/// awslink vendor: no holes elsewhere; free segments keep their blocks.
+#[cfg(not(target_os = "linux"))]
+fn punch_hole(_config: &RunningConfig, _lid: LogOffset) -> bool {
+    false
 }
