@@ -2,9 +2,10 @@
 //! arbiter, so a wedged actor cannot stop it) asks every actor for an answer each
 //! [`LivenessConfig::interval`]. When all answer it tells systemd `WATCHDOG=1` and writes the
 //! time to `{buffer}/heartbeat` (what `awslink health` judges); the first such round after the
-//! local intake is subscribed also sends `READY=1`. An actor that stopped, or that has not answered for
-//! [`LivenessConfig::fatal_after`], is fatal: [`fatal`] logs one line naming the cause and
-//! ends the process with exit code 1, so that Docker's restart policy or systemd restarts it.
+//! local intake is subscribed (both its sessions) also sends `READY=1`. An actor that stopped,
+//! or that has not answered for [`LivenessConfig::fatal_after`], is fatal: [`fatal`] logs one
+//! line naming the cause and ends the process with exit code 1, so that Docker's restart
+//! policy or systemd restarts it.
 //! The decisions are the pure [`Heartbeat`]; the thread only performs them.
 
 use std::path::{Path, PathBuf};

@@ -142,6 +142,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,
         routes: config.routes.clone(),
+        lanes: config.lanes.clone(),
         shadow: shadow_ingest.clone(),
         downlink_ttl: config.buffer.downlink_ttl,
     };

@@ -141,6 +141,71 @@ fn a_full_buffer_with_reject_new_delivers_all_1000_once_the_cloud_returns() {
 }
 
 #[test]
+fn a_command_response_is_journaled_while_a_full_telemetry_backlog_is_held_with_reject_new() {
+    let rig = CloudRig::start(
+        DEVICE,
+        |c| c,
+        json!({"buffer": {"maxMessages": 50, "whenFull": "rejectNew"}}),
+    );
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud(&["telemetry/#", "command/#"]);
+    rig.proxy.cut();
+    expect_status(&status, false);
+    let sensor = rig.local("sensor", &[]);
+    for i in 0..200u32 {
+        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
+    }
+    // 50 journaled; the main session holds the rest unacknowledged (Mosquitto keeps them).
+    rig.wait_for_metric("paused=1");
+    rig.wait_for_metric("journaled=50 ");
+    // Mosquitto delivers the response to the control session, which is not held behind them.
+    let responder = rig.local("responder", &[]);
+    responder.publish("command///res/42/200", b"answer", 1);
+    rig.wait_for_metric("journaled=51 ");
+    rig.proxy.resume();
+    let response_topic = format!("command//{DEVICE}/res/42/200");
+    let (mut telemetry, mut responses, mut telemetry_before) = (Vec::new(), 0, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while telemetry.len() < 200 || responses == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = cloud.next(left).unwrap_or_else(|| {
+            panic!(
+                "{} of 200 telemetry messages and {responses} responses within 60 s",
+                telemetry.len()
+            )
+        });
+        if m.topic() == response_topic {
+            responses += 1;
+            telemetry_before.get_or_insert(telemetry.len());
+            continue;
+        }
+        let number: u32 = String::from_utf8_lossy(m.payload()).parse().unwrap();
+        if !telemetry.contains(&number) {
+            telemetry.push(number);
+        }
+    }
+    if cloud
+        .next(Duration::from_millis(500))
+        .is_some_and(|m| m.topic() == response_topic)
+    {
+        responses += 1;
+    }
+    let telemetry_before = telemetry_before.unwrap_or_default();
+    assert!(
+        telemetry_before <= 50,
+        "the response was journaled before the held telemetry: {telemetry_before} telemetry messages before it"
+    );
+    telemetry.sort();
+    assert_eq!(telemetry, (0..200).collect::<Vec<_>>(), "no telemetry lost");
+    assert_eq!(
+        responses, 1,
+        "the response is journaled once, by the control session alone"
+    );
+    eprintln!("rejectNew: the command response came after {telemetry_before} of 200 held-back telemetry messages");
+}
+
+#[test]
 fn messages_held_while_the_journal_is_full_survive_a_crash() {
     let mut rig = CloudRig::start(
         DEVICE,

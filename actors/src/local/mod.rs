@@ -17,9 +17,11 @@ use paho_mqtt as mqtt;
 
 pub use self::connection::{publisher_client_id, LocalConnection};
 use self::intake::ingest::{Counters, Ingest, IntakePeers};
-use self::intake::IntakeHandle;
+use self::intake::sessions::{Session, SessionCounters};
+use self::intake::thread::IntakeHandle;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::fatal::fatal;
+use crate::lanes::LaneRules;
 use crate::messages::{
     ActorMetrics, CloudInbound, Flush, GetMetrics, Journaled, LocalPublish, ThingRequest,
 };
@@ -44,6 +46,8 @@ pub struct LocalConfig {
     pub max_payload_bytes: usize,
     /// Basic Ingest routes, applied at ingress (the journal holds the final topic).
     pub routes: Routes,
+    /// The lane of each local topic; the control lane's filters get a session of their own.
+    pub lanes: LaneRules,
     /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
     pub shadow: Option<Arc<ShadowIngest>>,
     /// Stored commands older than this are not delivered after a restart.
@@ -182,8 +186,9 @@ impl LocalBroker {
             peers,
             self.intake_counters.clone(),
         )
-        .with_routes(self.config.routes.clone());
-        let handle = intake::start(&self.config.connection, ingest)?;
+        .with_routes(self.config.routes.clone())
+        .with_lanes(self.config.lanes.clone());
+        let handle = intake::thread::start(&self.config.connection, ingest, self.journal.path())?;
         self.intake = Some(handle);
         Ok(())
     }
@@ -402,21 +407,39 @@ impl Handler<GetMetrics> for LocalBroker {
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
         let c = &self.intake_counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let intake_up = c.connected.load(Ordering::Relaxed);
+        let flag = |a: &std::sync::atomic::AtomicBool| a.load(Ordering::Relaxed) as u64;
+        let sum = |f: fn(&SessionCounters) -> &AtomicU64| {
+            c.sessions.iter().map(|s| get(f(s))).sum::<u64>()
+        };
+        let all = |f: fn(&SessionCounters) -> &std::sync::atomic::AtomicBool| {
+            c.sessions_where(true, |s| f(s).load(Ordering::Relaxed)) as u64
+        };
+        let control = c.session(Session::Control);
+        let intake_up = all(|s| &s.connected) == 1;
         let publisher_up = self.client.as_ref().is_some_and(|c| c.is_connected());
         ActorMetrics {
             actor: "local",
             counters: vec![
                 ("connected", (intake_up && publisher_up) as u64),
-                ("subscribed", c.subscribed.load(Ordering::Relaxed) as u64),
-                ("connects", get(&c.connects) + get(&self.counters.connects)),
+                ("subscribed", all(|s| &s.subscribed)),
+                (
+                    "connects",
+                    sum(|s| &s.connects) + get(&self.counters.connects),
+                ),
                 ("received", get(&c.received)),
                 ("journaled", get(&c.journaled)),
                 ("quarantined", get(&c.quarantined)),
                 ("dropped", self.journal.dropped_total()),
-                ("paused", c.paused.load(Ordering::Relaxed) as u64),
-                ("pauses", get(&c.pauses)),
-                ("overflow", get(&c.held)),
+                (
+                    "paused",
+                    c.sessions_where(false, |s| s.paused.load(Ordering::Relaxed)) as u64,
+                ),
+                ("pauses", sum(|s| &s.pauses)),
+                ("overflow", sum(|s| &s.held)),
+                ("control_connected", flag(&control.connected)),
+                ("control_paused", flag(&control.paused)),
+                ("control_overflow", get(&control.held)),
+                ("skipped", get(&c.skipped)),
                 ("journal_errors", get(&c.journal_errors)),
                 ("commands_down", self.counters.commands_down),
                 ("jobs_down", self.counters.jobs_down),

@@ -88,6 +88,7 @@ fn start(stored: &[CloudMessage], refused: &[&str]) -> Fixture {
         identity: identity(),
         max_payload_bytes: 128 * 1024,
         routes: Default::default(),
+        lanes: Default::default(),
         shadow: None,
         downlink_ttl: Duration::from_secs(3600),
     };

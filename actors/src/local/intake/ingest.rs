@@ -14,9 +14,10 @@ use actix::prelude::*;
 use log::{debug, error, warn};
 
 use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
+use super::sessions::{Session, SessionCounters};
 use crate::clock::{mono_ms, unix_ms, LogLimiter};
 use crate::fatal::fatal;
-use crate::lanes::Lane;
+use crate::lanes::{Lane, LaneRules};
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::routes::Routes;
 use crate::shadow::ShadowIngest;
@@ -26,7 +27,7 @@ use crate::topics::{self, Identity, UplinkError, THING_REQUEST_TOPIC};
 /// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.
 #[derive(Default)]
 pub struct Counters {
-    /// Uplink messages received from Mosquitto.
+    /// Uplink messages received from Mosquitto (one per message, whichever session journals it).
     pub received: AtomicU64,
     /// Entries appended to the journal.
     pub journaled: AtomicU64,
@@ -34,20 +35,28 @@ pub struct Counters {
     pub quarantined: AtomicU64,
     /// Appends the journal refused.
     pub journal_errors: AtomicU64,
-    /// Intake (re)connections.
-    pub connects: AtomicU64,
-    /// Times the intake started holding messages.
-    pub pauses: AtomicU64,
-    /// Messages held unacknowledged right now.
-    pub held: AtomicU64,
-    /// True while the intake session is connected.
-    pub connected: AtomicBool,
-    /// True once the broker granted the intake's subscriptions on the current connection.
-    pub subscribed: AtomicBool,
-    /// True while the intake holds new messages back.
-    pub paused: AtomicBool,
+    /// Messages a session only acknowledged because the other one journals its own copy.
+    pub skipped: AtomicU64,
+    /// The connection counters of each session, indexed by [`Session::index`].
+    pub sessions: [SessionCounters; 2],
     /// The intake thread ended (after a stop, or because it failed).
     pub exited: AtomicBool,
+}
+
+impl Counters {
+    /// The counters of `session`.
+    pub fn session(&self, session: Session) -> &SessionCounters {
+        &self.sessions[session.index()]
+    }
+
+    /// True when every session is (`all`) or any session is (`!all`) in the state `flag` reads.
+    pub fn sessions_where(&self, all: bool, flag: impl Fn(&SessionCounters) -> bool) -> bool {
+        if all {
+            self.sessions.iter().all(flag)
+        } else {
+            self.sessions.iter().any(flag)
+        }
+    }
 }
 
 /// Where the intake reports.
@@ -65,6 +74,7 @@ pub struct Ingest {
     peers: IntakePeers,
     identity: Identity,
     routes: Routes,
+    lanes: LaneRules,
     max_payload_bytes: usize,
     shadow: Option<Arc<ShadowIngest>>,
     /// Shared with the LocalBroker's metrics.
@@ -105,6 +115,7 @@ impl Ingest {
             peers,
             identity,
             routes: Routes::default(),
+            lanes: LaneRules::default(),
             max_payload_bytes,
             shadow,
             counters,
@@ -119,6 +130,41 @@ impl Ingest {
     pub fn with_routes(mut self, routes: Routes) -> Self {
         self.routes = routes;
         self
+    }
+
+    /// Journals each message into the lane `lanes` gives its local topic (Ditto twin commands'
+    /// shadow requests: control).
+    pub fn with_lanes(mut self, lanes: LaneRules) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    /// The lane rules the sessions' filters are made from.
+    pub fn lanes(&self) -> &LaneRules {
+        &self.lanes
+    }
+
+    /// Handles one local message `session` received: journals it ([`take`](Self::take)) when
+    /// that session journals its lane ([`Session::journals`]; `covered`: see
+    /// [`super::sessions`]), else only counts it (the other session journals its own copy).
+    pub fn take_for(
+        &self,
+        session: Session,
+        covered: bool,
+        topic: &str,
+        payload: &[u8],
+        qos: i32,
+    ) -> Taken {
+        let journals = if topic == THING_REQUEST_TOPIC {
+            session == Session::Main
+        } else {
+            session.journals(self.lanes.lane_of(topic), covered)
+        };
+        if !journals {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Taken::Yes;
+        }
+        self.take(topic, payload, qos)
     }
 
     /// Handles one local message received with `qos` (0, or 1 for QoS 1 and 2); nothing is
@@ -174,7 +220,7 @@ impl Ingest {
     /// Journals an uplink message, or quarantines it when AWS would refuse its size.
     fn forward(&self, msg: CloudMessage, local_topic: &str) -> Taken {
         if msg.payload.len() <= self.max_payload_bytes {
-            return self.append(Lane::of_local_topic(local_topic), &msg);
+            return self.append(self.lanes.lane_of(local_topic), &msg);
         }
         let reason = format!(
             "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",
@@ -270,11 +316,16 @@ impl Ingest {
         }
     }
 
-    /// True when a held intake may take messages again (hysteresis: see [`super::hold`]).
-    /// Short of disk space it first gives back what delivered messages occupy
-    /// ([`crate::store::Journal::reclaim`]).
-    pub fn has_room(&self) -> bool {
-        if !self.journal.has_room(RESUME_FRACTION) {
+    /// True when a held `session` may take messages again (hysteresis: see [`super::hold`]):
+    /// the main session below [`RESUME_FRACTION`] of the limits, the control session (whose
+    /// lane is refused only beyond a reserve above them) below the limits. Short of disk space
+    /// it first gives back what delivered messages occupy ([`crate::store::Journal::reclaim`]).
+    pub fn has_room(&self, session: Session) -> bool {
+        let fraction = match session {
+            Session::Main => RESUME_FRACTION,
+            Session::Control => 1.0,
+        };
+        if !self.journal.has_room(fraction) {
             return false;
         }
         if self.journal.disk_ok(RESUME_DISK_FACTOR) {
@@ -388,6 +439,48 @@ mod tests {
         f.thing_requests
             .expect_none(Duration::from_millis(50))
             .await;
+    }
+
+    #[actix::test]
+    async fn each_session_journals_only_its_own_lanes() {
+        use crate::lanes::LaneSettings;
+        let mut f = fixture(1024);
+        let lanes = LaneRules::new(
+            vec![("event/+/+/alarm".into(), Lane::Control)],
+            Lane::ALL.map(LaneSettings::default_for),
+        );
+        f.ingest = f.ingest.with_lanes(lanes);
+        // (session, main covered, topic, journaled by it)
+        let rows = [
+            (Session::Control, true, "command///res/1/200", true),
+            (Session::Control, true, "event///alarm", true),
+            (Session::Control, true, "event///heartbeat", false),
+            (Session::Main, true, "command///res/2/200", false),
+            (Session::Main, true, "event///alarm", false),
+            (Session::Main, true, "telemetry", true),
+            (Session::Main, true, "event", true),
+            // Not yet covered: the control session may lack its own copy.
+            (Session::Main, false, "command///res/3/200", true),
+        ];
+        for (session, covered, topic, journals) in rows {
+            let before = f.ingest.counters.journaled.load(Ordering::Relaxed);
+            assert_eq!(
+                f.ingest.take_for(session, covered, topic, b"{}", 1),
+                Taken::Yes
+            );
+            let after = f.ingest.counters.journaled.load(Ordering::Relaxed);
+            assert_eq!(after - before, journals as u64, "{session:?} {topic}");
+        }
+        assert_eq!(f.ingest.counters.skipped.load(Ordering::Relaxed), 3);
+        // edge/thing/request is the main session's alone.
+        let skipped = |f: &Fixture| f.ingest.counters.skipped.load(Ordering::Relaxed);
+        f.ingest
+            .take_for(Session::Control, true, THING_REQUEST_TOPIC, b"", 1);
+        assert_eq!(skipped(&f), 4);
+        f.ingest
+            .take_for(Session::Main, true, THING_REQUEST_TOPIC, b"", 1);
+        f.thing_requests.expect(WAIT).await;
+        assert_eq!(skipped(&f), 4);
     }
 
     #[actix::test]

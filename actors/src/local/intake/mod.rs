@@ -1,8 +1,10 @@
-//! The uplink intake: the persistent local session (fixed client id, `clean_session(false)`)
-//! that receives everything local applications send to the cloud, on its own thread. This is
-//! the only file that knows rumqttc: its options (the local URI and TLS for it), the event loop,
-//! and the acknowledgement plumbing into its request channel and `pending` queue. What a message
-//! becomes is [`ingest`]'s job, when to hold or park is [`hold`]'s.
+//! The uplink intake: the two persistent local sessions (fixed client ids, `clean_session(false)`)
+//! that receive everything local applications send to the cloud, on one thread of their own —
+//! the main session and the control lane's session ([`sessions`] says which subscribes and
+//! journals what). This is the only file that knows rumqttc: its options (the local URI and TLS
+//! for it), the event loops, and the acknowledgement plumbing into their request channels and
+//! `pending` queues. What a message becomes is [`ingest`]'s job, when to hold or park is
+//! [`hold`]'s.
 //!
 //! It acknowledges manually (rumqttc's `manual_acks`): every message Mosquitto has delivered is
 //! mapped and appended to the journal, and only then — after **one** flush for the whole burst
@@ -13,10 +15,16 @@
 //! Back-pressure without loss: when the journal is full (`whenFull: rejectNew`), below the
 //! free-space floor, or refuses writes, new messages are held unacknowledged in memory; Mosquitto
 //! stops sending once its in-flight window for the session is full and keeps the rest queued. A
-//! crash while holding loses nothing: unacknowledged messages are delivered again.
+//! crash while holding loses nothing: unacknowledged messages are delivered again. Each session
+//! holds on its own: a full telemetry lane holds the main session, while the control session
+//! keeps taking control messages (the journal refuses those only beyond a reserve above its
+//! limits, or when the disk is low).
 
 pub mod hold;
 pub mod ingest;
+mod marker;
+pub mod sessions;
+pub mod thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,11 +38,11 @@ use rumqttc::{
 
 use self::hold::{Arrival, Hold};
 use self::ingest::{Counters, Ingest, Taken};
+use self::sessions::{marker_topic, Coordination, Record, Session};
 use super::connection::LocalConnection;
 use crate::address::LocalAddress;
 use crate::clock::LogLimiter;
 use crate::fault::{self, Fault};
-use crate::topics::{self, THING_REQUEST_TOPIC};
 
 /// Largest burst journaled before one flush and its acknowledgements.
 const MAX_BATCH: usize = 512;
@@ -46,69 +54,11 @@ const WAKE_FILTER: &str = "awslink/intake/wake";
 /// be quarantined, and Mosquitto's own default limit is 256 MB.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 
-/// Controls the intake thread.
-pub struct IntakeHandle {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::sync::oneshot::Receiver<()>>,
-}
-
-impl IntakeHandle {
-    /// Acknowledges what is journaled, disconnects and ends the thread; resolves when it has.
-    pub fn stop(&mut self) -> impl std::future::Future<Output = ()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let done = self.done.take();
-        async move {
-            if let Some(done) = done {
-                let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
-            }
-        }
-    }
-}
-
-/// Starts the intake's session to `connection` on its own thread, handing every message to
-/// `ingest`.
-pub fn start(connection: &LocalConnection, ingest: Ingest) -> Result<IntakeHandle, String> {
-    let options = mqtt_options(connection)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let uri = connection.uri.clone();
-    std::thread::Builder::new()
-        .name("awslink-intake".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    ingest.counters.exited.store(true, Ordering::Release);
-                    return error!("cannot start the intake runtime: {e}");
-                }
-            };
-            let counters = ingest.counters.clone();
-            let run = std::panic::AssertUnwindSafe(|| {
-                runtime.block_on(run(options, ingest, uri, stop_rx));
-            });
-            if std::panic::catch_unwind(run).is_err() {
-                error!("the local intake failed (panic); no more local messages are taken");
-            }
-            counters.exited.store(true, Ordering::Release);
-            let _ = done_tx.send(());
-        })
-        .map_err(|e| format!("cannot start the intake thread: {e}"))?;
-    Ok(IntakeHandle {
-        stop: Some(stop_tx),
-        done: Some(done_rx),
-    })
-}
-
-/// The persistent session's rumqttc options: the configured client id, `clean_session(false)`,
-/// manual acknowledgements, TLS for `ssl://` / `mqtts://`.
-fn mqtt_options(c: &LocalConnection) -> Result<MqttOptions, String> {
+/// The rumqttc options of a persistent `session`: its client id, `clean_session(false)`, manual
+/// acknowledgements, TLS for `ssl://` / `mqtts://`.
+fn mqtt_options(c: &LocalConnection, session: Session) -> Result<MqttOptions, String> {
     let LocalAddress { tls, host, port } = LocalAddress::parse(&c.uri)?;
-    let mut options = MqttOptions::new(c.client_id.clone(), host, port);
+    let mut options = MqttOptions::new(session.client_id(&c.client_id), host, port);
     options
         .set_clean_session(false)
         .set_keep_alive(Duration::from_secs(30))
@@ -136,7 +86,22 @@ fn more_buffered(eventloop: &EventLoop) -> bool {
 }
 
 struct Intake {
-    ingest: Ingest,
+    session: Session,
+    client_id: String,
+    ingest: Arc<Ingest>,
+    coordination: Arc<Coordination>,
+    /// Main session: it knows the control session has its own copy of every control message
+    /// it receives now ([`sessions`]).
+    covered: bool,
+    /// Main session: the topic of its marker, the value of the one sent on this connection,
+    /// the last value used.
+    marker_topic: String,
+    marker_sent: Option<u64>,
+    marker_seq: u64,
+    /// Main session, for the wake-up task: a marker is due and waits for the loop.
+    marker_wanted: Arc<AtomicBool>,
+    /// Control session: where its granted filters are recorded.
+    record: Record,
     eventloop: EventLoop,
     client: AsyncClient,
     /// Packet id of the acknowledgement queued in the request channel, until it is sent.
@@ -208,7 +173,7 @@ impl Intake {
     fn report_hold(&self, started: bool, why: &str) {
         self.holding.store(true, Ordering::Release);
         if started {
-            let c = &self.ingest.counters;
+            let c = self.counters();
             c.pauses.fetch_add(1, Ordering::Relaxed);
             c.paused.store(true, Ordering::Relaxed);
             warn!("{why}: holding new local messages unacknowledged; Mosquitto keeps the rest queued for the session");
@@ -248,8 +213,16 @@ impl Intake {
             // Ends the thread the way a failure would (no panic hook: resume_unwind).
             std::panic::resume_unwind(Box::new("fault injection: the intake ends"));
         }
+        if self.session == Session::Main && p.topic == self.marker_topic {
+            self.on_marker(&p.payload);
+            self.batch.push(p);
+            return true;
+        }
         let qos = if p.qos == QoS::AtMostOnce { 0 } else { 1 };
-        match self.ingest.take(&p.topic, &p.payload, qos) {
+        match self
+            .ingest
+            .take_for(self.session, self.covered, &p.topic, &p.payload, qos)
+        {
             Taken::Yes => {
                 self.batch.push(p);
                 true
@@ -273,7 +246,7 @@ impl Intake {
     /// While holding: once the journal has room (and takes writes), retry a burst whose flush
     /// failed, then journal the held messages in order.
     fn try_resume(&mut self) {
-        if !self.hold.holding() || !self.ingest.has_room() {
+        if !self.hold.holding() || !self.ingest.has_room(self.session) {
             return;
         }
         if !self.commit() {
@@ -292,15 +265,18 @@ impl Intake {
         if self.commit() {
             self.hold.resumed();
             self.holding.store(false, Ordering::Release);
-            self.ingest.counters.paused.store(false, Ordering::Relaxed);
-            info!("journal has room again: the local intake takes messages again");
+            self.counters().paused.store(false, Ordering::Relaxed);
+            info!(
+                "journal has room again: the local {} session takes messages again",
+                self.session.name()
+            );
         }
         self.update_held();
     }
 
     fn update_held(&self) {
         let held = self.hold.len() as u64;
-        self.ingest.counters.held.store(held, Ordering::Relaxed);
+        self.counters().held.store(held, Ordering::Relaxed);
     }
 
     /// One flush for the burst, then its acknowledgements; false when the flush failed. Then
@@ -326,14 +302,26 @@ impl Intake {
         }
     }
 
+    /// Publishes the marker `seq` on this session's marker topic (QoS 1); false when the
+    /// request channel is full (try again later).
+    fn publish_marker(&self, seq: u64) -> bool {
+        let topic = self.marker_topic.clone();
+        let payload = seq.to_string().into_bytes();
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .is_ok()
+    }
+
     fn on_connected(&mut self, session_present: bool) {
-        let c = &self.ingest.counters;
+        let c = self.counters();
         c.connects.fetch_add(1, Ordering::Relaxed);
         c.connected.store(true, Ordering::Relaxed);
         info!(
-            "local intake session up ({}, session present: {session_present})",
+            "local intake {} session up ({}, session present: {session_present})",
+            self.session.name(),
             self.uri
         );
+        self.connected_for_marker(session_present);
         // Subscriptions persist in the session, but a broker without persistence forgets them.
         let filters = self
             .filters
@@ -349,7 +337,13 @@ impl Intake {
     /// one, so neither the burst nor the held messages may be acknowledged there (their packet
     /// ids belong to the old connection).
     fn on_lost(&mut self, e: &dyn std::fmt::Display) {
-        let c = &self.ingest.counters;
+        if self.session == Session::Control {
+            self.coordination
+                .control_subscribed
+                .store(false, Ordering::Release);
+        }
+        let counters = self.ingest.counters.clone();
+        let c = counters.session(self.session);
         let was_connected = c.connected.swap(false, Ordering::Relaxed);
         c.subscribed.store(false, Ordering::Relaxed);
         if !self.batch.is_empty() {
@@ -368,84 +362,122 @@ impl Intake {
         self.wake_pending.store(false, Ordering::Release);
         self.disconnect_queued = false;
         if was_connected || self.connect_log.ready(Duration::from_secs(30)) {
-            warn!("local intake session to {}: {e}; reconnecting", self.uri);
+            warn!(
+                "local intake {} session to {}: {e}; reconnecting",
+                self.session.name(),
+                self.uri
+            );
         }
     }
 }
 
-/// Wakes the event loop while the intake holds messages (an UNSUBSCRIBE of a filter nobody
-/// uses: the broker answers it and `poll` returns), so a resume never waits for traffic, and
-/// without ever cancelling a `poll` in the middle of a write. Only while connected, and at most
-/// one at a time, so the request channel never fills up.
-async fn wake_while_holding(
-    client: AsyncClient,
+/// Wakes the event loop while the session holds messages, or (main session) while a marker is
+/// due (an UNSUBSCRIBE of a filter nobody uses: the broker answers it and `poll` returns), so a
+/// resume never waits for traffic, and without ever cancelling a `poll` in the middle of a
+/// write. Only while connected, and at most one at a time, so the request channel never fills.
+fn wake_while_holding(
+    intake: &Intake,
     counters: Arc<Counters>,
-    holding: Arc<AtomicBool>,
-    stopping: Arc<AtomicBool>,
-    wake_pending: Arc<AtomicBool>,
-) {
-    let mut tick = tokio::time::interval(RESUME_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !stopping.load(Ordering::Acquire) {
-        tick.tick().await;
-        if holding.load(Ordering::Acquire)
-            && counters.connected.load(Ordering::Relaxed)
-            && !wake_pending.swap(true, Ordering::AcqRel)
-            && client.try_unsubscribe(WAKE_FILTER).is_err()
-        {
-            wake_pending.store(false, Ordering::Release);
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let client = intake.client.clone();
+    let session = intake.session;
+    let coordination = intake.coordination.clone();
+    let (holding, marker_wanted) = (intake.holding.clone(), intake.marker_wanted.clone());
+    let (stopping, wake_pending) = (intake.stopping.clone(), intake.wake_pending.clone());
+    async move {
+        let mut tick = tokio::time::interval(RESUME_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while !stopping.load(Ordering::Acquire) {
+            tick.tick().await;
+            let marker_due = marker_wanted.load(Ordering::Acquire)
+                && coordination.control_subscribed.load(Ordering::Acquire);
+            if (holding.load(Ordering::Acquire) || marker_due)
+                && counters.session(session).connected.load(Ordering::Relaxed)
+                && !wake_pending.swap(true, Ordering::AcqRel)
+                && client.try_unsubscribe(WAKE_FILTER).is_err()
+            {
+                wake_pending.store(false, Ordering::Release);
+            }
         }
     }
 }
 
-async fn run(
+/// What one session's loop starts from.
+struct Setup {
+    session: Session,
     options: MqttOptions,
-    ingest: Ingest,
+    filters: Vec<String>,
+    ingest: Arc<Ingest>,
+    coordination: Arc<Coordination>,
+    marker_topic: String,
+    record: Record,
     uri: String,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
+}
+
+/// Both sessions of `connection`, journaling through `ingest` (and its lanes).
+fn setups(
+    connection: &LocalConnection,
+    ingest: &Arc<Ingest>,
+    coordination: &Arc<Coordination>,
+    record: &Record,
+) -> Result<[Setup; 2], String> {
+    let [main, control] = Session::ALL.map(|session| {
+        mqtt_options(connection, session).map(|options| Setup {
+            session,
+            options,
+            filters: session.filters(ingest.lanes(), &connection.client_id),
+            ingest: ingest.clone(),
+            coordination: coordination.clone(),
+            marker_topic: marker_topic(&connection.client_id),
+            record: record.clone(),
+            uri: connection.uri.clone(),
+        })
+    });
+    Ok([main?, control?])
+}
+
+async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
+    let options = setup.options;
+    let client_id = options.client_id();
     let (client, eventloop) = AsyncClient::new(options, 64);
-    let mut filters: Vec<String> = topics::UPLINK_FILTERS
-        .iter()
-        .map(|f| f.to_string())
-        .collect();
-    filters.push(THING_REQUEST_TOPIC.to_string());
-    let holding = Arc::new(AtomicBool::new(false));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let wake_pending = Arc::new(AtomicBool::new(false));
-    let counters = ingest.counters.clone();
+    let counters = setup.ingest.counters.clone();
+    let session = setup.session;
     let mut intake = Intake {
-        ingest,
+        session,
+        client_id,
+        ingest: setup.ingest,
+        coordination: setup.coordination,
+        covered: false,
+        marker_topic: setup.marker_topic,
+        marker_sent: None,
+        marker_seq: 0,
+        marker_wanted: Arc::new(AtomicBool::new(false)),
+        record: setup.record,
         eventloop,
         client: client.clone(),
         ack_trigger: None,
-        filters,
-        uri,
+        filters: setup.filters,
+        uri: setup.uri,
         batch: Vec::new(),
         hold: Hold::default(),
-        holding: holding.clone(),
-        stopping: stopping.clone(),
-        wake_pending: wake_pending.clone(),
+        holding: Arc::new(AtomicBool::new(false)),
+        stopping: Arc::new(AtomicBool::new(false)),
+        wake_pending: Arc::new(AtomicBool::new(false)),
         disconnect_queued: false,
         connect_log: LogLimiter::default(),
         refusal_log: LogLimiter::default(),
     };
-    tokio::spawn(wake_while_holding(
-        client.clone(),
-        counters.clone(),
-        holding,
-        stopping.clone(),
-        wake_pending.clone(),
-    ));
+    tokio::spawn(wake_while_holding(&intake, counters.clone()));
     let stop_requested = Arc::new(tokio::sync::Notify::new());
     {
-        let (stopping, notify) = (stopping.clone(), stop_requested.clone());
+        let (stopping, notify) = (intake.stopping.clone(), stop_requested.clone());
+        let wake_pending = intake.wake_pending.clone();
         tokio::spawn(async move {
             let _ = stop.await;
             stopping.store(true, Ordering::Release);
             notify.notify_one();
             // Wake the loop; it queues the DISCONNECT itself, behind its acknowledgements.
-            if counters.connected.load(Ordering::Relaxed)
+            if counters.session(session).connected.load(Ordering::Relaxed)
                 && !wake_pending.swap(true, Ordering::AcqRel)
             {
                 let _ = client.try_unsubscribe(WAKE_FILTER);
@@ -455,7 +487,7 @@ async fn run(
     let mut failures: u32 = 0;
     loop {
         if intake.stopping.load(Ordering::Acquire) {
-            if !intake.ingest.counters.connected.load(Ordering::Relaxed) {
+            if !intake.counters().connected.load(Ordering::Relaxed) {
                 break;
             }
             if !intake.disconnect_queued {
@@ -474,23 +506,11 @@ async fn run(
                 intake.on_connected(ack.session_present);
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                if ack
+                let refused = ack
                     .return_codes
                     .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
-                    error!("the local broker refused a subscription of the intake (check its ACL for client {:?})", intake.eventloop.mqtt_options.client_id());
-                } else {
-                    intake
-                        .ingest
-                        .counters
-                        .subscribed
-                        .store(true, Ordering::Relaxed);
-                    info!(
-                        "local intake subscribed ({} filters)",
-                        ack.return_codes.len()
-                    );
-                }
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                intake.on_subscribed(!refused, ack.return_codes.len());
             }
             Ok(Event::Outgoing(
                 rumqttc::Outgoing::PubAck(pkid) | rumqttc::Outgoing::PubRec(pkid),
@@ -509,7 +529,9 @@ async fn run(
                         _ = tokio::time::sleep(RESUME_CHECK) => {}
                         _ = stop_requested.notified() => break,
                     }
-                    if intake.stopping.load(Ordering::Acquire) || intake.ingest.has_room() {
+                    if intake.stopping.load(Ordering::Acquire)
+                        || intake.ingest.has_room(intake.session)
+                    {
                         break;
                     }
                 }
@@ -518,12 +540,11 @@ async fn run(
                 }
                 intake.hold.unparked();
                 intake.holding.store(false, Ordering::Release);
-                intake
-                    .ingest
-                    .counters
-                    .paused
-                    .store(false, Ordering::Relaxed);
-                info!("journal has room again: reconnecting the local intake");
+                intake.counters().paused.store(false, Ordering::Relaxed);
+                info!(
+                    "journal has room again: reconnecting the local intake {} session",
+                    session.name()
+                );
             }
             Ok(_) => {}
             Err(e) => {
@@ -542,16 +563,13 @@ async fn run(
         if intake.hold.holding() {
             intake.try_resume();
         }
+        intake.send_marker_if_due();
     }
     // Acknowledge what is journaled (a failed flush acknowledges nothing).
     intake.commit();
-    intake
-        .ingest
-        .counters
-        .connected
-        .store(false, Ordering::Relaxed);
+    intake.counters().connected.store(false, Ordering::Relaxed);
     intake.stopping.store(true, Ordering::Release);
-    info!("local intake stopped");
+    info!("local intake {} session stopped", session.name());
 }
 
 #[cfg(test)]
