@@ -85,7 +85,9 @@ fn after_a_full_disk_is_drained_reclaim_gives_the_room_back() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             journal.reclaim().unwrap();
-            if journal.disk_ok(RESUME) {
+            // Resumable, and (the generations are dropped on the journal's own thread) all
+            // of it back: the filesystem without the journal's few live pages.
+            if journal.disk_ok(RESUME) && journal.room_bytes() >= BUDGET - (3 << 20) {
                 break;
             }
             assert!(
