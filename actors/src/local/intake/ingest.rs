@@ -83,6 +83,9 @@ pub struct Ingest {
     drop_log: LogLimiter,
     /// Monotonic ms since when every journal write failed (0 = the last one succeeded).
     refusing_since_ms: AtomicU64,
+    /// Something was appended since the last successful commit (both sessions run on the
+    /// intake thread, so no append falls between a commit and this flag's reset).
+    appended: AtomicBool,
 }
 
 /// A journal that has refused every write this long is broken for good: awslink exits 1 so
@@ -122,6 +125,7 @@ impl Ingest {
             error_log: LogLimiter::default(),
             drop_log: LogLimiter::default(),
             refusing_since_ms: AtomicU64::new(0),
+            appended: AtomicBool::new(false),
         }
     }
 
@@ -239,6 +243,7 @@ impl Ingest {
     fn append(&self, lane: Lane, msg: &CloudMessage) -> Taken {
         match self.journal.append(lane, msg) {
             Ok(appended) => {
+                self.appended.store(true, Ordering::Relaxed);
                 self.counters.journaled.fetch_add(1, Ordering::Relaxed);
                 if appended.dropped > 0 && self.drop_log.ready(Duration::from_secs(1)) {
                     warn!(
@@ -278,14 +283,15 @@ impl Ingest {
         Taken::Yes
     }
 
-    /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it.
+    /// Makes the burst durable (one flush in `fsync` mode) and tells the Buffer about it, if it
+    /// appended anything (a burst of copies only acknowledged, or of markers, does not).
     pub fn commit(&self) -> Result<(), String> {
         if let Err(e) = self.journal.commit() {
             self.refused(&e);
             return Err(e.to_string());
         }
         self.refusing_since_ms.store(0, Ordering::Relaxed);
-        if self.journal.announce() {
+        if self.appended.swap(false, Ordering::Relaxed) && self.journal.announce() {
             self.peers.journaled.do_send(Journaled {
                 last_seq: self.journal.last_seq(Lane::Telemetry),
             });

@@ -209,14 +209,14 @@ impl Intake {
     /// Journals one message; false when the journal is now full or refused it (the message
     /// then waits before every other held one), and the intake holds what follows.
     fn take(&mut self, p: Publish) -> bool {
-        if fault::is(Fault::IntakeExit) {
-            // Ends the thread the way a failure would (no panic hook: resume_unwind).
-            std::panic::resume_unwind(Box::new("fault injection: the intake ends"));
-        }
         if self.session == Session::Main && p.topic == self.marker_topic {
             self.on_marker(&p.payload);
             self.batch.push(p);
             return true;
+        }
+        if fault::is(Fault::IntakeExit) {
+            // Ends the thread the way a failure would (no panic hook: resume_unwind).
+            std::panic::resume_unwind(Box::new("fault injection: the intake ends"));
         }
         let qos = if p.qos == QoS::AtMostOnce { 0 } else { 1 };
         match self
