@@ -101,4 +101,28 @@ fn after_a_full_disk_is_drained_reclaim_gives_the_room_back() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    // What is written over the early-ended segments and the holes survives a reopen.
+    for n in 0..100 {
+        journal
+            .append(Lane::Telemetry, &message(taken + n))
+            .unwrap();
+    }
+    journal.commit().unwrap();
+    drop(journal);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let journal = loop {
+        match Journal::open(&cfg) {
+            Ok(journal) => break journal,
+            Err(JournalError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    let entries = journal
+        .entries_from(Lane::Telemetry, 0, usize::MAX)
+        .unwrap();
+    let firsts: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(firsts, (taken..taken + 100).collect::<Vec<_>>());
+    assert!(entries.iter().all(|(_, m)| m.is_ok()));
 }
