@@ -117,6 +117,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
     );
     let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota))
         .with_meter(Meter::new(&config.routes.rules()))
+        .with_lanes(&config.lanes)
         .start();
 
     let status_ctx = Context::<StatusPublisher>::new();

@@ -1,9 +1,12 @@
-//! The Buffer actor: drains the journal to the cloud in key order with a bounded in-flight
-//! window, publishing on the current link's [`Publish`](crate::model::Publish) handle. The rules (cursor, window,
-//! watermark, resend, quarantine) are the pure [`state::Drain`]; this shell reads the journal,
-//! paces with the quota, publishes, and records what the rules decide: the watermark moves only
-//! over acknowledged (or quarantined) entries, and everything undelivered is sent again after a
-//! reconnect (at-least-once, order kept).
+//! The Buffer actor: drains the journal's lanes to the cloud, each lane in key order, under one
+//! bounded in-flight window and one quota, publishing on the current link's
+//! [`Publish`](crate::model::Publish) handle. The rules are pure: [`state::Drain`] per lane
+//! (cursor, watermark, resend, quarantine), [`schedule::Scheduler`] (which lane gets a publish
+//! slot: strict priority, minimum shares), both under [`lanes::LaneDrain`] (shared window,
+//! expiry). This shell reads the journal, paces with the quota, publishes, and records what the
+//! rules decide: a lane's watermark moves only over acknowledged, quarantined or expired
+//! entries, and everything undelivered is sent again after a reconnect (at-least-once, order
+//! kept per lane).
 
 pub mod lanes;
 pub mod schedule;
@@ -17,15 +20,16 @@ use actix::prelude::*;
 use log::{error, warn};
 
 use crate::billing::Meter;
-use crate::clock::unix_ms;
+use crate::clock::{unix_ms, LogLimiter};
 use crate::cloud::publisher::AckNotice;
 use crate::fault::{self, Fault};
-use crate::lanes::Lane;
+use crate::lanes::{Lane, LaneRules};
 use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
 use crate::store::Journal;
-use state::{Completion, Drain};
+use lanes::{LaneDrain, Next};
+use state::Completion;
 
 /// AWS IoT allows 100 unacknowledged QoS 1 publishes per connection.
 pub const DEFAULT_WINDOW: usize = 100;
@@ -33,6 +37,38 @@ pub const DEFAULT_WINDOW: usize = 100;
 /// After a publish failed for a reason that may pass (the link is going down), wait this long
 /// before sending again, unless the Supervisor reports a new link first.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// At most one log line per lane about expired messages this often.
+const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The per-lane counters' names, indexed by [`Lane::index`]: queued, bytes, oldest_age_ms,
+/// sent, expired, dropped.
+const LANE_COUNTERS: [[&str; 6]; 3] = [
+    [
+        "control_queued",
+        "control_bytes",
+        "control_oldest_age_ms",
+        "control_sent",
+        "control_expired",
+        "control_dropped",
+    ],
+    [
+        "events_queued",
+        "events_bytes",
+        "events_oldest_age_ms",
+        "events_sent",
+        "events_expired",
+        "events_dropped",
+    ],
+    [
+        "telemetry_queued",
+        "telemetry_bytes",
+        "telemetry_oldest_age_ms",
+        "telemetry_sent",
+        "telemetry_expired",
+        "telemetry_dropped",
+    ],
+];
 
 /// A drained backlog of at least this many messages gives its freed heap back to the system.
 const TRIM_AFTER_BACKLOG: u64 = 10_000;
@@ -51,7 +87,8 @@ fn release_free_memory() {
 pub struct Buffer {
     journal: Journal,
     publisher: Option<Link>,
-    drain: Drain,
+    window: usize,
+    drain: LaneDrain,
     notice: Arc<AckNotice>,
     waker: Waker,
     /// Completions taken from the link, reused between bursts.
@@ -62,6 +99,13 @@ pub struct Buffer {
     throttle_waits: u64,
     throttle_wait_total: Duration,
     sent: u64,
+    /// Publishes started per lane.
+    lane_sent: [u64; 3],
+    /// Entries not sent because they were older than their lane's `maxAgeSecs`, per lane.
+    expired: [u64; 3],
+    /// Expired entries per lane not yet logged, and the limiter of those log lines.
+    expired_unlogged: [u64; 3],
+    expired_log: [LogLimiter; 3],
     /// Billed units and Basic Ingest publishes of everything sent.
     meter: Meter,
     delivered: u64,
@@ -73,15 +117,16 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// A buffer over `journal` that keeps at most `window` publishes unacknowledged and, with a
-    /// `quota`, never sends faster than it allows.
+    /// A buffer over `journal` that keeps at most `window` publishes unacknowledged (over all
+    /// lanes) and, with a `quota`, never sends faster than it allows; default lanes.
     pub fn new(journal: Journal, window: usize, quota: Option<Quota>) -> Self {
         let notice = Arc::new(AckNotice::default());
         let waker = notice.waker();
         Buffer {
             journal,
             publisher: None,
-            drain: Drain::new(window),
+            window,
+            drain: LaneDrain::new(window, &LaneRules::default()),
             notice,
             waker,
             done: Vec::new(),
@@ -90,6 +135,10 @@ impl Buffer {
             throttle_waits: 0,
             throttle_wait_total: Duration::ZERO,
             sent: 0,
+            lane_sent: [0; 3],
+            expired: [0; 3],
+            expired_unlogged: [0; 3],
+            expired_log: Default::default(),
             meter: Meter::default(),
             delivered: 0,
             quarantined: 0,
@@ -102,6 +151,12 @@ impl Buffer {
     /// Counts the publishes with `meter` (billed units, Basic Ingest per rule).
     pub fn with_meter(mut self, meter: Meter) -> Self {
         self.meter = meter;
+        self
+    }
+
+    /// Drains the lanes with the minimum shares and maximum ages of `rules`.
+    pub fn with_lanes(mut self, rules: &LaneRules) -> Self {
+        self.drain = LaneDrain::new(self.window, rules);
         self
     }
 
@@ -118,64 +173,114 @@ impl Buffer {
         self.report_done();
     }
 
-    /// Tells the journal how far everything is delivered or quarantined.
+    /// Tells the journal how far each lane is delivered, quarantined or expired.
     fn report_done(&mut self) {
-        let Some(done_below) = self.drain.delivered_below() else {
+        let moved = self.drain.delivered_below();
+        if moved.is_empty() {
             return;
-        };
-        match self.journal.delivered_below(Lane::Telemetry, done_below) {
-            Ok(()) => self.drain.reported(done_below),
-            Err(e) => error!("cannot record delivered messages in the journal: {e}"),
+        }
+        for (lane, done_below) in moved {
+            match self.journal.delivered_below(lane, done_below) {
+                Ok(()) => self.drain.reported(lane, done_below),
+                Err(e) => error!(
+                    "cannot record delivered messages of lane {} in the journal: {e}",
+                    lane.name()
+                ),
+            }
         }
         self.trim_after_backlog();
     }
 
-    /// Sends journal entries until the window is full, the quota says wait, or the journal is
-    /// drained. Reads the journal in one range scan per round.
+    /// Sends journal entries until the window is full, the quota says wait, or every lane is
+    /// drained; the scheduler gives each publish slot to a lane. Each lane's journal is read
+    /// into its look-ahead in one range scan when the look-ahead runs empty.
     fn fill(&mut self, ctx: &mut Context<Self>) {
         if self.throttled || self.publisher.is_none() {
             return;
         }
-        while let Some((from, room)) = self.drain.next() {
-            let entries = match self.journal.entries_from(Lane::Telemetry, from, room) {
-                Ok(entries) if entries.is_empty() => return,
-                Ok(entries) => entries,
-                Err(e) => {
-                    error!("cannot read the journal: {e}");
-                    return;
+        // A lane read empty in this round is not read again until the next one.
+        let mut exhausted = [false; 3];
+        loop {
+            for (lane, from, max) in self.drain.reads() {
+                if exhausted[lane.index()] {
+                    continue;
                 }
-            };
-            for (seq, entry) in entries {
-                let msg = match entry {
-                    Ok(msg) => msg,
-                    Err(detail) => {
-                        error!(
-                            "journal entry {seq} is unreadable ({detail}); moving it to quarantine"
-                        );
-                        self.drain.unreadable(seq);
-                        self.quarantine(seq, format!("unreadable journal entry: {detail}"));
-                        continue;
+                let entries = match self.journal.entries_from(lane, from, max) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        error!("cannot read lane {} of the journal: {e}", lane.name());
+                        Vec::new()
                     }
                 };
-                if let Some(quota) = &mut self.quota {
-                    let now = Instant::now();
-                    let bytes = (msg.topic.len() + msg.payload.len()) as u64;
-                    let wait = quota.wait_for(bytes, now);
-                    if !wait.is_zero() {
-                        self.throttle_waits += 1;
-                        self.throttle_wait_total += wait;
-                        self.pump_later(wait, ctx);
+                exhausted[lane.index()] = entries.is_empty();
+                self.drain.read(lane, entries);
+            }
+            match self.drain.next(unix_ms()) {
+                None => break,
+                Some(Next::Expired { lane, seq, age_ms }) => self.expired(lane, seq, age_ms),
+                Some(Next::Unreadable { lane, seq, detail }) => {
+                    error!(
+                        "journal entry {seq} of lane {} is unreadable ({detail}); moving it to quarantine",
+                        lane.name()
+                    );
+                    self.quarantine(lane, seq, format!("unreadable journal entry: {detail}"));
+                }
+                Some(Next::Ready { lane, bytes }) => {
+                    if let Some(quota) = &mut self.quota {
+                        let now = Instant::now();
+                        let wait = quota.wait_for(bytes, now);
+                        if !wait.is_zero() {
+                            self.throttle_waits += 1;
+                            self.throttle_wait_total += wait;
+                            self.pump_later(wait, ctx);
+                            return;
+                        }
+                        quota.take(bytes, now);
+                    }
+                    let Some(publisher) = &self.publisher else {
                         return;
-                    }
-                    quota.take(bytes, now);
+                    };
+                    let Some((key, msg)) = self.drain.take(lane) else {
+                        break;
+                    };
+                    self.sent += 1;
+                    self.lane_sent[lane.index()] += 1;
+                    self.meter.count(&msg.topic, msg.payload.len());
+                    publisher.publish(key, msg);
                 }
-                let Some(publisher) = &self.publisher else {
-                    return;
-                };
-                self.drain.sent(seq);
-                self.sent += 1;
-                self.meter.count(&msg.topic, msg.payload.len());
-                publisher.publish(seq, msg);
+            }
+        }
+        self.log_expired();
+    }
+
+    /// Entry `seq` of `lane` was not sent: older than the lane's `maxAgeSecs`.
+    fn expired(&mut self, lane: Lane, seq: u64, age_ms: u64) {
+        let i = lane.index();
+        self.expired[i] += 1;
+        self.expired_unlogged[i] += 1;
+        if self.expired_unlogged[i] == 1 && self.expired_log[i].ready(EXPIRED_LOG_EVERY) {
+            warn!(
+                "message {seq} of lane {} expired ({} s old, beyond its maxAgeSecs); not sent",
+                lane.name(),
+                age_ms / 1000
+            );
+            self.expired_unlogged[i] = 0;
+        }
+    }
+
+    /// One line per lane for the expired messages not logged yet, at most every
+    /// [`EXPIRED_LOG_EVERY`].
+    fn log_expired(&mut self) {
+        for lane in Lane::ALL {
+            let i = lane.index();
+            let n = self.expired_unlogged[i];
+            if n > 0 && self.expired_log[i].ready(EXPIRED_LOG_EVERY) {
+                warn!(
+                    "{n} more messages of lane {} expired (older than its maxAgeSecs); not sent ({} in all)",
+                    lane.name(),
+                    self.expired[i]
+                );
+                self.expired_unlogged[i] = 0;
             }
         }
     }
@@ -202,16 +307,24 @@ impl Buffer {
             return false;
         }
         publisher.answered(done.len());
-        for (seq, outcome) in done.drain(..) {
-            match self.drain.completed(seq, outcome) {
-                None => {}
-                Some(Completion::Delivered) => self.delivered += 1,
-                Some(Completion::Quarantine(reason)) => {
-                    warn!("message {seq} can never be delivered ({reason}); quarantined");
-                    self.quarantine(seq, reason);
+        for (key, outcome) in done.drain(..) {
+            let Some((lane, seq, completion)) = self.drain.completed(key, outcome) else {
+                continue;
+            };
+            match completion {
+                Completion::Delivered => self.delivered += 1,
+                Completion::Quarantine(reason) => {
+                    warn!(
+                        "message {seq} of lane {} can never be delivered ({reason}); quarantined",
+                        lane.name()
+                    );
+                    self.quarantine(lane, seq, reason);
                 }
-                Some(Completion::Retry(e)) => {
-                    warn!("publish of message {seq} failed ({e}); will retry");
+                Completion::Retry(e) => {
+                    warn!(
+                        "publish of message {seq} of lane {} failed ({e}); will retry",
+                        lane.name()
+                    );
                     self.retries += 1;
                 }
             }
@@ -245,23 +358,29 @@ impl Buffer {
         }
     }
 
-    /// Copies entry `seq` to the quarantine tree; if that fails, the entry stays in the queue
-    /// (the watermark stops below it) and is tried again at every pump.
-    fn quarantine(&mut self, seq: u64, reason: String) {
-        match self.journal.quarantine_entry(Lane::Telemetry, seq, &reason) {
+    /// Copies entry `seq` of `lane` to the quarantine tree; if that fails, the entry stays in
+    /// the queue (the lane's watermark stops below it) and is tried again at every pump.
+    fn quarantine(&mut self, lane: Lane, seq: u64, reason: String) {
+        match self.journal.quarantine_entry(lane, seq, &reason) {
             Ok(()) => self.quarantined += 1,
             Err(e) => {
-                error!("cannot quarantine journal entry {seq}: {e}; keeping it queued and trying again");
-                self.drain.quarantine_failed(seq, reason);
+                error!(
+                    "cannot quarantine journal entry {seq} of lane {}: {e}; keeping it queued and trying again",
+                    lane.name()
+                );
+                self.drain.quarantine_failed(lane, seq, reason);
             }
         }
     }
 
     fn retry_quarantine(&mut self) {
-        while let Some((seq, reason)) = self.drain.take_unquarantined() {
-            if let Err(e) = self.journal.quarantine_entry(Lane::Telemetry, seq, &reason) {
-                warn!("still cannot quarantine journal entry {seq}: {e}");
-                self.drain.quarantine_failed(seq, reason);
+        while let Some((lane, seq, reason)) = self.drain.take_unquarantined() {
+            if let Err(e) = self.journal.quarantine_entry(lane, seq, &reason) {
+                warn!(
+                    "still cannot quarantine journal entry {seq} of lane {}: {e}",
+                    lane.name()
+                );
+                self.drain.quarantine_failed(lane, seq, reason);
                 return;
             }
             self.quarantined += 1;
@@ -331,11 +450,14 @@ impl Handler<Flush> for Buffer {
 impl Handler<GetMetrics> for Buffer {
     type Result = ActorMetrics;
     fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
-        let oldest_age_ms = Lane::ALL
-            .into_iter()
-            .filter_map(|lane| self.journal.oldest_enqueued_ms(lane).ok().flatten())
+        let now = unix_ms();
+        let lane_oldest_ms =
+            Lane::ALL.map(|lane| self.journal.oldest_enqueued_ms(lane).ok().flatten());
+        let oldest_age_ms = lane_oldest_ms
+            .iter()
+            .flatten()
             .min()
-            .map_or(0, |t| unix_ms().saturating_sub(t));
+            .map_or(0, |&t| now.saturating_sub(t));
         let mut metrics = ActorMetrics {
             actor: "buffer",
             counters: vec![
@@ -344,6 +466,7 @@ impl Handler<GetMetrics> for Buffer {
                 ("in_flight", self.drain.in_flight() as u64),
                 ("sent", self.sent),
                 ("delivered", self.delivered),
+                ("expired", self.expired.iter().sum()),
                 ("retried", self.retries),
                 ("dropped", self.journal.dropped_total()),
                 ("throttle_waits", self.throttle_waits),
@@ -358,6 +481,19 @@ impl Handler<GetMetrics> for Buffer {
                 ("oldest_age_ms", oldest_age_ms),
             ],
         };
+        for lane in Lane::ALL {
+            let i = lane.index();
+            let [queued, bytes, oldest, sent, expired, dropped] = LANE_COUNTERS[i];
+            let age = lane_oldest_ms[i].map_or(0, |t| now.saturating_sub(t));
+            metrics.counters.extend([
+                (queued, self.journal.queued(lane)),
+                (bytes, self.journal.queued_bytes(lane)),
+                (oldest, age),
+                (sent, self.lane_sent[i]),
+                (expired, self.expired[i]),
+                (dropped, self.journal.dropped(lane)),
+            ]);
+        }
         metrics.counters.extend(self.meter.counters());
         metrics
     }

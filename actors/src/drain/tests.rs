@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::lanes::Lane;
+use crate::lanes::{Lane, LaneSettings};
 use crate::model::{CloudMessage, Publish};
 use crate::testkit::temp_journal;
 
@@ -126,9 +126,19 @@ impl Harness {
     }
 
     fn start_with(window: usize, link: &Arc<FakeLink>, meter: Meter) -> Harness {
+        Harness::start_lanes(window, link, meter, &LaneRules::default())
+    }
+
+    fn start_lanes(
+        window: usize,
+        link: &Arc<FakeLink>,
+        meter: Meter,
+        rules: &LaneRules,
+    ) -> Harness {
         let (dir, journal) = temp_journal();
         let buffer = Buffer::new(journal.clone(), window, None)
             .with_meter(meter)
+            .with_lanes(rules)
             .start();
         buffer.do_send(LinkChanged {
             publisher: Some(link.handle()),
@@ -156,6 +166,23 @@ impl Harness {
         self.buffer.do_send(Journaled { last_seq });
     }
 
+    /// Journals one message per payload into `lane` (topic `{lane}/t/d`), enqueued at
+    /// `enqueued_ms`, and tells the Buffer.
+    fn append_to(&self, lane: Lane, payloads: &[&str], enqueued_ms: u64) {
+        let mut last_seq = 0;
+        for payload in payloads {
+            let msg = CloudMessage {
+                topic: format!("{}/t/d", lane.name()),
+                payload: payload.as_bytes().to_vec(),
+                qos: 1,
+                enqueued_ms,
+            };
+            last_seq = self.journal.append(lane, &msg).unwrap().seq;
+        }
+        self.journal.commit().unwrap();
+        self.buffer.do_send(Journaled { last_seq });
+    }
+
     /// The Buffer's counters, after everything sent to it before was handled.
     async fn metrics(&self) -> Vec<(&'static str, u64)> {
         self.buffer.send(GetMetrics).await.unwrap().counters
@@ -175,6 +202,10 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         actix_rt::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+fn refs(items: &[String]) -> Vec<&str> {
+    items.iter().map(String::as_str).collect()
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -368,4 +399,103 @@ async fn counts_billed_units_and_basic_ingest_publishes_per_rule_resends_include
     assert_eq!(h.counter("billed_units").await, 6);
     assert_eq!(h.counter("basic_ingest_publishes").await, 4);
     assert_eq!(h.counter("route_hot_sent").await, 2);
+}
+
+#[actix::test]
+async fn a_control_entry_overtakes_a_telemetry_backlog() {
+    let link = FakeLink::new(1);
+    let h = Harness::start(4, &link);
+    let backlog: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+    let backlog: Vec<&str> = backlog.iter().map(String::as_str).collect();
+    h.append_to(Lane::Telemetry, &backlog, unix_ms());
+    until("a full window", || link.sent_seqs().len() == 4).await;
+    h.append_to(Lane::Control, &["c0"], unix_ms());
+    h.append_to(Lane::Events, &["e0"], unix_ms());
+    // The window is full: nothing more goes out until a PUBACK.
+    assert_eq!(h.counter("sent").await, 4);
+    let first = link.sent_seqs()[0];
+    link.finish(first, Outcome::Delivered);
+    until("the next publish", || link.sent_seqs().len() == 5).await;
+    assert_eq!(link.sent_payloads()[4], "c0", "control goes first");
+    let second = link.sent_seqs()[1];
+    link.finish(second, Outcome::Delivered);
+    until("the next publish", || link.sent_seqs().len() == 6).await;
+    assert_eq!(link.sent_payloads()[5], "e0", "then events");
+    let third = link.sent_seqs()[2];
+    link.finish(third, Outcome::Delivered);
+    until("the next publish", || link.sent_seqs().len() == 7).await;
+    assert_eq!(
+        link.sent_payloads()[6],
+        "t4",
+        "then the telemetry backlog, in order"
+    );
+    assert_eq!(h.counter("control_sent").await, 1);
+    assert_eq!(h.counter("events_sent").await, 1);
+    assert_eq!(h.counter("telemetry_sent").await, 5);
+    assert_eq!(
+        h.counter("control_queued").await,
+        1,
+        "c0 is not acknowledged yet"
+    );
+    assert_eq!(h.counter("telemetry_queued").await, 47);
+}
+
+#[actix::test]
+async fn the_telemetry_backlog_keeps_its_minimum_share_under_control_traffic() {
+    let link = FakeLink::new(1);
+    let h = Harness::start(1, &link);
+    let names = |lane: &str| (0..100).map(|i| format!("{lane}{i}")).collect::<Vec<_>>();
+    let (control, telemetry) = (names("c"), names("t"));
+    h.append_to(Lane::Telemetry, &refs(&telemetry), unix_ms());
+    h.append_to(Lane::Control, &refs(&control), unix_ms());
+    // One publish at a time: 50 slots, acknowledged one by one.
+    for n in 1..=50 {
+        until("the next publish", || link.sent_seqs().len() == n).await;
+        link.finish(link.sent_seqs()[n - 1], Outcome::Delivered);
+    }
+    let telemetry_sent = link.sent_payloads()[..50]
+        .iter()
+        .filter(|p| p.starts_with('t'))
+        .count();
+    // Both backlogs are there before the Buffer's first slot: telemetry gets one slot in ten.
+    assert!(
+        (5..=7).contains(&telemetry_sent),
+        "telemetry got {telemetry_sent} of 50 slots: {:?}",
+        link.sent_payloads()
+    );
+}
+
+#[actix::test]
+async fn an_expired_entry_is_not_sent_and_leaves_the_journal() {
+    let link = FakeLink::new(1);
+    let mut settings = Lane::ALL.map(LaneSettings::default_for);
+    settings[Lane::Telemetry.index()].max_age_secs = Some(60);
+    let rules = LaneRules::new(Vec::new(), settings);
+    let h = Harness::start_lanes(10, &link, Meter::default(), &rules);
+    h.buffer.do_send(LinkChanged { publisher: None });
+    assert_eq!(
+        h.counter("sent").await,
+        0,
+        "the link is gone before the appends"
+    );
+    let now = unix_ms();
+    h.append_to(Lane::Telemetry, &["old0", "old1"], now - 120_000);
+    h.append_to(Lane::Telemetry, &["fresh"], now);
+    h.append_to(Lane::Events, &["old event"], now - 120_000); // events do not expire here
+    assert_eq!(h.counter("telemetry_queued").await, 3);
+    assert!(h.counter("telemetry_oldest_age_ms").await >= 120_000);
+    h.buffer.do_send(LinkChanged {
+        publisher: Some(link.handle()),
+    });
+    until("2 publishes", || link.sent_seqs().len() == 2).await;
+    assert_eq!(link.sent_payloads(), strings(&["old event", "fresh"]));
+    for seq in link.sent_seqs() {
+        link.finish(seq, Outcome::Delivered);
+    }
+    until("an empty journal", || h.journal.queued_total() == 0).await;
+    assert_eq!(h.counter("telemetry_expired").await, 2);
+    assert_eq!(h.counter("expired").await, 2);
+    assert_eq!(h.counter("events_expired").await, 0);
+    assert_eq!(h.counter("delivered").await, 2);
+    assert_eq!(link.sent_seqs().len(), 2, "the expired ones are never sent");
 }
