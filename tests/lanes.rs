@@ -1,0 +1,142 @@
+//! Priority lanes (issue 14) through Mosquitto + awslink + the AWS IoT emulator at its real limit
+//! of 100 publishes/s: a command response, a Device Shadow update and an event published during
+//! the drain of a telemetry backlog overtake it, and the backlog still arrives complete and in
+//! order.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::cloud::CloudRig;
+use support::*;
+
+const DEVICE: &str = "acme:gw1";
+const STATUS: &str = "edge/connection/remote/status";
+const T: Duration = Duration::from_secs(30);
+
+/// Telemetry queued while the cloud is away. The issue asks for 20,000: at the quota's 95
+/// publishes/s those take 3.5 minutes to drain, plus half a minute to publish and journal, which
+/// puts this one test at about 4 minutes on the shared two-core test machine (8,000 took 98 s in
+/// all). 10,000 (about 105 s of drain) keeps the backlog far longer than the 2 s and 5 s
+/// deadlines, which is what the test is about: without lanes the command response published
+/// after the first 300 would wait some 100 s.
+const BACKLOG: u32 = 10_000;
+
+/// A Ditto twin `modify` of a feature property, as a local Ditto client sends it.
+fn ditto_modify(correlation: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "topic": "acme/gw1/things/twin/commands/modify",
+        "headers": {"correlation-id": correlation, "response-required": true},
+        "path": "/features/temp/properties/value",
+        "value": 21.5,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn control_and_events_overtake_a_telemetry_backlog_which_arrives_complete_and_in_order() {
+    let rig = CloudRig::start(DEVICE, |c| c, json!({}));
+    let status = rig.local("status-watch", &[STATUS]);
+    status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
+    // Two cloud clients (rig.cloud's one client id would make the second replace the first).
+    let cloud_uri = format!("tcp://127.0.0.1:{}", rig.emulator.broker_port());
+    let backlog = Probe::connect(&cloud_uri, "cloud-backlog", &["telemetry/#"]);
+    let urgent = Probe::connect(
+        &cloud_uri,
+        "cloud-urgent",
+        &[
+            "command//+/res/#",
+            "event/#",
+            &format!("$aws/things/{DEVICE}/shadow/name/temp/update"),
+        ],
+    );
+
+    rig.proxy.cut();
+    status.expect_json(STATUS, T, "disconnected", |v| v["connected"] == false);
+    let sensor = rig.local("sensor", &[]);
+    for i in 0..BACKLOG {
+        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
+    }
+    rig.wait_for_metric(&format!("telemetry_queued={BACKLOG} "));
+    rig.proxy.resume();
+
+    // The drain is under way: the first 300 of the backlog have arrived.
+    let mut numbers: Vec<u32> = Vec::new();
+    for msg in backlog.collect(300, T) {
+        numbers.push(String::from_utf8_lossy(msg.payload()).parse().unwrap());
+    }
+
+    let device = rig.local("device-app", &[]);
+    let published = Instant::now();
+    device.publish("command///res/req-1/200", b"{\"ok\":true}", 1);
+    device.publish("event", &ditto_modify("twin-1"), 1);
+    device.publish("event", b"{\"alarm\":\"door open\"}", 1);
+
+    // When each reached the cloud, measured from the first of the three local publishes.
+    let mut arrived: Vec<(&str, Duration)> = Vec::new();
+    let deadline = published + Duration::from_secs(10);
+    while arrived.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(msg) = urgent.next(left) else {
+            panic!("only {arrived:?} reached the cloud within 10 s");
+        };
+        let what = if msg.topic().starts_with("command//") {
+            "command response"
+        } else if msg.topic().ends_with("/shadow/name/temp/update") {
+            "shadow update"
+        } else if msg.payload() == b"{\"alarm\":\"door open\"}" {
+            "event"
+        } else {
+            continue;
+        };
+        if arrived.iter().all(|(w, _)| *w != what) {
+            arrived.push((what, published.elapsed()));
+        }
+    }
+    let log = rig.awslink.log();
+    let queued_then = log.lines().rev().find_map(|l| {
+        l.split_once("telemetry_queued=")
+            .map(|(_, r)| r.to_string())
+    });
+    eprintln!("arrivals during the drain: {arrived:?}; telemetry_queued={queued_then:?}");
+    for (what, after) in &arrived {
+        let limit = if *what == "event" { 5 } else { 2 };
+        assert!(
+            *after <= Duration::from_secs(limit),
+            "{what} took {after:?} (limit {limit} s) behind the telemetry backlog"
+        );
+    }
+
+    // The backlog: complete and in order (of first arrival; at-least-once allows duplicates).
+    let mut seen: HashSet<u32> = numbers.iter().copied().collect();
+    let mut duplicates = 0;
+    let drain_deadline = Instant::now() + Duration::from_secs(240);
+    while seen.len() < BACKLOG as usize {
+        let left = drain_deadline.saturating_duration_since(Instant::now());
+        let msg = backlog.next(left).unwrap_or_else(|| {
+            panic!(
+                "only {} of {BACKLOG} telemetry messages arrived",
+                seen.len()
+            )
+        });
+        let n: u32 = String::from_utf8_lossy(msg.payload()).parse().unwrap();
+        if seen.insert(n) {
+            numbers.push(n);
+        } else {
+            duplicates += 1;
+        }
+    }
+    assert_eq!(
+        numbers,
+        (0..BACKLOG).collect::<Vec<_>>(),
+        "the backlog in order"
+    );
+    let stats = rig.emulator.stats();
+    assert_eq!(
+        stats.publishes_throttled, 0,
+        "the AWS limit was never exceeded: {stats:?}"
+    );
+    eprintln!("backlog of {BACKLOG}: complete, in order, {duplicates} duplicates");
+}
