@@ -90,10 +90,21 @@ fn inspect(path: &Path) -> Result<String, Failure> {
         "  queued           {} messages, {} bytes",
         found.queued, found.queued_bytes
     );
+    for lane in &found.lanes {
+        let _ = writeln!(
+            out,
+            "    {:<14} {} messages, {} bytes, oldest {}",
+            lane.lane.name(),
+            lane.queued,
+            lane.queued_bytes,
+            lane.oldest_enqueued_ms
+                .map_or("-".into(), |t| age(now, t) + " ago")
+        );
+    }
     if found.legacy_messages > 0 {
         let _ = writeln!(
             out,
-            "  earlier version  {} messages, {} bytes (moved into the queue at the next start)",
+            "  earlier version  {} messages, {} bytes (moved into the lanes at the next start)",
             found.legacy_messages, found.legacy_bytes
         );
     }
@@ -165,6 +176,11 @@ mod tests {
         }
         let report = wait_open(|| inspect(&path));
         assert!(report.contains("queued           1 messages"), "{report}");
+        assert!(
+            report.contains("    telemetry      1 messages, ")
+                && report.contains("    control        0 messages, 0 bytes, oldest -"),
+            "{report}"
+        );
         assert!(report.contains("quarantined      1"), "{report}");
         assert!(
             report.contains("telemetry/t/d  300 bytes  payload too large"),

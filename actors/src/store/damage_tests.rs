@@ -41,11 +41,16 @@ fn open(cfg: &JournalConfig) -> std::thread::Result<Result<Journal, JournalError
     }
 }
 
-/// A stopped journal of [`MESSAGES`] committed messages in `dir`.
+/// The lane of message `n`: the messages go round the lanes.
+fn lane_of(n: u64) -> Lane {
+    Lane::ALL[(n % 3) as usize]
+}
+
+/// A stopped journal of [`MESSAGES`] committed messages in `dir`, a third in each lane.
 fn journal_of_300(dir: &Path) {
     let journal = Journal::open(&config(dir, OnDamage::Refuse)).unwrap();
     for n in 0..MESSAGES {
-        journal.append(Lane::Telemetry, &message(n)).unwrap();
+        journal.append(lane_of(n), &message(n)).unwrap();
         if n % 10 == 9 {
             journal.commit().unwrap();
         }
@@ -109,16 +114,19 @@ fn apply(file: &Path, damage: Damage) {
     std::fs::write(file, bytes).unwrap();
 }
 
-/// All messages, as committed.
+/// All messages, as committed, each in its lane.
 fn intact(journal: &Journal) -> bool {
-    let entries = journal
-        .entries_from(Lane::Telemetry, 0, MESSAGES as usize + 1)
-        .unwrap_or_default();
-    entries.len() == MESSAGES as usize
-        && entries
-            .iter()
-            .zip(0..)
-            .all(|((_, m), n)| m.as_ref().is_ok_and(|m| *m == message(n)))
+    Lane::ALL.into_iter().all(|lane| {
+        let entries = journal
+            .entries_from(lane, 0, MESSAGES as usize + 1)
+            .unwrap_or_default();
+        let expected: Vec<u64> = (0..MESSAGES).filter(|n| lane_of(*n) == lane).collect();
+        entries.len() == expected.len()
+            && entries
+                .iter()
+                .zip(expected)
+                .all(|((_, m), n)| m.as_ref().is_ok_and(|m| *m == message(n)))
+    })
 }
 
 /// Issue 16.2: every case is refused naming the directory, or opens with every message intact
@@ -174,7 +182,7 @@ fn every_damaged_journal_file_is_refused_or_loses_nothing_silently() {
             match open(&config(&case, OnDamage::StartWithSurvivors)) {
                 Err(_) => panic!("{what}: the open with startWithSurvivors panicked"),
                 Ok(Ok(journal)) => {
-                    assert!(journal.queued(Lane::Telemetry) <= MESSAGES, "{what}");
+                    assert!(journal.queued_total() <= MESSAGES, "{what}");
                     survived += 1;
                     drop(journal);
                     // Accepted once: the next start is silent.
@@ -209,10 +217,12 @@ fn a_clean_journal_reopens_without_a_false_alarm() {
         journal.append(Lane::Telemetry, &message(n)).unwrap();
         journal.commit().unwrap();
     }
+    // Telemetry held seq 0..100 of the 300, and now 100..150 too.
     journal.delivered_below(Lane::Telemetry, 100).unwrap();
     drop(journal);
     let journal = open(&config(&path, OnDamage::Refuse)).unwrap().unwrap();
-    assert_eq!(journal.queued(Lane::Telemetry), MESSAGES + 50 - 100);
+    assert_eq!(journal.queued(Lane::Telemetry), 50);
+    assert_eq!(journal.queued_total(), MESSAGES + 50 - 100);
 }
 
 /// The mark is what finds the loss: without the mark file a cut journal opens as it did before.
@@ -221,30 +231,52 @@ fn a_cut_journal_is_refused_with_the_count_and_started_with_the_survivors_when_a
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     journal_of_300(&path);
-    // Remove the newest 100 messages the way a torn log loses them: behind sled's back.
+    // Remove the newest messages of two lanes the way a torn log loses them: behind sled's
+    // back, whole records (telemetry: all 100; events: the records from seq 50 on).
+    let mut events_from = None;
     {
         let journal = open(&config(&path, OnDamage::Refuse)).unwrap().unwrap();
-        let generations = super::super::read(&journal.inner.queue.generations);
-        for tree in generations.trees.values() {
-            for item in tree.iter() {
-                let (key, _) = item.unwrap();
-                if super::super::decode_key(&key) >= 200 {
-                    tree.remove(key).unwrap();
+        for (lane, from) in [(Lane::Events, 50), (Lane::Telemetry, 0)] {
+            let generations = super::super::read(&journal.inner.queue.lane(lane).generations);
+            for tree in generations.trees.values() {
+                for item in tree.iter() {
+                    let (key, _) = item.unwrap();
+                    let key_seq = super::super::decode_key(&key);
+                    if key_seq >= from {
+                        if lane == Lane::Events {
+                            events_from = Some(events_from.unwrap_or(key_seq).min(key_seq));
+                        }
+                        tree.remove(key).unwrap();
+                    }
                 }
             }
         }
-        drop(generations);
         journal.inner.db.flush().unwrap();
     }
+    let events_from = events_from.unwrap();
+    let lost = 100 + (100 - events_from);
     let refused = open(&config(&path, OnDamage::Refuse)).unwrap();
     let Err(e) = refused else {
-        panic!("a journal that lost 100 messages opened silently");
+        panic!("a journal that lost {lost} messages opened silently");
     };
     let text = e.to_string();
-    assert!(text.contains("100 acknowledged messages"), "{text}");
+    assert!(
+        text.contains(&format!("{lost} acknowledged messages")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("events: sequence numbers {events_from} to 99")),
+        "{text}"
+    );
+    assert!(
+        text.contains("telemetry: sequence numbers 0 to 99"),
+        "{text}"
+    );
+    assert!(!text.contains("control:"), "control lost nothing: {text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
     let journal = open(&config(&path, OnDamage::StartWithSurvivors))
         .unwrap()
         .unwrap();
-    assert_eq!(journal.queued(Lane::Telemetry), 200);
+    assert_eq!(journal.queued_total(), MESSAGES - lost);
+    assert_eq!(journal.queued(Lane::Control), 100);
 }

@@ -1,18 +1,39 @@
 //! The uplink queue's names on disk and the state the queue and its recovery share: the
-//! generation trees, the watermark's tree and key, what is live behind the watermark. Its own
-//! file so that the queue (which writes) and the recovery (which reads at open and for
-//! `buffer inspect`) both depend on it, not on each other.
+//! generation trees of each lane, the watermarks' tree and keys, what is live behind each
+//! watermark. Its own file so that the queue (which writes) and the recovery (which reads at
+//! open and for `buffer inspect`) both depend on it, not on each other.
 
 use std::collections::{BTreeMap, VecDeque};
 
-/// Prefix of the generation trees; the rest of the name is the first sequence number.
-pub(super) const GENERATION_PREFIX: &str = "uplink.";
-/// The tree holding the watermark.
-pub(super) const META_TREE: &str = "uplink-meta";
-/// Key of the watermark in [`META_TREE`].
-pub(super) const WATERMARK_KEY: &[u8] = b"delivered_below";
+use crate::lanes::Lane;
 
-/// The messages not yet behind the watermark.
+/// The tree holding the watermarks.
+pub(super) const META_TREE: &str = "uplink-meta";
+
+/// Prefix of the generation trees of journals written before lanes existed (one FIFO); the rest
+/// of the name is the first sequence number. Moved into the lanes at open (`legacy.rs`).
+pub(super) const OLD_GENERATION_PREFIX: &str = "uplink.";
+/// Key in [`META_TREE`] of the watermark of journals written before lanes existed.
+pub(super) const OLD_WATERMARK_KEY: &[u8] = b"delivered_below";
+
+/// Prefix of the generation trees of `lane`: `uplink-<lane>.`; the rest of the name is the
+/// first sequence number (20 digits). Earlier versions, which parse `uplink.<number>`, ignore
+/// these trees.
+pub(super) fn generation_prefix(lane: Lane) -> String {
+    format!("uplink-{}.", lane.name())
+}
+
+/// The name of the generation tree of `lane` whose first sequence number is `first`.
+pub(super) fn generation_name(lane: Lane, first: u64) -> String {
+    format!("{}{first:020}", generation_prefix(lane))
+}
+
+/// Key in [`META_TREE`] of the watermark of `lane`.
+pub(super) fn watermark_key(lane: Lane) -> Vec<u8> {
+    format!("delivered_below.{}", lane.name()).into_bytes()
+}
+
+/// The messages of one lane not yet behind its watermark.
 pub(super) struct Live {
     /// Everything below is delivered, quarantined or dropped.
     pub(super) watermark: u64,
@@ -27,7 +48,28 @@ pub(super) struct Live {
     pub(super) bytes: u64,
 }
 
-/// The generation trees by first sequence number; the last one takes new records.
+/// What is live in every lane, indexed by [`Lane::index`]: one lock for all of them, because
+/// the limits count all lanes together and `dropOldest` takes room from another lane.
+pub(super) struct Lives(pub(super) [Live; 3]);
+
+impl Lives {
+    /// The live messages of `lane`.
+    pub(super) fn of(&mut self, lane: Lane) -> &mut Live {
+        &mut self.0[lane.index()]
+    }
+
+    /// Messages queued in every lane.
+    pub(super) fn messages(&self) -> u64 {
+        self.0.iter().map(|l| l.sizes.len() as u64).sum()
+    }
+
+    /// Encoded bytes queued in every lane.
+    pub(super) fn bytes(&self) -> u64 {
+        self.0.iter().map(|l| l.bytes).sum()
+    }
+}
+
+/// The generation trees of one lane by first sequence number; the last one takes new records.
 pub(super) struct Generations {
     pub(super) trees: BTreeMap<u64, sled::Tree>,
 }

@@ -2,26 +2,30 @@
 //! errors) and hands out the typed stores kept in it. No raw sled tree leaves this module.
 //!
 //! Its main store is the uplink queue ([`Journal`]), the durable queue between "acknowledged to
-//! Mosquitto" and "acknowledged by AWS". Invariant: an entry is appended and written by
-//! [`Journal::commit`] (flushed there in `fsync` mode) before the local PUBACK, and leaves the
-//! queue only when the drain reports that everything below it was delivered or quarantined
-//! ([`Journal::delivered_below`]).
+//! Mosquitto" and "acknowledged by AWS", one FIFO per [`Lane`](crate::lanes::Lane). Invariant:
+//! an entry is appended and written by [`Journal::commit`] (one flush for every lane in `fsync`
+//! mode) before the local PUBACK, and leaves its lane only when the drain reports that
+//! everything below it in that lane was delivered or quarantined ([`Journal::delivered_below`]).
 //!
 //! Layout of the queue, chosen so that a message costs a fraction of a sled operation instead
 //! of two (an insert and a remove, ~25% of awslink's CPU in the benchmark profile):
-//! - Messages get consecutive sequence numbers. A committed burst is stored as one record per up
-//!   to [`record::RECORD_MAX_MESSAGES`] messages, under the key of its first (big-endian `u64`,
-//!   so sled's key order is the publish order; see [`record`]).
-//! - Records live in generation trees `uplink.<first seq>`, each closed after
+//! - Each lane has its own consecutive sequence numbers. A committed burst is stored as one
+//!   record per up to [`record::RECORD_MAX_MESSAGES`] messages of a lane, under the key of its
+//!   first (big-endian `u64`, so sled's key order is the publish order; see [`record`]).
+//! - Records live in the lane's generation trees `uplink-<lane>.<first seq>`, each closed after
 //!   [`GENERATION_MESSAGES`] messages or [`GENERATION_BYTES`] bytes. Delivered messages are not
-//!   removed one by one: a durable watermark ("everything below N is done") moves forward, and a
-//!   generation that lies wholly below it is dropped with one `drop_tree` ([`queue`]).
-//! - The tree `uplink` of earlier versions (one message per key) is moved into generations when
-//!   the journal opens (appended after what is queued, then flushed, then dropped), so a buffer
-//!   left by an older awslink is still drained — also after a downgrade and a new upgrade
-//!   (`legacy.rs`).
-//! - A record whose key cannot be part of the queue is moved to the quarantine at open; so is
-//!   every message the drain or the intake gives up on ([`quarantine`]).
+//!   removed one by one: a durable watermark per lane ("everything below N is done") moves
+//!   forward, and a generation that lies wholly below it is dropped with one `drop_tree`
+//!   ([`queue`]).
+//! - The limits count all lanes together; `dropOldest` takes room from telemetry first, then
+//!   events, then control; under `rejectNew` control has a reserve ([`CONTROL_RESERVE`]).
+//! - The queues of earlier versions (the one FIFO in generations `uplink.<seq>` with the
+//!   watermark `delivered_below`, and the older tree `uplink`) are moved into the lanes by cloud
+//!   topic when the journal opens (appended behind what is queued, then flushed, then dropped),
+//!   so a buffer left by an older awslink is still drained — also after a downgrade and a new
+//!   upgrade (`legacy.rs`).
+//! - A record whose key cannot be part of its lane's queue is moved to the quarantine at open;
+//!   so is every message the drain or the intake gives up on ([`quarantine`]).
 //!
 //! The other stores: commands from the cloud kept until the local broker has them
 //! ([`DownlinkStore`]) and the shadow mapper's last reported state per shadow ([`ShadowCache`]).
@@ -29,11 +33,13 @@
 
 mod damage;
 pub mod downlink;
+mod gc;
 mod inspect;
 mod layout;
 mod legacy;
 pub mod quarantine;
 pub mod queue;
+mod read;
 pub mod record;
 mod recovery;
 pub mod shadow_cache;
@@ -45,9 +51,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use log::warn;
 
 pub use downlink::DownlinkStore;
-pub use inspect::{inspect, Inspection};
+pub use inspect::{inspect, Inspection, LaneInspection};
 pub use quarantine::Quarantined;
-pub use queue::{Appended, GENERATION_BYTES, GENERATION_MESSAGES};
+pub use queue::{Appended, CONTROL_RESERVE, GENERATION_BYTES, GENERATION_MESSAGES};
 pub use shadow_cache::ShadowCache;
 pub use space::FREE_SPACE_REFRESH_MS;
 
@@ -228,9 +234,9 @@ struct Inner {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `config.path`: recovers the queue, quarantines records
-    /// that cannot be part of it, drops delivered generations and moves the queue of an earlier
-    /// version (see the module docs).
+    /// Opens (or creates) the journal at `config.path`: recovers the lanes, checks the marks,
+    /// quarantines records that cannot be part of a lane, drops delivered generations and moves
+    /// the queues of earlier versions into the lanes (see the module docs).
     pub fn open(config: &JournalConfig) -> Result<Journal> {
         let path = config.path.clone();
         let db = open_db(&path, config.cache_bytes, Some(config.durability))?;
@@ -256,8 +262,8 @@ impl Journal {
         };
         journal.check_damage(on_damage)?;
         journal.quarantine_misplaced(&misplaced)?;
-        journal.drop_finished_generations()?;
-        if let Err(e) = journal.migrate_legacy_queue() {
+        journal.drop_finished_generations_all()?;
+        if let Err(e) = journal.migrate_earlier_queues() {
             // Left in place and tried again at the next start; nothing is lost meanwhile.
             warn!("cannot move the queue of an earlier awslink version into this journal yet: {e}");
         }
@@ -401,3 +407,6 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lanes_tests;

@@ -162,12 +162,12 @@ impl QuarantineStore {
 }
 
 impl Journal {
-    /// Copies entry `seq` to the quarantine tree with `reason` (as stored, also when it cannot
-    /// be decoded); it leaves the queue when the drain moves the watermark past it. A missing
+    /// Copies entry `seq` of `lane` to the quarantine tree with `reason` (as stored, also when it cannot
+    /// be decoded); it leaves the queue when the drain moves the lane's watermark past it. A missing
     /// entry is not an error.
     /// Refused ([`JournalError::DiskLow`]) while the disk is below `buffer.minFreeBytes`.
-    pub fn quarantine_entry(&self, _lane: Lane, seq: u64, reason: &str) -> Result<()> {
-        let Some(raw) = self.raw_entry(seq)? else {
+    pub fn quarantine_entry(&self, lane: Lane, seq: u64, reason: &str) -> Result<()> {
+        let Some(raw) = self.raw_entry(lane, seq)? else {
             return Ok(());
         };
         self.quarantine_room(raw.len())?;

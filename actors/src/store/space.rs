@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{lock, write, Journal, Result};
+use super::{Journal, Result};
 
 /// How long a free-space answer is reused.
 pub const FREE_SPACE_REFRESH_MS: u64 = 100;
@@ -104,12 +104,12 @@ impl Journal {
     }
 
     /// While the intake waits for disk space: drops every delivered generation, also the last
-    /// one once the queue is empty and nothing is staged (the next commit starts a new one),
+    /// one of a lane once it is empty and nothing is staged (the next commit starts a new one),
     /// has sled move what is left out of mostly free segments, so it can write that space
     /// again, and ends sled's segment early when frees wait for it
     /// (`seal_segments`); the next free-space answer is asked anew.
     pub fn reclaim(&self) -> Result<()> {
-        self.drop_finished_generations()?;
+        self.drop_finished_generations_all()?;
         // sled cleans its segments only in its periodic flusher, which `fsync` mode turns off.
         let cleaned = self
             .inner
@@ -119,26 +119,7 @@ impl Journal {
         if cleaned > 0 {
             self.flush_and_recheck()?;
         }
-        let last = {
-            // Lock order as in `append`/`commit`: staged, live, generations.
-            let staged = lock(&self.inner.queue.staged);
-            let live = lock(&self.inner.queue.live);
-            if !staged.is_empty() || !live.sizes.is_empty() || live.persisted < live.next_seq {
-                None
-            } else {
-                let mut generations = write(&self.inner.queue.generations);
-                match generations.trees.last_key_value() {
-                    Some((start, _)) if *start <= live.persisted => {
-                        generations.trees.pop_last().map(|(_, tree)| tree)
-                    }
-                    _ => None,
-                }
-            }
-        };
-        if let Some(tree) = last {
-            let name = tree.name();
-            drop(tree);
-            self.inner.db.drop_tree(name).map_err(|e| self.error(e))?;
+        if self.drop_empty_last_generations()? {
             self.flush_and_recheck()?;
         }
         self.seal_segments()

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use super::layout::GENERATION_PREFIX;
+use super::layout::{generation_name, generation_prefix};
 use super::legacy::LEGACY_QUEUE_TREE;
 use super::record::{self, encode, test_message as msg};
 use super::recovery::MAX_GAP;
@@ -38,7 +38,7 @@ fn generation_trees(journal: &Journal) -> usize {
         .db
         .tree_names()
         .iter()
-        .filter(|n| n.starts_with(GENERATION_PREFIX.as_bytes()))
+        .filter(|n| n.starts_with(generation_prefix(Lane::Telemetry).as_bytes()))
         .count()
 }
 
@@ -365,7 +365,7 @@ fn a_record_with_an_impossible_key_is_quarantined_at_open_not_counted() {
     let journal = Journal::open(&cfg).unwrap();
     let first = journal.append(Lane::Telemetry, &msg(1)).unwrap().seq;
     journal.commit().unwrap();
-    let generation = format!("{GENERATION_PREFIX}{first:020}");
+    let generation = generation_name(Lane::Telemetry, first);
     let tree = journal.inner.db.open_tree(&generation).unwrap();
     for bogus in [u64::MAX - 1, first + MAX_GAP + 10] {
         tree.insert(bogus.to_be_bytes(), encode(&msg(9))).unwrap();
@@ -393,7 +393,7 @@ fn an_unreadable_entry_is_quarantined_as_stored() {
     let journal = Journal::open(&config(dir.path())).unwrap();
     let seq = journal.append(Lane::Telemetry, &msg(1)).unwrap().seq;
     journal.commit().unwrap();
-    let generation = format!("{GENERATION_PREFIX}{seq:020}");
+    let generation = generation_name(Lane::Telemetry, seq);
     let garbage = vec![record::MESSAGE_VERSION, 0, 1];
     journal
         .inner
@@ -743,7 +743,7 @@ fn inspect_reports_what_an_open_would_do_and_changes_nothing() {
     journal.commit().unwrap();
     journal.delivered_below(Lane::Telemetry, seqs[1]).unwrap();
     journal.downlink().append(&msg(50)).unwrap();
-    let generation = format!("{GENERATION_PREFIX}{:020}", seqs[0]);
+    let generation = generation_name(Lane::Telemetry, seqs[0]);
     let tree = journal.inner.db.open_tree(&generation).unwrap();
     tree.insert((u64::MAX - 1).to_be_bytes(), encode(&msg(9)))
         .unwrap();
@@ -766,6 +766,19 @@ fn inspect_reports_what_an_open_would_do_and_changes_nothing() {
             queued: 2,
             queued_bytes: (encode(&msg(1)).len() + encode(&msg(2)).len()) as u64,
             oldest_enqueued_ms: Some(msg(1).enqueued_ms),
+            lanes: Lane::ALL
+                .into_iter()
+                .map(|lane| LaneInspection {
+                    lane,
+                    queued: if lane == Lane::Telemetry { 2 } else { 0 },
+                    queued_bytes: if lane == Lane::Telemetry {
+                        (encode(&msg(1)).len() + encode(&msg(2)).len()) as u64
+                    } else {
+                        0
+                    },
+                    oldest_enqueued_ms: (lane == Lane::Telemetry).then_some(msg(1).enqueued_ms),
+                })
+                .collect(),
             downlink: 1,
             quarantined: vec![],
             legacy_messages: 2,

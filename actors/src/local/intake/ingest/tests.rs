@@ -66,6 +66,17 @@ async fn a_thing_request_goes_to_the_status_publisher_and_not_to_the_journal() {
     assert_eq!(f.ingest.counters.received.load(Ordering::Relaxed), 0);
 }
 
+/// Every journaled message with its lane, lane by lane (highest first).
+fn journaled(journal: &Journal) -> Vec<(Lane, CloudMessage)> {
+    Lane::ALL
+        .into_iter()
+        .flat_map(|lane| {
+            let entries = journal.entries_from(lane, 0, 10).unwrap();
+            entries.into_iter().map(move |(_, m)| (lane, m.unwrap()))
+        })
+        .collect()
+}
+
 #[actix::test]
 async fn a_burst_is_journaled_and_announced_once_per_commit() {
     let mut f = fixture(1024);
@@ -74,17 +85,20 @@ async fn a_burst_is_journaled_and_announced_once_per_commit() {
     f.ingest.commit().unwrap();
     let notice = f.journaled.expect(WAIT).await;
     assert_eq!(notice.last_seq, f.journal.last_seq(Lane::Telemetry));
-    let entries = f.journal.entries_from(Lane::Telemetry, 0, 10).unwrap();
-    let got: Vec<(String, Vec<u8>, i32)> = entries
+    let got: Vec<(Lane, String, Vec<u8>, i32)> = journaled(&f.journal)
         .into_iter()
-        .map(|(_, m)| m.unwrap())
-        .map(|m| (m.topic, m.payload, m.qos))
+        .map(|(lane, m)| (lane, m.topic, m.payload, m.qos))
         .collect();
     assert_eq!(
         got,
         vec![
-            ("telemetry/t/d".to_string(), b"one".to_vec(), 1),
-            ("event/t/d".to_string(), b"two".to_vec(), 0),
+            (Lane::Events, "event/t/d".to_string(), b"two".to_vec(), 0),
+            (
+                Lane::Telemetry,
+                "telemetry/t/d".to_string(),
+                b"one".to_vec(),
+                1
+            ),
         ]
     );
     f.thing_requests
@@ -163,19 +177,14 @@ async fn a_routed_message_is_journaled_with_its_basic_ingest_topic() {
     assert_eq!(f.ingest.take("event", b"two", 1), Taken::Yes);
     assert_eq!(f.ingest.take("aws/jobs/get", b"{}", 1), Taken::Yes);
     f.ingest.commit().unwrap();
-    let topics: Vec<String> = f
-        .journal
-        .entries_from(Lane::Telemetry, 0, 10)
-        .unwrap()
+    let topics: Vec<(Lane, String)> = journaled(&f.journal)
         .into_iter()
-        .map(|(_, m)| m.unwrap().topic)
+        .map(|(lane, m)| (lane, m.topic))
         .collect();
-    assert_eq!(
-        topics,
-        vec![
-            "$aws/rules/hot/telemetry/t/d/x",
-            "event/t/d",
-            "$aws/things/d/jobs/get"
-        ]
-    );
+    let expected = [
+        (Lane::Control, "$aws/things/d/jobs/get"),
+        (Lane::Events, "event/t/d"),
+        (Lane::Telemetry, "$aws/rules/hot/telemetry/t/d/x"),
+    ];
+    assert_eq!(topics, expected.map(|(l, t)| (l, t.to_string())));
 }
