@@ -127,14 +127,13 @@ fn telemetry_events_and_responses_arrive_mapped_and_byte_identical() {
         local.publish(topic, payload, 1);
     }
     let got = cloud.collect(rows.len(), T);
-    // Order is kept per lane, not across lanes (command responses have their own session and lane).
-    let control = |topic: &str| topic.starts_with("command/");
-    for lane_is_control in [false, true] {
-        let sent = rows
-            .iter()
-            .filter(|(_, _, c)| control(c) == lane_is_control);
-        let received = got.iter().filter(|m| control(m.topic()) == lane_is_control);
-        assert_eq!(sent.clone().count(), received.clone().count());
+    // Order is kept per lane, not across lanes (command responses have their own session and
+    // lane; events drain ahead of telemetry).
+    let lane = awslink_actors::lanes::Lane::of_cloud_topic;
+    for of in awslink_actors::lanes::Lane::ALL {
+        let sent = rows.iter().filter(|(_, _, c)| lane(c) == of);
+        let received = got.iter().filter(|m| lane(m.topic()) == of);
+        assert_eq!(sent.clone().count(), received.clone().count(), "{of:?}");
         for ((local_topic, payload, cloud_topic), msg) in sent.zip(received) {
             assert_eq!(msg.topic(), *cloud_topic, "local topic {local_topic}");
             assert_eq!(
