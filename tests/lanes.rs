@@ -16,10 +16,10 @@ const DEVICE: &str = "acme:gw1";
 const STATUS: &str = "edge/connection/remote/status";
 const T: Duration = Duration::from_secs(30);
 
-/// Telemetry queued while the cloud is away. The issue asks for 20,000: at the quota's 95
-/// publishes/s those take 3.5 minutes to drain, plus half a minute to publish and journal, which
+/// Telemetry queued while the cloud is away. The issue asks for 20,000: at 90 publishes/s
+/// those take 3.7 minutes to drain, plus half a minute to publish and journal, which
 /// puts this one test at about 4 minutes on the shared two-core test machine (8,000 took 98 s in
-/// all). 10,000 (about 105 s of drain) keeps the backlog far longer than the 2 s and 5 s
+/// all). 10,000 (about 110 s of drain) keeps the backlog far longer than the 2 s and 5 s
 /// deadlines, which is what the test is about: without lanes the command response published
 /// after the first 300 would wait some 100 s.
 const BACKLOG: u32 = 10_000;
@@ -35,9 +35,20 @@ fn ditto_modify(correlation: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// awslink's quota in the first test. The emulator enforces AWS's 100/s as AWS does, at
+/// arrival, and drops the excess silently; awslink's default (95 % of 100/s at the sender) left
+/// no room for the relay thread being stalled by other tests on the shared two-core machine: in
+/// one 105 s drain two publishes arrived bunched, were dropped, and came only after the
+/// keep-alive re-send, behind their successors. 90/s keeps that margin.
+const PUBLISH_PER_SECOND: u64 = 90;
+
 #[test]
 fn control_and_events_overtake_a_telemetry_backlog_which_arrives_complete_and_in_order() {
-    let rig = CloudRig::start(DEVICE, |c| c, json!({}));
+    let rig = CloudRig::start(
+        DEVICE,
+        |c| c,
+        json!({"quota": {"publishPerSecond": PUBLISH_PER_SECOND}}),
+    );
     let status = rig.local("status-watch", &[STATUS]);
     status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
     // Two cloud clients (rig.cloud's one client id would make the second replace the first).
@@ -128,15 +139,15 @@ fn control_and_events_overtake_a_telemetry_backlog_which_arrives_complete_and_in
             duplicates += 1;
         }
     }
-    assert_eq!(
-        numbers,
-        (0..BACKLOG).collect::<Vec<_>>(),
-        "the backlog in order"
-    );
     let stats = rig.emulator.stats();
     assert_eq!(
         stats.publishes_throttled, 0,
         "the AWS limit was never exceeded: {stats:?}"
+    );
+    assert_eq!(
+        numbers,
+        (0..BACKLOG).collect::<Vec<_>>(),
+        "the backlog in order"
     );
     eprintln!("backlog of {BACKLOG}: complete, in order, {duplicates} duplicates");
 }
