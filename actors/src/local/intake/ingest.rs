@@ -21,7 +21,7 @@ use crate::lanes::{Lane, LaneRules};
 use crate::messages::{CloudMessage, Journaled, ThingRequest};
 use crate::routes::Routes;
 use crate::shadow::ShadowIngest;
-use crate::store::{Journal, JournalError};
+use crate::store::{Journal, JournalError, CONTROL_RESERVE};
 use crate::topics::{self, Identity, UplinkError, THING_REQUEST_TOPIC};
 
 /// Counters of the local side, shared by the intake thread and the LocalBroker's metrics.
@@ -324,12 +324,13 @@ impl Ingest {
 
     /// True when a held `session` may take messages again (hysteresis: see [`super::hold`]):
     /// the main session below [`RESUME_FRACTION`] of the limits, the control session (whose
-    /// lane is refused only beyond a reserve above them) below the limits. Short of disk space
-    /// it first gives back what delivered messages occupy ([`crate::store::Journal::reclaim`]).
+    /// lane is refused only beyond [`CONTROL_RESERVE`] above them) below the limits plus half
+    /// the reserve. Short of disk space it first gives back what delivered messages occupy
+    /// ([`crate::store::Journal::reclaim`]).
     pub fn has_room(&self, session: Session) -> bool {
         let fraction = match session {
             Session::Main => RESUME_FRACTION,
-            Session::Control => 1.0,
+            Session::Control => 1.0 + CONTROL_RESERVE / 2.0,
         };
         if !self.journal.has_room(fraction) {
             return false;

@@ -188,3 +188,73 @@ async fn a_routed_message_is_journaled_with_its_basic_ingest_topic() {
     ];
     assert_eq!(topics, expected.map(|(l, t)| (l, t.to_string())));
 }
+#[actix::test]
+async fn each_message_is_journaled_into_the_lane_its_local_topic_gives() {
+    use crate::lanes::LaneSettings;
+    use crate::shadow::convert::{Filters, ShadowRules};
+    let (dir, journal) = crate::testkit::temp_journal();
+    let cache = journal.shadow_cache().unwrap();
+    let shadow = ShadowIngest::new(
+        "t:d".into(),
+        Filters::default(),
+        ShadowRules::default(),
+        cache,
+    );
+    let ingest = Ingest::new(
+        Identity {
+            tenant_id: "t".into(),
+            device_id: "d".into(),
+        },
+        1024,
+        Some(Arc::new(shadow)),
+        journal.clone(),
+        IntakePeers {
+            journaled: probe::<Journaled>().0,
+            thing_requests: probe::<ThingRequest>().0,
+        },
+        Arc::new(Counters::default()),
+    )
+    .with_lanes(LaneRules::new(
+        vec![
+            ("event/+/+/alarm".into(), Lane::Control),
+            ("event/+/+/heartbeat".into(), Lane::Telemetry),
+        ],
+        Lane::ALL.map(LaneSettings::default_for),
+    ));
+    let ditto = br#"{"topic":"t/d/things/twin/commands/modify","headers":{},"path":"/attributes/x","value":1}"#;
+    // (local topic, payload, lane)
+    let rows: [(&str, &[u8], Lane); 9] = [
+        ("telemetry", b"1", Lane::Telemetry),
+        ("t", b"2", Lane::Telemetry),
+        ("event", b"3", Lane::Events),
+        ("e///door", b"4", Lane::Events),
+        ("event/t/d/alarm", b"5", Lane::Control),
+        ("event/t/d/heartbeat", b"6", Lane::Telemetry),
+        ("command///res/1/200", b"7", Lane::Control),
+        ("aws/jobs/get", b"{}", Lane::Control),
+        // A Ditto twin command on an event topic: its shadow request is control.
+        ("event", ditto, Lane::Control),
+    ];
+    for (topic, payload, lane) in rows {
+        let before = Lane::ALL.map(|l| journal.queued(l));
+        assert_eq!(ingest.take(topic, payload, 1), Taken::Yes, "{topic}");
+        ingest.commit().unwrap();
+        let after = Lane::ALL.map(|l| journal.queued(l));
+        for l in Lane::ALL {
+            let grew = after[l.index()] - before[l.index()];
+            assert_eq!(
+                grew,
+                (l == lane) as u64,
+                "{topic} → {lane:?}; {l:?} grew by {grew}"
+            );
+        }
+    }
+    let shadow = journal.entries_from(Lane::Control, 0, 10).unwrap();
+    let last = shadow.last().unwrap().1.as_ref().unwrap();
+    assert!(
+        last.topic.starts_with("$aws/things/t:d/shadow"),
+        "{}",
+        last.topic
+    );
+    drop(dir);
+}
