@@ -142,14 +142,29 @@ fn a_full_buffer_with_reject_new_delivers_all_1000_once_the_cloud_returns() {
 
 #[test]
 fn a_command_response_is_journaled_while_a_full_telemetry_backlog_is_held_with_reject_new() {
+    let response = format!("command//{DEVICE}/res/42/200");
+    control_passes_a_held_backlog("command///res/42/200", &response, json!({}));
+}
+
+#[test]
+fn an_event_an_operator_moved_into_control_passes_a_held_telemetry_backlog() {
+    let alarm = format!("event/tenant/{DEVICE}/alarm");
+    let lanes = json!({"control": {"filters": ["event/+/+/alarm"]}});
+    control_passes_a_held_backlog("event///alarm", &alarm, lanes);
+}
+
+/// With `rejectNew` and the cloud away, 200 telemetry messages fill a journal of 50 and the
+/// rest is held; then one message on `local` (a control topic under `lanes`) is still journaled
+/// by the control session and reaches the cloud on `cloud_topic` once, ahead of the held ones.
+fn control_passes_a_held_backlog(local: &str, cloud_topic: &str, lanes: Value) {
     let rig = CloudRig::start(
         DEVICE,
         |c| c,
-        json!({"buffer": {"maxMessages": 50, "whenFull": "rejectNew"}}),
+        json!({"buffer": {"maxMessages": 50, "whenFull": "rejectNew"}, "lanes": lanes}),
     );
     let status = rig.local("status-watch", &[STATUS]);
     expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#", "command/#"]);
+    let cloud = rig.cloud(&["telemetry/#", cloud_topic]);
     rig.proxy.cut();
     expect_status(&status, false);
     let sensor = rig.local("sensor", &[]);
@@ -159,12 +174,12 @@ fn a_command_response_is_journaled_while_a_full_telemetry_backlog_is_held_with_r
     // 50 journaled; the main session holds the rest unacknowledged (Mosquitto keeps them).
     rig.wait_for_metric("paused=1");
     rig.wait_for_metric("journaled=50 ");
-    // Mosquitto delivers the response to the control session, which is not held behind them.
+    // Mosquitto delivers it to the control session too, which is not held behind them.
     let responder = rig.local("responder", &[]);
-    responder.publish("command///res/42/200", b"answer", 1);
+    responder.publish(local, b"answer", 1);
     rig.wait_for_metric("journaled=51 ");
     rig.proxy.resume();
-    let response_topic = format!("command//{DEVICE}/res/42/200");
+    let response_topic = cloud_topic;
     let (mut telemetry, mut responses, mut telemetry_before) = (Vec::new(), 0, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while telemetry.len() < 200 || responses == 0 {
@@ -202,7 +217,9 @@ fn a_command_response_is_journaled_while_a_full_telemetry_backlog_is_held_with_r
         responses, 1,
         "the response is journaled once, by the control session alone"
     );
-    eprintln!("rejectNew: the command response came after {telemetry_before} of 200 held-back telemetry messages");
+    eprintln!(
+        "rejectNew: {local} came after {telemetry_before} of 200 held-back telemetry messages"
+    );
 }
 
 #[test]
