@@ -153,6 +153,29 @@ fn an_event_an_operator_moved_into_control_passes_a_held_telemetry_backlog() {
     control_passes_a_held_backlog("event///alarm", &alarm, lanes);
 }
 
+#[test]
+fn a_command_response_queued_while_awslink_was_down_is_journaled_once_after_the_restart() {
+    let mut rig = CloudRig::start(DEVICE, |c| c, json!({}));
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let response = format!("command//{DEVICE}/res/7/200");
+    let cloud = rig.cloud(&[&response]);
+    rig.awslink.terminate();
+    // Both persistent sessions are subscribed to it: Mosquitto queues a copy for each.
+    rig.local("responder", &[])
+        .publish("command///res/7/200", b"queued", 1);
+    rig.awslink.restart();
+    let m = cloud.expect(T, "the response queued while awslink was down");
+    assert_eq!(m.payload(), b"queued");
+    // The main session only acknowledges its copy: its session was kept and the control
+    // session's recorded filters are current, so the control session has its own.
+    rig.wait_for_metric("skipped=1 ");
+    assert!(
+        cloud.next(Duration::from_millis(500)).is_none(),
+        "the response is journaled once"
+    );
+}
+
 /// With `rejectNew` and the cloud away, 200 telemetry messages fill a journal of 50 and the
 /// rest is held; then one message on `local` (a control topic under `lanes`) is still journaled
 /// by the control session and reaches the cloud on `cloud_topic` once, ahead of the held ones.
