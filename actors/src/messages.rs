@@ -8,11 +8,13 @@ use crate::model::Link;
 /// Re-exported for the modules that still name them here; they are defined in [`crate::model`].
 pub use crate::model::{CloudMessage, DownCause, DownReason};
 
-/// The local intake → Buffer: a burst was committed to the journal (up to and including `last_seq`).
+/// The local intake → Buffer: a burst was committed to the journal. A wake-up: the Buffer reads
+/// every lane from its own cursors.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Journaled {
-    /// Journal key of the newest entry appended.
+    /// Newest sequence number of the telemetry lane after the burst (informational; each lane
+    /// numbers its own entries).
     pub last_seq: u64,
 }
 
