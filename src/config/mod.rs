@@ -2,6 +2,7 @@
 //! settings live in nested objects. Parsing and validation are pure; file checks
 //! (certificates readable, key permissions) are in [`files`].
 
+mod batching;
 pub mod files;
 mod lanes;
 mod reader;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use awslink_actors::lanes::LaneRules;
+pub use awslink_actors::batching::Batching;
 pub use awslink_actors::routes::Routes;
 use awslink_actors::shadow::convert::Filters;
 pub use awslink_actors::tls::PrivateKey;
@@ -154,6 +156,8 @@ pub struct Config {
     pub routes: Routes,
     /// Priority lanes (`lanes`): operator filters and per-lane drain settings.
     pub lanes: LaneRules,
+    /// Opt-in batching rules (`batching`), first match wins; empty: nothing is batched.
+    pub batching: Batching,
 }
 
 /// Values given on the command line; they replace the file's.
@@ -336,6 +340,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     let metrics_interval = Duration::from_secs(r.integer("metricsIntervalSecs", 60, 0, 86_400)?);
     let routes = routes::read(r)?;
     let lanes = lanes::read(r)?;
+    let batching = batching::read(r, quota.max_payload_bytes)?;
     Ok(Config {
         endpoint,
         client_id,
@@ -362,6 +367,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         metrics_interval,
         routes,
         lanes,
+        batching,
     })
 }
 
