@@ -118,6 +118,10 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
     let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota))
         .with_meter(Meter::new(&config.routes.rules()))
         .with_lanes(&config.lanes)
+        .with_batching(
+            config.batching.clone(),
+            config.quota.max_payload_bytes as usize,
+        )
         .start();
 
     let status_ctx = Context::<StatusPublisher>::new();
@@ -143,6 +147,7 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
         identity: identity.clone(),
         max_payload_bytes: config.quota.max_payload_bytes as usize,
         routes: config.routes.clone(),
+        batching: config.batching.clone(),
         lanes: config.lanes.clone(),
         shadow: shadow_ingest.clone(),
         downlink_ttl: config.buffer.downlink_ttl,

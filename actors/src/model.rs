@@ -16,6 +16,9 @@ pub struct CloudMessage {
     pub qos: i32,
     /// Unix time in milliseconds when awslink accepted the message.
     pub enqueued_ms: u64,
+    /// The `batching` rule (its index) whose filter matched the local topic: consecutive such
+    /// messages of one cloud topic may be sent as one batch (`None`: always sent alone).
+    pub batch: Option<u8>,
 }
 
 /// Who this gateway is: fills empty tenant/device segments and filters commands.

@@ -162,6 +162,7 @@ mod tests {
                 payload: b"12345".to_vec(),
                 qos: 1,
                 enqueued_ms: unix_ms(),
+                batch: None,
             };
             j.append(Lane::of_cloud_topic(&msg.topic), &msg).unwrap();
             j.commit().unwrap();

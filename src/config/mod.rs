@@ -12,8 +12,8 @@ mod tpm;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use awslink_actors::lanes::LaneRules;
 pub use awslink_actors::batching::Batching;
+pub use awslink_actors::lanes::LaneRules;
 pub use awslink_actors::routes::Routes;
 use awslink_actors::shadow::convert::Filters;
 pub use awslink_actors::tls::PrivateKey;

@@ -71,6 +71,7 @@ fn store_downlink(store: &DownlinkStore, message: &CloudInbound) -> Option<u64> 
         payload: message.payload.clone(),
         qos: 1,
         enqueued_ms: message.received_ms,
+        batch: None,
     };
     match store.append(&record) {
         Ok(seq) => Some(seq),

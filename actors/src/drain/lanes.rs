@@ -79,6 +79,11 @@ pub struct LaneDrain {
     ahead: [VecDeque<(u64, Entry)>; 3],
     scheduler: Scheduler,
     max_age_ms: [Option<u64>; 3],
+    /// Entries a lane reads ahead at once (more than [`LOOKAHEAD`] when batching, so that a
+    /// batch can fill).
+    lookahead: usize,
+    /// Lanes left out of the scheduling until [`LaneDrain::release`] (a batch waits to fill).
+    held: [bool; 3],
 }
 
 impl LaneDrain {
@@ -97,7 +102,58 @@ impl LaneDrain {
                     .max_age_secs
                     .map(|s| s.saturating_mul(1000))
             }),
+            lookahead: LOOKAHEAD,
+            held: [false; 3],
         }
+    }
+
+    /// Reads up to `lookahead` entries ahead per lane whenever the window has room (batching:
+    /// one publish takes many entries).
+    pub fn set_lookahead(&mut self, lookahead: usize) {
+        self.lookahead = lookahead.max(1);
+    }
+
+    /// The entries of `lane` read ahead and not yet sent, oldest first.
+    pub fn peek(&self, lane: Lane) -> impl Iterator<Item = &(u64, Entry)> + '_ {
+        self.ahead[lane.index()].iter()
+    }
+
+    /// Leaves `lane` out of the scheduling until [`LaneDrain::release`] and forgets what it
+    /// read ahead (read again then, with whatever was appended meanwhile).
+    pub fn hold(&mut self, lane: Lane) {
+        self.held[lane.index()] = true;
+        self.ahead[lane.index()].clear();
+    }
+
+    /// Every held lane takes part in the scheduling again.
+    pub fn release(&mut self) {
+        self.held = [false; 3];
+    }
+
+    /// Takes the first `count` entries of `lane` (all readable; after [`Next::Ready`]) to send
+    /// as one publish: its key (that of the first) and the messages. The slot is `lane`'s.
+    pub fn take_run(&mut self, lane: Lane, count: usize) -> Option<(u64, Vec<CloudMessage>)> {
+        let backlog = self.backlog();
+        let i = lane.index();
+        let count = count.max(1);
+        if self.ahead[i].len() < count || self.ahead[i].iter().take(count).any(|(_, e)| e.is_err())
+        {
+            return None;
+        }
+        let mut run = Vec::with_capacity(count);
+        let mut first = None;
+        let mut last = 0;
+        for (seq, entry) in self.ahead[i].drain(..count) {
+            first.get_or_insert(seq);
+            last = seq;
+            if let Ok(msg) = entry {
+                run.push(msg);
+            }
+        }
+        let first = first?;
+        self.drains[i].sent_run(first, last);
+        self.scheduler.record(lane, backlog);
+        Some((publish_key(lane, first), run))
     }
 
     /// How many more publishes the shared window allows now.
@@ -108,13 +164,17 @@ impl LaneDrain {
     /// The lanes whose look-ahead is empty, with where to read their journal and how many
     /// entries; nothing while the window is full.
     pub fn reads(&self) -> Vec<(Lane, u64, usize)> {
-        let max = self.room().min(LOOKAHEAD);
-        if max == 0 {
+        if self.room() == 0 {
             return Vec::new();
         }
+        let max = if self.lookahead > LOOKAHEAD {
+            self.lookahead
+        } else {
+            self.room().min(LOOKAHEAD)
+        };
         Lane::ALL
             .into_iter()
-            .filter(|l| self.ahead[l.index()].is_empty())
+            .filter(|l| !self.held[l.index()] && self.ahead[l.index()].is_empty())
             .filter_map(|l| {
                 let (from, _) = self.drains[l.index()].next()?;
                 Some((l, from, max))
@@ -132,7 +192,7 @@ impl LaneDrain {
     }
 
     fn backlog(&self) -> Backlog {
-        Lane::ALL.map(|l| !self.ahead[l.index()].is_empty())
+        Lane::ALL.map(|l| !self.held[l.index()] && !self.ahead[l.index()].is_empty())
     }
 
     /// What to do next at `now_ms` (Unix ms), `None` when the window is full or no look-ahead

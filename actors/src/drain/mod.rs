@@ -8,10 +8,12 @@
 //! entries, and everything undelivered is sent again after a reconnect (at-least-once, order
 //! kept per lane).
 
+pub mod batch;
 pub mod lanes;
 pub mod schedule;
 pub mod state;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{error, warn};
 
+use crate::batching::Batching;
 use crate::billing::Meter;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::cloud::publisher::AckNotice;
@@ -28,6 +31,7 @@ use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkCha
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
 use crate::store::Journal;
+use batch::Plan;
 use lanes::{LaneDrain, Next};
 use state::Completion;
 
@@ -37,6 +41,10 @@ pub const DEFAULT_WINDOW: usize = 100;
 /// After a publish failed for a reason that may pass (the link is going down), wait this long
 /// before sending again, unless the Supervisor reports a new link first.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Entries a lane reads ahead when batching is configured (a 5 KB batch of small readings
+/// holds ~70; the default look-ahead of 32 would cut every batch short).
+const BATCH_LOOKAHEAD: usize = 512;
 
 /// At most one log line per lane about expired messages this often.
 const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -114,6 +122,17 @@ pub struct Buffer {
     /// Largest journal depth seen since the heap was last trimmed.
     backlog_peak: u64,
     trims: u64,
+    /// The `batching` rules (empty: nothing is batched) and the payload limit batches keep.
+    batching: Batching,
+    max_payload_bytes: usize,
+    /// Per lane: the last read returned everything the lane held (a batch may wait to fill).
+    caught_up: [bool; 3],
+    /// Entries per publish key of the batches in flight (a key not in it is one entry).
+    batch_sizes: HashMap<u64, usize>,
+    /// When the pump scheduled for a waiting batch runs (Unix ms).
+    batch_wake_ms: Option<u64>,
+    batches_sent: u64,
+    batched_messages: u64,
 }
 
 impl Buffer {
@@ -145,7 +164,25 @@ impl Buffer {
             retries: 0,
             backlog_peak: 0,
             trims: 0,
+            batching: Batching::default(),
+            max_payload_bytes: usize::MAX,
+            caught_up: [false; 3],
+            batch_sizes: HashMap::new(),
+            batch_wake_ms: None,
+            batches_sent: 0,
+            batched_messages: 0,
         }
+    }
+
+    /// Sends consecutive entries of one cloud topic journaled under a `batching` rule as one
+    /// publish of at most `max_payload_bytes` (never in the control lane).
+    pub fn with_batching(mut self, batching: Batching, max_payload_bytes: usize) -> Self {
+        if !batching.is_empty() {
+            self.drain.set_lookahead(BATCH_LOOKAHEAD);
+        }
+        self.batching = batching;
+        self.max_payload_bytes = max_payload_bytes;
+        self
     }
 
     /// Counts the publishes with `meter` (billed units, Basic Ingest per rule).
@@ -157,6 +194,9 @@ impl Buffer {
     /// Drains the lanes with the minimum shares and maximum ages of `rules`.
     pub fn with_lanes(mut self, rules: &LaneRules) -> Self {
         self.drain = LaneDrain::new(self.window, rules);
+        if !self.batching.is_empty() {
+            self.drain.set_lookahead(BATCH_LOOKAHEAD);
+        }
         self
     }
 
@@ -200,6 +240,7 @@ impl Buffer {
         }
         // A lane read empty in this round is not read again until the next one.
         let mut exhausted = [false; 3];
+        self.drain.release();
         loop {
             for (lane, from, max) in self.drain.reads() {
                 if exhausted[lane.index()] {
@@ -213,6 +254,7 @@ impl Buffer {
                     }
                 };
                 exhausted[lane.index()] = entries.is_empty();
+                self.caught_up[lane.index()] = entries.len() < max;
                 self.drain.read(lane, entries);
             }
             match self.drain.next(unix_ms()) {
@@ -226,6 +268,18 @@ impl Buffer {
                     self.quarantine(lane, seq, format!("unreadable journal entry: {detail}"));
                 }
                 Some(Next::Ready { lane, bytes }) => {
+                    let plan = self.batch_plan(lane);
+                    let bytes = match &plan {
+                        Plan::Wait { due_ms } => {
+                            self.drain.hold(lane);
+                            self.wake_at(*due_ms, ctx);
+                            continue;
+                        }
+                        Plan::Batch { message, .. } => {
+                            (message.topic.len() + message.payload.len()) as u64
+                        }
+                        Plan::Single => bytes,
+                    };
                     if let Some(quota) = &mut self.quota {
                         let now = Instant::now();
                         let wait = quota.wait_for(bytes, now);
@@ -240,8 +294,20 @@ impl Buffer {
                     let Some(publisher) = &self.publisher else {
                         return;
                     };
-                    let Some((key, msg)) = self.drain.take(lane) else {
-                        break;
+                    let (key, msg) = match plan {
+                        Plan::Batch { count, message } => {
+                            let Some((key, _)) = self.drain.take_run(lane, count) else {
+                                break;
+                            };
+                            self.batch_sizes.insert(key, count);
+                            self.batches_sent += 1;
+                            self.batched_messages += count as u64;
+                            (key, message)
+                        }
+                        _ => match self.drain.take(lane) {
+                            Some(taken) => taken,
+                            None => break,
+                        },
                     };
                     self.sent += 1;
                     self.lane_sent[lane.index()] += 1;
@@ -251,6 +317,33 @@ impl Buffer {
             }
         }
         self.log_expired();
+    }
+
+    /// Whether the head of `lane` goes out alone, in a batch, or waits for its batch to fill.
+    fn batch_plan(&self, lane: Lane) -> Plan {
+        if self.batching.is_empty() || lane == Lane::Control {
+            return Plan::Single;
+        }
+        batch::plan(
+            self.drain.peek(lane),
+            &self.batching,
+            self.max_payload_bytes,
+            self.caught_up[lane.index()],
+            unix_ms(),
+        )
+    }
+
+    /// Pumps again at `due_ms` (Unix ms), when a waiting batch is due.
+    fn wake_at(&mut self, due_ms: u64, ctx: &mut Context<Self>) {
+        if self.batch_wake_ms.is_some_and(|at| at <= due_ms) {
+            return;
+        }
+        self.batch_wake_ms = Some(due_ms);
+        let wait = Duration::from_millis(due_ms.saturating_sub(unix_ms()));
+        ctx.run_later(wait, |act, ctx| {
+            act.batch_wake_ms = None;
+            act.pump(ctx);
+        });
     }
 
     /// Entry `seq` of `lane` was not sent: older than the lane's `maxAgeSecs`.
@@ -311,14 +404,17 @@ impl Buffer {
             let Some((lane, seq, completion)) = self.drain.completed(key, outcome) else {
                 continue;
             };
+            let entries = self.batch_sizes.remove(&key).unwrap_or(1);
             match completion {
-                Completion::Delivered => self.delivered += 1,
+                Completion::Delivered => self.delivered += entries as u64,
                 Completion::Quarantine(reason) => {
                     warn!(
                         "message {seq} of lane {} can never be delivered ({reason}); quarantined",
                         lane.name()
                     );
-                    self.quarantine(lane, seq, reason);
+                    for seq in seq..seq + entries as u64 {
+                        self.quarantine(lane, seq, reason.clone());
+                    }
                 }
                 Completion::Retry(e) => {
                     warn!(
@@ -331,6 +427,7 @@ impl Buffer {
         }
         self.done = done;
         if let Some(abandoned) = self.drain.end_of_burst() {
+            self.batch_sizes.clear();
             // Send everything from the oldest failed or still unanswered entry again, in order
             // (as after a reconnect).
             self.retries += abandoned as u64;
@@ -429,6 +526,7 @@ impl Handler<LinkChanged> for Buffer {
     fn handle(&mut self, msg: LinkChanged, ctx: &mut Self::Context) {
         // Whatever was in flight on the old link may or may not have arrived: send it again.
         self.retries += self.drain.link_changed() as u64;
+        self.batch_sizes.clear();
         if let Some(old) = self.publisher.take() {
             old.forget_outstanding();
             old.retire();
@@ -478,6 +576,8 @@ impl Handler<GetMetrics> for Buffer {
                 ("quarantine_kept", self.journal.quarantine_len()),
                 ("quarantine_dropped", self.journal.quarantine_dropped()),
                 ("heap_trims", self.trims),
+                ("batches_sent", self.batches_sent),
+                ("batched_messages", self.batched_messages),
                 ("oldest_age_ms", oldest_age_ms),
             ],
         };

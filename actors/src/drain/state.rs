@@ -68,6 +68,13 @@ impl Drain {
         self.in_flight.push_back(seq);
     }
 
+    /// Entries `first..=last` were handed to the link as one publish (a batch), keyed by
+    /// `first`: the watermark passes all of them only when that publish completes.
+    pub fn sent_run(&mut self, first: u64, last: u64) {
+        self.cursor = last.max(first) + 1;
+        self.in_flight.push_back(first);
+    }
+
     /// Entry `seq` cannot be decoded: the cursor moves past it; the Buffer quarantines it.
     pub fn unreadable(&mut self, seq: u64) {
         self.cursor = seq + 1;

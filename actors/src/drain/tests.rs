@@ -159,6 +159,7 @@ impl Harness {
                 payload: format!("m{i}").into_bytes(),
                 qos: 1,
                 enqueued_ms: 1_700_000_000_000 + i,
+                batch: None,
             };
             last_seq = self.journal.append(Lane::Telemetry, &msg).unwrap().seq;
         }
@@ -176,6 +177,7 @@ impl Harness {
                 payload: payload.as_bytes().to_vec(),
                 qos: 1,
                 enqueued_ms,
+                batch: None,
             };
             last_seq = self.journal.append(lane, &msg).unwrap().seq;
         }
@@ -380,6 +382,7 @@ async fn counts_billed_units_and_basic_ingest_publishes_per_rule_resends_include
             payload: vec![b'x'; *size],
             qos: 1,
             enqueued_ms: 1_700_000_000_000 + i as u64,
+            batch: None,
         };
         last_seq = h.journal.append(Lane::Telemetry, &msg).unwrap().seq;
     }

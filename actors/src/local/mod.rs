@@ -19,6 +19,7 @@ pub use self::connection::{publisher_client_id, LocalConnection};
 use self::intake::ingest::{Counters, Ingest, IntakePeers};
 use self::intake::sessions::{Session, SessionCounters};
 use self::intake::thread::IntakeHandle;
+use crate::batching::Batching;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::fatal::fatal;
 use crate::lanes::LaneRules;
@@ -46,6 +47,8 @@ pub struct LocalConfig {
     pub max_payload_bytes: usize,
     /// Basic Ingest routes, applied at ingress (the journal holds the final topic).
     pub routes: Routes,
+    /// Batching rules: each journaled message carries the rule its local topic matches.
+    pub batching: Batching,
     /// The lane of each local topic; the control lane's filters get a session of their own.
     pub lanes: LaneRules,
     /// Ditto twin commands on telemetry/event topics go to the shadow service when set.
@@ -187,7 +190,8 @@ impl LocalBroker {
             self.intake_counters.clone(),
         )
         .with_routes(self.config.routes.clone())
-        .with_lanes(self.config.lanes.clone());
+        .with_lanes(self.config.lanes.clone())
+        .with_batching(self.config.batching.clone());
         let handle = intake::thread::start(&self.config.connection, ingest, self.journal.path())?;
         self.intake = Some(handle);
         Ok(())

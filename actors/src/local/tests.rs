@@ -88,6 +88,7 @@ fn start(stored: &[CloudMessage], refused: &[&str]) -> Fixture {
         identity: identity(),
         max_payload_bytes: 128 * 1024,
         routes: Default::default(),
+        batching: Default::default(),
         lanes: Default::default(),
         shadow: None,
         downlink_ttl: Duration::from_secs(3600),
@@ -120,6 +121,7 @@ fn stored(topic: &str, enqueued_ms: u64) -> CloudMessage {
         payload: b"go".to_vec(),
         qos: 1,
         enqueued_ms,
+        batch: None,
     }
 }
 

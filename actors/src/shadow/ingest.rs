@@ -217,6 +217,7 @@ impl ShadowIngest {
                         payload: r.payload.to_string().into_bytes(),
                         qos: 1,
                         enqueued_ms,
+                        batch: None,
                     },
                     shadow: r.shadow,
                     op: r.op,

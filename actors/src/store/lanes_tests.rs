@@ -55,6 +55,7 @@ fn lane_msg(lane: Lane, n: u64) -> CloudMessage {
         payload: n.to_string().into_bytes(),
         qos: (n % 2) as i32,
         enqueued_ms: 1_700_000_000_000 + n,
+        batch: None,
     }
 }
 

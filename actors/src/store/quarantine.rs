@@ -140,6 +140,7 @@ impl QuarantineStore {
                     payload: stored.to_vec(),
                     qos: 0,
                     enqueued_ms: 0,
+                    batch: None,
                 }
             });
             out.push(Quarantined { reason, msg });

@@ -11,6 +11,9 @@ use crate::model::CloudMessage;
 pub const MESSAGE_VERSION: u8 = 1;
 /// Format byte of a record of several messages.
 pub const RECORD_VERSION: u8 = 2;
+/// Format byte of a single message with a batching rule: format 1 with the rule's index in one
+/// byte after the topic length (messages without a rule keep format 1).
+pub const BATCHED_MESSAGE_VERSION: u8 = 3;
 const MESSAGE_HEADER_LEN: usize = 1 + 1 + 8 + 2;
 const RECORD_HEADER_LEN: usize = 1 + 2;
 /// A record holds at most this many messages.
@@ -18,15 +21,22 @@ pub const RECORD_MAX_MESSAGES: usize = 64;
 /// A record is closed once it holds this many bytes (a larger message gets a record of its own).
 pub const RECORD_MAX_BYTES: usize = 64 * 1024;
 
-/// Serializes a message: version, qos, enqueue time, topic length, topic, payload.
+/// Serializes a message: version, qos, enqueue time, topic length, (format 3: batching rule),
+/// topic, payload.
 pub fn encode(msg: &CloudMessage) -> Vec<u8> {
     let topic = msg.topic.as_bytes();
     let topic = &topic[..topic.len().min(u16::MAX as usize)];
-    let mut out = Vec::with_capacity(MESSAGE_HEADER_LEN + topic.len() + msg.payload.len());
-    out.push(MESSAGE_VERSION);
+    let mut out = Vec::with_capacity(MESSAGE_HEADER_LEN + 1 + topic.len() + msg.payload.len());
+    out.push(match msg.batch {
+        Some(_) => BATCHED_MESSAGE_VERSION,
+        None => MESSAGE_VERSION,
+    });
     out.push(msg.qos.clamp(0, 1) as u8);
     out.extend_from_slice(&msg.enqueued_ms.to_be_bytes());
     out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    if let Some(rule) = msg.batch {
+        out.push(rule);
+    }
     out.extend_from_slice(topic);
     out.extend_from_slice(&msg.payload);
     out
@@ -37,16 +47,23 @@ pub fn decode(bytes: &[u8]) -> Result<CloudMessage, String> {
     if bytes.len() < MESSAGE_HEADER_LEN {
         return Err(format!("{} bytes is shorter than the header", bytes.len()));
     }
-    if bytes[0] != MESSAGE_VERSION {
-        return Err(format!("unknown format version {}", bytes[0]));
-    }
+    let (header_len, batch) = match bytes[0] {
+        MESSAGE_VERSION => (MESSAGE_HEADER_LEN, None),
+        BATCHED_MESSAGE_VERSION => {
+            let rule = *bytes
+                .get(MESSAGE_HEADER_LEN)
+                .ok_or("batching rule runs past the end")?;
+            (MESSAGE_HEADER_LEN + 1, Some(rule))
+        }
+        other => return Err(format!("unknown format version {other}")),
+    };
     let qos = i32::from(bytes[1]);
     let mut time = [0u8; 8];
     time.copy_from_slice(&bytes[2..10]);
     let topic_len = u16::from_be_bytes([bytes[10], bytes[11]]) as usize;
-    let topic_end = MESSAGE_HEADER_LEN + topic_len;
+    let topic_end = header_len + topic_len;
     let topic = bytes
-        .get(MESSAGE_HEADER_LEN..topic_end)
+        .get(header_len..topic_end)
         .ok_or("topic runs past the end")?;
     let topic = std::str::from_utf8(topic).map_err(|e| format!("topic is not UTF-8: {e}"))?;
     Ok(CloudMessage {
@@ -54,6 +71,7 @@ pub fn decode(bytes: &[u8]) -> Result<CloudMessage, String> {
         payload: bytes[topic_end..].to_vec(),
         qos,
         enqueued_ms: u64::from_be_bytes(time),
+        batch,
     })
 }
 
@@ -112,7 +130,7 @@ impl RecordBuilder {
 /// The encoded messages of a stored value, in sequence order from the value's key.
 pub fn split(value: &[u8]) -> Result<Vec<&[u8]>, String> {
     match value.first() {
-        Some(&MESSAGE_VERSION) => Ok(vec![value]),
+        Some(&MESSAGE_VERSION | &BATCHED_MESSAGE_VERSION) => Ok(vec![value]),
         Some(&RECORD_VERSION) => {
             let count = value
                 .get(1..RECORD_HEADER_LEN)
@@ -149,6 +167,7 @@ pub(crate) fn test_message(n: u64) -> CloudMessage {
         payload: n.to_string().into_bytes(),
         qos: (n % 2) as i32,
         enqueued_ms: 1_700_000_000_000 + n,
+        batch: None,
     }
 }
 
@@ -166,6 +185,14 @@ mod tests {
                 payload: vec![0, 255, 10],
                 ..msg(3)
             },
+            CloudMessage {
+                batch: Some(0),
+                ..msg(4)
+            },
+            CloudMessage {
+                batch: Some(254),
+                ..msg(5)
+            },
         ] {
             assert_eq!(decode(&encode(&m)), Ok(m));
         }
@@ -175,6 +202,14 @@ mod tests {
         short_topic[11] = 200;
         short_topic.truncate(30);
         assert!(decode(&short_topic).is_err());
+        // Without a rule the format stays the one earlier versions read.
+        assert_eq!(encode(&msg(1))[0], MESSAGE_VERSION);
+        let batched = encode(&CloudMessage {
+            batch: Some(2),
+            ..msg(1)
+        });
+        assert_eq!(batched[0], BATCHED_MESSAGE_VERSION);
+        assert!(decode(&batched[..MESSAGE_HEADER_LEN]).is_err());
     }
 
     #[test]

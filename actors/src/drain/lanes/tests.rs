@@ -55,6 +55,7 @@ impl Model {
                         payload: format!("{}{seq}", tag(lane)).into_bytes(),
                         qos: 1,
                         enqueued_ms,
+                        batch: None,
                     })
                 } else {
                     Err("bad record".to_string())

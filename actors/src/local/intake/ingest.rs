@@ -15,6 +15,7 @@ use log::{debug, error, warn};
 
 use super::hold::{RESUME_DISK_FACTOR, RESUME_FRACTION};
 use super::sessions::{Session, SessionCounters};
+use crate::batching::Batching;
 use crate::clock::{mono_ms, unix_ms, LogLimiter};
 use crate::fatal::fatal;
 use crate::lanes::{Lane, LaneRules};
@@ -74,6 +75,7 @@ pub struct Ingest {
     peers: IntakePeers,
     identity: Identity,
     routes: Routes,
+    batching: Batching,
     lanes: LaneRules,
     max_payload_bytes: usize,
     shadow: Option<Arc<ShadowIngest>>,
@@ -118,6 +120,7 @@ impl Ingest {
             peers,
             identity,
             routes: Routes::default(),
+            batching: Batching::default(),
             lanes: LaneRules::default(),
             max_payload_bytes,
             shadow,
@@ -133,6 +136,13 @@ impl Ingest {
     /// final `$aws/rules/…` topic).
     pub fn with_routes(mut self, routes: Routes) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// Marks each message with the `batching` rule its local topic matches (never in the
+    /// control lane: command responses and shadow requests are not delayed).
+    pub fn with_batching(mut self, batching: Batching) -> Self {
+        self.batching = batching;
         self
     }
 
@@ -185,6 +195,7 @@ impl Ingest {
             payload: payload.to_vec(),
             qos,
             enqueued_ms,
+            batch: None,
         };
         match topics::uplink(topic, &self.identity) {
             Ok(Some(cloud_topic))
@@ -224,7 +235,12 @@ impl Ingest {
     /// Journals an uplink message, or quarantines it when AWS would refuse its size.
     fn forward(&self, msg: CloudMessage, local_topic: &str) -> Taken {
         if msg.payload.len() <= self.max_payload_bytes {
-            return self.append(self.lanes.lane_of(local_topic), &msg);
+            let lane = self.lanes.lane_of(local_topic);
+            let batch = match lane {
+                Lane::Control => None,
+                Lane::Events | Lane::Telemetry => self.batching.rule_for(local_topic),
+            };
+            return self.append(lane, &CloudMessage { batch, ..msg });
         }
         let reason = format!(
             "payload of {} bytes on {local_topic:?} exceeds quota.maxPayloadBytes ({})",

@@ -188,6 +188,7 @@ async fn a_routed_message_is_journaled_with_its_basic_ingest_topic() {
     ];
     assert_eq!(topics, expected.map(|(l, t)| (l, t.to_string())));
 }
+
 #[actix::test]
 async fn each_message_is_journaled_into_the_lane_its_local_topic_gives() {
     use crate::lanes::LaneSettings;
@@ -257,4 +258,34 @@ async fn each_message_is_journaled_into_the_lane_its_local_topic_gives() {
         last.topic
     );
     drop(dir);
+}
+
+#[actix::test]
+async fn messages_carry_their_batching_rule_except_in_the_control_lane() {
+    use crate::batching::{BatchRule, Batching};
+    let rule = |filter: &str| BatchRule {
+        filter: filter.into(),
+        max_bytes: 5120,
+        max_delay_ms: 1000,
+    };
+    let mut f = fixture(1024);
+    f.ingest = f
+        .ingest
+        .with_batching(Batching::new(vec![rule("event/#"), rule("#")]));
+    assert_eq!(f.ingest.take("telemetry", b"1", 1), Taken::Yes);
+    assert_eq!(f.ingest.take("event/t/d", b"2", 1), Taken::Yes);
+    assert_eq!(f.ingest.take("command///res/7/200", b"3", 1), Taken::Yes);
+    f.ingest.commit().unwrap();
+    let rules: Vec<(Lane, Option<u8>)> = journaled(&f.journal)
+        .into_iter()
+        .map(|(lane, m)| (lane, m.batch))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (Lane::Control, None),
+            (Lane::Events, Some(0)),
+            (Lane::Telemetry, Some(1)),
+        ]
+    );
 }
