@@ -46,6 +46,9 @@ const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// holds ~70; the default look-ahead of 32 would cut every batch short).
 const BATCH_LOOKAHEAD: usize = 512;
 
+/// A moved watermark is made durable (sled flushed on the journal's thread) this long after.
+const PERSIST_AFTER: Duration = Duration::from_secs(1);
+
 /// At most one log line per lane about expired messages this often.
 const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -133,6 +136,8 @@ pub struct Buffer {
     batch_wake_ms: Option<u64>,
     batches_sent: u64,
     batched_messages: u64,
+    /// A flush of the moved watermarks is scheduled.
+    persist_pending: bool,
 }
 
 impl Buffer {
@@ -171,6 +176,7 @@ impl Buffer {
             batch_wake_ms: None,
             batches_sent: 0,
             batched_messages: 0,
+            persist_pending: false,
         }
     }
 
@@ -210,14 +216,21 @@ impl Buffer {
                 break;
             }
         }
-        self.report_done();
+        if self.report_done() && !self.persist_pending {
+            self.persist_pending = true;
+            ctx.run_later(PERSIST_AFTER, |act, _| {
+                act.persist_pending = false;
+                act.journal.persist_soon();
+            });
+        }
     }
 
-    /// Tells the journal how far each lane is delivered, quarantined or expired.
-    fn report_done(&mut self) {
+    /// Tells the journal how far each lane is delivered, quarantined or expired; true when a
+    /// watermark moved.
+    fn report_done(&mut self) -> bool {
         let moved = self.drain.delivered_below();
         if moved.is_empty() {
-            return;
+            return false;
         }
         for (lane, done_below) in moved {
             match self.journal.delivered_below(lane, done_below) {
@@ -229,6 +242,7 @@ impl Buffer {
             }
         }
         self.trim_after_backlog();
+        true
     }
 
     /// Sends journal entries until the window is full, the quota says wait, or every lane is

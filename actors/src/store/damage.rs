@@ -246,6 +246,13 @@ impl Journal {
         self.send_mark(marks.committed());
     }
 
+    /// Asks the journal's thread to flush sled (and write the mark) now, without waiting: the
+    /// drain calls it a second after it last moved a watermark, so that a `kill -9` does not
+    /// make awslink send again everything delivered since the last local message.
+    pub fn persist_soon(&self) {
+        self.send_mark(self.inner.queue.marks.committed());
+    }
+
     /// After a flush: writes the mark of everything written so far.
     pub(super) fn mark_flushed(&self) -> Result<()> {
         self.mark_now(&self.inner.queue.marks.committed())
