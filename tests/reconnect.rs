@@ -1,4 +1,4 @@
-//! After an outage awslink is back within `reconnect.maxDelayMs` + 4 s, every time: the
+//! After an outage awslink is back within `reconnect.maxDelayMs` + 2 s, every time: the
 //! diagnosis of a failed connect (a TLS handshake of its own) never delays the next attempt by
 //! more than its short verdict wait, also when the endpoint returns while it runs.
 
@@ -16,7 +16,7 @@ const T: Duration = Duration::from_secs(30);
 const MAX_DELAY_MS: u64 = 400;
 
 #[test]
-fn after_each_of_five_outages_awslink_reconnects_within_max_delay_plus_4_s() {
+fn after_each_of_five_outages_awslink_reconnects_within_max_delay_plus_2_s() {
     let rig = CloudRig::start(
         DEVICE,
         |c| c,
@@ -24,10 +24,12 @@ fn after_each_of_five_outages_awslink_reconnects_within_max_delay_plus_4_s() {
     );
     let status = rig.local("status-watch", &[STATUS]);
     status.expect_json(STATUS, T, "connected", |v| v["connected"] == json!(true));
-    // Measured here: 13.1-13.5 s while the diagnosis read for its whole 10 s timeout, 3.6-3.9 s
-    // since. What remains is Paho C: it reports the failed handshake, and later the CONNACK, on
-    // its one-second cycles. The budget catches the stall, not Paho's cycle.
-    let budget = Duration::from_millis(MAX_DELAY_MS) + Duration::from_secs(4);
+    // Measured here: 13.1-13.5 s while the diagnosis read for its whole 10 s timeout; 3.6-3.9 s
+    // while Paho C's receive thread polled new sockets on one-second cycles; 1.05-1.43 s (20
+    // outages, beside a CI run) since it polls every 100 ms (vendored patch 3): the backoff
+    // (≤ 400 ms), the failed attempt's diagnosis verdict (≤ 500 ms), TLS and CONNACK. The budget
+    // leaves room for a loaded machine and still fails on either stall.
+    let budget = Duration::from_millis(MAX_DELAY_MS) + Duration::from_secs(2);
     let mut took = Vec::new();
     for _ in 0..5 {
         rig.proxy.cut();

@@ -2105,7 +2105,10 @@ thread_return_type WINAPI MQTTAsync_receiveThread(void* n)
 
 		if (sock == 0)
 			continue;
-		timeout = 1000L;
+		/* awslink patch: 100 ms instead of 1 s. A socket a connect adds while this thread waits
+		 * is polled only from the next wait on, so each step of a reconnect (TCP connect done,
+		 * TLS handshake, CONNACK, or its failure) could wait up to a second here. */
+		timeout = 100L;
 
 		/* find client corresponding to socket */
 		if (ListFindItem(MQTTAsync_handles, &sock, clientSockCompare) == NULL)
