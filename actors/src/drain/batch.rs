@@ -27,14 +27,24 @@ pub enum Plan {
     },
 }
 
-/// The plan for the head of a lane whose entries read ahead are `ahead` (oldest first);
-/// `caught_up`: they are everything the lane's journal held when read.
+/// The lane's circumstances a plan depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// AWS's payload limit (`quota.maxPayloadBytes`): no batch exceeds it.
+    pub max_payload_bytes: usize,
+    /// The entries read ahead are everything the lane's journal held when read.
+    pub caught_up: bool,
+    /// The lane's `maxAgeSecs` in ms: a waiting batch is due before its head would expire.
+    pub max_age_ms: Option<u64>,
+    /// Now (Unix ms).
+    pub now_ms: u64,
+}
+
+/// The plan for the head of a lane whose entries read ahead are `ahead` (oldest first).
 pub fn plan<'a>(
     ahead: impl IntoIterator<Item = &'a (u64, Entry)>,
     batching: &Batching,
-    max_payload_bytes: usize,
-    caught_up: bool,
-    now_ms: u64,
+    cx: Context,
 ) -> Plan {
     let mut ahead = ahead.into_iter();
     let Some((_, Ok(head))) = ahead.next() else {
@@ -46,9 +56,14 @@ pub fn plan<'a>(
     let Some(rule) = batching.rule(rule_index) else {
         return Plan::Single;
     };
-    let limit = rule.max_bytes.min(max_payload_bytes);
+    let limit = rule.max_bytes.min(cx.max_payload_bytes);
     let mut envelope = Envelope::new(&head.topic);
     envelope.try_push(head.enqueued_ms, &head.payload, limit);
+    if envelope.billed_bytes() > cx.max_payload_bytes {
+        // Enveloped (and base64 for a binary payload) it would exceed what AWS accepts, and
+        // AWS closes the connection for it: sent alone, as journaled, it fits.
+        return Plan::Single;
+    }
     let mut qos = head.qos;
     let mut closed = false;
     for (_, entry) in ahead {
@@ -66,8 +81,14 @@ pub fn plan<'a>(
         }
         qos = qos.max(msg.qos);
     }
-    let due_ms = head.enqueued_ms.saturating_add(rule.max_delay_ms);
-    if !closed && caught_up && now_ms < due_ms {
+    // Due when the head has waited `maxDelayMs` — before its lane's maxAgeSecs would expire it,
+    // and never further ahead than `maxDelayMs` from now (the wall clock may step back).
+    let mut due_ms = head.enqueued_ms.saturating_add(rule.max_delay_ms);
+    if let Some(max_age_ms) = cx.max_age_ms {
+        due_ms = due_ms.min(head.enqueued_ms.saturating_add(max_age_ms / 2));
+    }
+    due_ms = due_ms.min(cx.now_ms.saturating_add(rule.max_delay_ms));
+    if !closed && cx.caught_up && cx.now_ms < due_ms {
         return Plan::Wait { due_ms };
     }
     Plan::Batch {
@@ -118,6 +139,68 @@ mod tests {
                 batch: rule,
             }),
         )
+    }
+
+    fn cx(max_payload_bytes: usize, caught_up: bool) -> Context {
+        Context {
+            max_payload_bytes,
+            caught_up,
+            max_age_ms: None,
+            now_ms: T0,
+        }
+    }
+
+    #[test]
+    fn a_message_too_large_to_envelope_goes_alone_and_a_wait_ends_before_expiry() {
+        let big = |payload: Vec<u8>| {
+            vec![(
+                0,
+                Ok(CloudMessage {
+                    topic: "t".into(),
+                    payload,
+                    qos: 1,
+                    enqueued_ms: T0,
+                    batch: Some(1),
+                }),
+            )]
+        };
+        // 900 bytes of binary become 1,200 of base64: over a 1,000-byte limit, so alone.
+        assert_eq!(
+            plan(&big(vec![0xff; 900]), &batching(), cx(1000, false)),
+            Plan::Single
+        );
+        assert!(matches!(
+            plan(&big(vec![b'1'; 900]), &batching(), cx(1000, false)),
+            Plan::Batch { count: 1, .. }
+        ));
+        let young = vec![entry(0, "telemetry/t/d", Some(0), 0)];
+        let rows = [
+            (None, T0 + 1000),
+            (Some(600_000), T0 + 1000),
+            (Some(1000), T0 + 500),
+        ];
+        for (max_age_ms, due) in rows {
+            let cx = Context {
+                max_age_ms,
+                ..cx(131_072, true)
+            };
+            assert_eq!(
+                plan(&young, &batching(), cx),
+                Plan::Wait { due_ms: due },
+                "{max_age_ms:?}"
+            );
+        }
+        // A clock stepped back by an hour: due within maxDelayMs of now, not an hour later.
+        let cx = Context {
+            now_ms: T0 - 3_600_000,
+            ..cx(131_072, true)
+        };
+        assert_eq!(
+            plan(&young, &batching(), cx),
+            Plan::Wait {
+                due_ms: T0 - 3_600_000 + 1000
+            }
+        );
     }
 
     fn count(plan: &Plan) -> Option<usize> {
@@ -180,7 +263,7 @@ mod tests {
         ];
         for (what, ahead, caught_up, want) in rows {
             assert_eq!(
-                plan(&ahead, &batching(), 131_072, caught_up, T0),
+                plan(&ahead, &batching(), cx(131_072, caught_up)),
                 want,
                 "{what}"
             );
@@ -236,7 +319,7 @@ mod tests {
         ];
         for (what, ahead, caught_up, want) in rows {
             assert_eq!(
-                count(&plan(&ahead, &batching(), 131_072, caught_up, T0)),
+                count(&plan(&ahead, &batching(), cx(131_072, caught_up))),
                 want,
                 "{what}"
             );
@@ -246,7 +329,7 @@ mod tests {
     #[test]
     fn the_payload_limit_bounds_a_rule_with_a_larger_target() {
         let ahead: Vec<_> = (0..100).map(|i| entry(i, "t", Some(1), 5000)).collect();
-        let Plan::Batch { count, message } = plan(&ahead, &batching(), 300, true, T0) else {
+        let Plan::Batch { count, message } = plan(&ahead, &batching(), cx(300, true)) else {
             panic!("a batch");
         };
         assert!(message.payload.len() + message.topic.len() <= 300);

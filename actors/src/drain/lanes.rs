@@ -79,9 +79,9 @@ pub struct LaneDrain {
     ahead: [VecDeque<(u64, Entry)>; 3],
     scheduler: Scheduler,
     max_age_ms: [Option<u64>; 3],
-    /// Entries a lane reads ahead at once (more than [`LOOKAHEAD`] when batching, so that a
-    /// batch can fill).
-    lookahead: usize,
+    /// Entries each lane reads ahead at once (more than [`LOOKAHEAD`] for a lane that batches,
+    /// so that a batch can fill).
+    lookahead: [usize; 3],
     /// Lanes left out of the scheduling until [`LaneDrain::release`] (a batch waits to fill).
     held: [bool; 3],
 }
@@ -102,15 +102,20 @@ impl LaneDrain {
                     .max_age_secs
                     .map(|s| s.saturating_mul(1000))
             }),
-            lookahead: LOOKAHEAD,
+            lookahead: [LOOKAHEAD; 3],
             held: [false; 3],
         }
     }
 
-    /// Reads up to `lookahead` entries ahead per lane whenever the window has room (batching:
-    /// one publish takes many entries).
-    pub fn set_lookahead(&mut self, lookahead: usize) {
-        self.lookahead = lookahead.max(1);
+    /// `lane` reads up to `lookahead` entries ahead whenever the window has room (batching: one
+    /// publish takes many entries).
+    pub fn set_lookahead(&mut self, lane: Lane, lookahead: usize) {
+        self.lookahead[lane.index()] = lookahead.max(1);
+    }
+
+    /// The `maxAgeSecs` of `lane`, in ms.
+    pub fn max_age_ms(&self, lane: Lane) -> Option<u64> {
+        self.max_age_ms[lane.index()]
     }
 
     /// The entries of `lane` read ahead and not yet sent, oldest first.
@@ -167,17 +172,16 @@ impl LaneDrain {
         if self.room() == 0 {
             return Vec::new();
         }
-        let max = if self.lookahead > LOOKAHEAD {
-            self.lookahead
-        } else {
-            self.room().min(LOOKAHEAD)
+        let max = |l: Lane| match self.lookahead[l.index()] {
+            batching if batching > LOOKAHEAD => batching,
+            _ => self.room().min(LOOKAHEAD),
         };
         Lane::ALL
             .into_iter()
             .filter(|l| !self.held[l.index()] && self.ahead[l.index()].is_empty())
             .filter_map(|l| {
                 let (from, _) = self.drains[l.index()].next()?;
-                Some((l, from, max))
+                Some((l, from, max(l)))
             })
             .collect()
     }

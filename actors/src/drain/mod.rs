@@ -42,9 +42,10 @@ pub const DEFAULT_WINDOW: usize = 100;
 /// before sending again, unless the Supervisor reports a new link first.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
-/// Entries a lane reads ahead when batching is configured (a 5 KB batch of small readings
-/// holds ~70; the default look-ahead of 32 would cut every batch short).
-const BATCH_LOOKAHEAD: usize = 512;
+/// Entries the events and telemetry lanes read ahead when batching is configured: a 5 KB batch
+/// holds up to ~155 of the smallest elements (`{"ts":…,"payload":1}`); the default look-ahead of
+/// 32 would cut every batch short. Control is never batched and keeps the default.
+const BATCH_LOOKAHEAD: usize = 160;
 
 /// A moved watermark is made durable (sled flushed on the journal's thread) this long after.
 const PERSIST_AFTER: Duration = Duration::from_secs(1);
@@ -184,7 +185,8 @@ impl Buffer {
     /// publish of at most `max_payload_bytes` (never in the control lane).
     pub fn with_batching(mut self, batching: Batching, max_payload_bytes: usize) -> Self {
         if !batching.is_empty() {
-            self.drain.set_lookahead(BATCH_LOOKAHEAD);
+            self.drain.set_lookahead(Lane::Events, BATCH_LOOKAHEAD);
+            self.drain.set_lookahead(Lane::Telemetry, BATCH_LOOKAHEAD);
         }
         self.batching = batching;
         self.max_payload_bytes = max_payload_bytes;
@@ -201,7 +203,8 @@ impl Buffer {
     pub fn with_lanes(mut self, rules: &LaneRules) -> Self {
         self.drain = LaneDrain::new(self.window, rules);
         if !self.batching.is_empty() {
-            self.drain.set_lookahead(BATCH_LOOKAHEAD);
+            self.drain.set_lookahead(Lane::Events, BATCH_LOOKAHEAD);
+            self.drain.set_lookahead(Lane::Telemetry, BATCH_LOOKAHEAD);
         }
         self
     }
@@ -338,13 +341,13 @@ impl Buffer {
         if self.batching.is_empty() || lane == Lane::Control {
             return Plan::Single;
         }
-        batch::plan(
-            self.drain.peek(lane),
-            &self.batching,
-            self.max_payload_bytes,
-            self.caught_up[lane.index()],
-            unix_ms(),
-        )
+        let cx = batch::Context {
+            max_payload_bytes: self.max_payload_bytes,
+            caught_up: self.caught_up[lane.index()],
+            max_age_ms: self.drain.max_age_ms(lane),
+            now_ms: unix_ms(),
+        };
+        batch::plan(self.drain.peek(lane), &self.batching, cx)
     }
 
     /// Pumps again at `due_ms` (Unix ms), when a waiting batch is due.
