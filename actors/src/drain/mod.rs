@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod lanes;
+mod metrics;
 pub mod schedule;
 pub mod state;
 
@@ -22,14 +23,15 @@ use actix::prelude::*;
 use log::{error, warn};
 
 use crate::batching::Batching;
-use crate::billing::Meter;
+use crate::billing::{billed_units, Meter};
 use crate::clock::{unix_ms, LogLimiter};
 use crate::cloud::publisher::AckNotice;
 use crate::fault::{self, Fault};
 use crate::lanes::{Lane, LaneRules};
-use crate::messages::{Acked, ActorMetrics, Flush, GetMetrics, Journaled, LinkChanged};
+use crate::messages::{Acked, Flush, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
+use crate::routes::BASIC_INGEST_PREFIX;
 use crate::store::Journal;
 use batch::Plan;
 use lanes::{LaneDrain, Next};
@@ -52,35 +54,6 @@ const PERSIST_AFTER: Duration = Duration::from_secs(1);
 
 /// At most one log line per lane about expired messages this often.
 const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// The per-lane counters' names, indexed by [`Lane::index`]: queued, bytes, oldest_age_ms,
-/// sent, expired, dropped.
-const LANE_COUNTERS: [[&str; 6]; 3] = [
-    [
-        "control_queued",
-        "control_bytes",
-        "control_oldest_age_ms",
-        "control_sent",
-        "control_expired",
-        "control_dropped",
-    ],
-    [
-        "events_queued",
-        "events_bytes",
-        "events_oldest_age_ms",
-        "events_sent",
-        "events_expired",
-        "events_dropped",
-    ],
-    [
-        "telemetry_queued",
-        "telemetry_bytes",
-        "telemetry_oldest_age_ms",
-        "telemetry_sent",
-        "telemetry_expired",
-        "telemetry_dropped",
-    ],
-];
 
 /// A drained backlog of at least this many messages gives its freed heap back to the system.
 const TRIM_AFTER_BACKLOG: u64 = 10_000;
@@ -113,6 +86,8 @@ pub struct Buffer {
     sent: u64,
     /// Publishes started per lane.
     lane_sent: [u64; 3],
+    /// Billed messaging units of the publishes started, per lane (Basic Ingest: none).
+    lane_billed: [u64; 3],
     /// Entries not sent because they were older than their lane's `maxAgeSecs`, per lane.
     expired: [u64; 3],
     /// Expired entries per lane not yet logged, and the limiter of those log lines.
@@ -161,6 +136,7 @@ impl Buffer {
             throttle_wait_total: Duration::ZERO,
             sent: 0,
             lane_sent: [0; 3],
+            lane_billed: [0; 3],
             expired: [0; 3],
             expired_unlogged: [0; 3],
             expired_log: Default::default(),
@@ -329,6 +305,10 @@ impl Buffer {
                     self.sent += 1;
                     self.lane_sent[lane.index()] += 1;
                     self.meter.count(&msg.topic, msg.payload.len());
+                    if !msg.topic.starts_with(BASIC_INGEST_PREFIX) {
+                        self.lane_billed[lane.index()] +=
+                            billed_units(msg.topic.len(), msg.payload.len());
+                    }
                     publisher.publish(key, msg);
                 }
             }
@@ -559,60 +539,6 @@ impl Handler<Flush> for Buffer {
         if let Err(e) = self.journal.flush() {
             error!("cannot flush the journal: {e}");
         }
-    }
-}
-
-impl Handler<GetMetrics> for Buffer {
-    type Result = ActorMetrics;
-    fn handle(&mut self, _msg: GetMetrics, _ctx: &mut Self::Context) -> ActorMetrics {
-        let now = unix_ms();
-        let lane_oldest_ms =
-            Lane::ALL.map(|lane| self.journal.oldest_enqueued_ms(lane).ok().flatten());
-        let oldest_age_ms = lane_oldest_ms
-            .iter()
-            .flatten()
-            .min()
-            .map_or(0, |&t| now.saturating_sub(t));
-        let mut metrics = ActorMetrics {
-            actor: "buffer",
-            counters: vec![
-                ("queued", self.journal.queued_total()),
-                ("bytes", self.journal.queued_bytes_total()),
-                ("in_flight", self.drain.in_flight() as u64),
-                ("sent", self.sent),
-                ("delivered", self.delivered),
-                ("expired", self.expired.iter().sum()),
-                ("retried", self.retries),
-                ("dropped", self.journal.dropped_total()),
-                ("throttle_waits", self.throttle_waits),
-                (
-                    "throttle_wait_ms",
-                    self.throttle_wait_total.as_millis() as u64,
-                ),
-                ("quarantined", self.quarantined),
-                ("quarantine_kept", self.journal.quarantine_len()),
-                ("quarantine_dropped", self.journal.quarantine_dropped()),
-                ("heap_trims", self.trims),
-                ("batches_sent", self.batches_sent),
-                ("batched_messages", self.batched_messages),
-                ("oldest_age_ms", oldest_age_ms),
-            ],
-        };
-        for lane in Lane::ALL {
-            let i = lane.index();
-            let [queued, bytes, oldest, sent, expired, dropped] = LANE_COUNTERS[i];
-            let age = lane_oldest_ms[i].map_or(0, |t| now.saturating_sub(t));
-            metrics.counters.extend([
-                (queued, self.journal.queued(lane)),
-                (bytes, self.journal.queued_bytes(lane)),
-                (oldest, age),
-                (sent, self.lane_sent[i]),
-                (expired, self.expired[i]),
-                (dropped, self.journal.dropped(lane)),
-            ]);
-        }
-        metrics.counters.extend(self.meter.counters());
-        metrics
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::lanes::{Lane, LaneSettings};
+use crate::messages::GetMetrics;
 use crate::model::{CloudMessage, Publish};
 use crate::testkit::temp_journal;
 
