@@ -31,6 +31,19 @@ fn reading(i: u32) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Cuts the cloud off and publishes readings `0..n` on local `telemetry`; returns the sensor.
+fn queue_offline(rig: &CloudRig, status: &Probe, n: u32) -> Probe {
+    rig.proxy.cut();
+    status.expect_json(STATUS, T, "status disconnected", |v| {
+        v["connected"] == false
+    });
+    let sensor = rig.local("sensor", &[]);
+    for i in 0..n {
+        sensor.publish("telemetry", &reading(i), 1);
+    }
+    sensor
+}
+
 /// What arrived on the cloud side: the numbers unpacked from the envelopes, in arrival order.
 #[derive(Default)]
 struct Unpacked {
@@ -104,14 +117,7 @@ fn a_batched_backlog_arrives_complete_in_order_in_few_5kb_publishes() {
         "event-app",
         &["event/#"],
     );
-    rig.proxy.cut();
-    status.expect_json(STATUS, T, "status disconnected", |v| {
-        v["connected"] == false
-    });
-    let sensor = rig.local("sensor", &[]);
-    for i in 0..N {
-        sensor.publish("telemetry", &reading(i), 1);
-    }
+    let sensor = queue_offline(&rig, &status, N);
     sensor.publish("event", b"not batched", 1);
     rig.wait_for_metric(&format!(" journaled={}", N + 1));
     rig.proxy.resume();
@@ -176,14 +182,7 @@ fn kill_9_in_the_middle_of_a_batched_drain_loses_nothing() {
     let status = rig.local("status-watch", &[STATUS]);
     wait_connected(&status);
     let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    status.expect_json(STATUS, T, "status disconnected", |v| {
-        v["connected"] == false
-    });
-    let sensor = rig.local("sensor", &[]);
-    for i in 0..N {
-        sensor.publish("telemetry", &reading(i), 1);
-    }
+    let _sensor = queue_offline(&rig, &status, N);
     rig.wait_for_metric(&format!(" journaled={N}"));
     rig.proxy.resume();
     let mut got = Unpacked::default();
