@@ -38,6 +38,7 @@ use rumqttc::{
 
 use self::hold::{Arrival, Hold};
 use self::ingest::{Counters, Ingest, Taken};
+use self::marker::Granted;
 use self::sessions::{marker_topic, Coordination, Record, Session};
 use super::connection::LocalConnection;
 use crate::address::LocalAddress;
@@ -48,6 +49,8 @@ use crate::fault::{self, Fault};
 const MAX_BATCH: usize = 512;
 /// While holding, how often the journal is asked whether it has room again.
 const RESUME_CHECK: Duration = Duration::from_millis(200);
+/// How long the main session waits at start for the control session's first SUBACK.
+const CONTROL_START: Duration = Duration::from_secs(5);
 /// A filter nobody subscribes to: unsubscribing from it wakes the event loop.
 const WAKE_FILTER: &str = "awslink/intake/wake";
 /// Largest packet the intake reads; bigger payloads than `maxPayloadBytes` must still arrive to
@@ -90,16 +93,15 @@ struct Intake {
     client_id: String,
     ingest: Arc<Ingest>,
     coordination: Arc<Coordination>,
-    /// Main session: it knows the control session has its own copy of every control message
-    /// it receives now ([`sessions`]).
-    covered: bool,
-    /// Main session: the topic of its marker, the value of the one sent on this connection,
-    /// the last value used.
+    /// Main session: the control session's breaks when it last learned that the control
+    /// session has its own copy of every control message ([`sessions`]); `None`: not on this
+    /// connection.
+    covered_at: Option<u64>,
+    /// Main session: the topic of its marker, the value of the one sent on this connection
+    /// (and the control session's breaks then), the last value used.
     marker_topic: String,
-    marker_sent: Option<u64>,
+    marker_sent: Option<(u64, u64)>,
     marker_seq: u64,
-    /// Main session, for the wake-up task: a marker is due and waits for the loop.
-    marker_wanted: Arc<AtomicBool>,
     /// Control session: where its granted filters are recorded.
     record: Record,
     eventloop: EventLoop,
@@ -221,7 +223,7 @@ impl Intake {
         let qos = if p.qos == QoS::AtMostOnce { 0 } else { 1 };
         match self
             .ingest
-            .take_for(self.session, self.covered, &p.topic, &p.payload, qos)
+            .take_for(self.session, self.covered(), &p.topic, &p.payload, qos)
         {
             Taken::Yes => {
                 self.batch.push(p);
@@ -337,11 +339,7 @@ impl Intake {
     /// one, so neither the burst nor the held messages may be acknowledged there (their packet
     /// ids belong to the old connection).
     fn on_lost(&mut self, e: &dyn std::fmt::Display) {
-        if self.session == Session::Control {
-            self.coordination
-                .control_subscribed
-                .store(false, Ordering::Release);
-        }
+        self.control_lost();
         let counters = self.ingest.counters.clone();
         let c = counters.session(self.session);
         let was_connected = c.connected.swap(false, Ordering::Relaxed);
@@ -382,14 +380,15 @@ fn wake_while_holding(
     let client = intake.client.clone();
     let session = intake.session;
     let coordination = intake.coordination.clone();
-    let (holding, marker_wanted) = (intake.holding.clone(), intake.marker_wanted.clone());
+    let holding = intake.holding.clone();
     let (stopping, wake_pending) = (intake.stopping.clone(), intake.wake_pending.clone());
     async move {
         let mut tick = tokio::time::interval(RESUME_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while !stopping.load(Ordering::Acquire) {
             tick.tick().await;
-            let marker_due = marker_wanted.load(Ordering::Acquire)
+            let marker_due = session == Session::Main
+                && coordination.marker_wanted.load(Ordering::Acquire)
                 && coordination.control_subscribed.load(Ordering::Acquire);
             if (holding.load(Ordering::Acquire) || marker_due)
                 && counters.session(session).connected.load(Ordering::Relaxed)
@@ -447,11 +446,10 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
         client_id,
         ingest: setup.ingest,
         coordination: setup.coordination,
-        covered: false,
+        covered_at: None,
         marker_topic: setup.marker_topic,
         marker_sent: None,
         marker_seq: 0,
-        marker_wanted: Arc::new(AtomicBool::new(false)),
         record: setup.record,
         eventloop,
         client: client.clone(),
@@ -484,6 +482,16 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
             }
         });
     }
+    if session == Session::Main {
+        // After a restart, what Mosquitto queued for the main session is left to the control
+        // session only once that one's SUBACK says its subscriptions are there.
+        let coordination = intake.coordination.clone();
+        tokio::select! {
+            _ = coordination.control_started.notified() => {}
+            _ = tokio::time::sleep(CONTROL_START) => {}
+            _ = stop_requested.notified() => {}
+        }
+    }
     let mut failures: u32 = 0;
     loop {
         if intake.stopping.load(Ordering::Acquire) {
@@ -506,11 +514,16 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
                 intake.on_connected(ack.session_present);
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
-                intake.on_subscribed(!refused, ack.return_codes.len());
+                use rumqttc::SubscribeReasonCode::{Failure, Success};
+                let codes = &ack.return_codes;
+                let granted = if codes.iter().any(|c| matches!(c, Failure)) {
+                    Granted::Refused
+                } else if codes.iter().any(|c| matches!(c, Success(QoS::AtMostOnce))) {
+                    Granted::Downgraded
+                } else {
+                    Granted::All
+                };
+                intake.on_subscribed(granted, codes.len());
             }
             Ok(Event::Outgoing(
                 rumqttc::Outgoing::PubAck(pkid) | rumqttc::Outgoing::PubRec(pkid),

@@ -13,15 +13,21 @@
 //!   main session, subscribed to every uplink filter since its session exists, has them too);
 //! - the main session journals every other lane, and control-lane messages too until it is
 //!   *covered*: until it knows that the control session was subscribed when they were
-//!   published. It is covered on a connection whose session Mosquitto kept
+//!   published. Its *basis* for that: a connection whose session Mosquitto kept
 //!   (`session_present`) when the record says the control session's persistent subscriptions
-//!   are the current control filters; otherwise once a marker it published after the control
-//!   session's SUBACK comes back (Mosquitto delivers a session's messages in order, so whatever
-//!   follows the marker was published while the control session was subscribed). Before that
-//!   a control message may be journaled twice (at-least-once), never lost.
+//!   are the current control filters; otherwise a marker it published after the control
+//!   session's SUBACK came back (Mosquitto delivers a session's messages in order, so whatever
+//!   follows the marker was published while the control session was subscribed). A basis holds
+//!   only while the control session's persistent subscriptions last ([`ControlCopy`]): a
+//!   control CONNACK without `session_present`, or a SUBACK that refuses a filter or grants
+//!   less than QoS 1 (Mosquitto queues no QoS 0 message for an offline session), voids it and
+//!   the record. And the main session is covered only while the control session is connected
+//!   with its SUBACK of that connection granted at QoS 1, so it never leaves a message to a
+//!   session whose CONNACK has not yet said whether Mosquitto kept it. Otherwise a control
+//!   message may be journaled twice (at-least-once), never lost.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::lanes::{Lane, LaneRules};
 use crate::topics::{THING_REQUEST_TOPIC, UPLINK_FILTERS};
@@ -129,14 +135,113 @@ pub struct SessionCounters {
     pub paused: AtomicBool,
 }
 
+/// What the control session tells the main session about its own copies ([`ControlCopy::on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlEvent {
+    /// Its CONNACK: whether Mosquitto kept its session.
+    Connected {
+        /// The CONNACK's `session_present`.
+        session_present: bool,
+    },
+    /// Its SUBACK: every filter granted at QoS 1 (false: one refused, or granted at QoS 0).
+    Subscribed {
+        /// Every filter granted at QoS 1 or more.
+        at_qos1: bool,
+    },
+    /// Its connection broke.
+    Lost,
+}
+
+/// The control session's persistent copy of the control lane, as the main session sees it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ControlCopy {
+    /// Connected, with its SUBACK on this connection granting every filter at QoS 1.
+    pub granted: bool,
+    /// How many times its persistent subscriptions were lost (a CONNACK without
+    /// `session_present`, a SUBACK refused or downgraded): a basis of the main session's from
+    /// before does not hold.
+    pub breaks: u64,
+}
+
+impl ControlCopy {
+    /// The copy after `event`, and whether the record of its filters must be forgotten (its
+    /// persistent subscriptions are gone, or were never granted at QoS 1).
+    pub fn on(self, event: ControlEvent) -> (ControlCopy, bool) {
+        let broken = ControlCopy {
+            granted: false,
+            breaks: self.breaks + 1,
+        };
+        match event {
+            ControlEvent::Connected {
+                session_present: true,
+            }
+            | ControlEvent::Lost => (
+                ControlCopy {
+                    granted: false,
+                    ..self
+                },
+                false,
+            ),
+            ControlEvent::Connected {
+                session_present: false,
+            }
+            | ControlEvent::Subscribed { at_qos1: false } => (broken, true),
+            ControlEvent::Subscribed { at_qos1: true } => (
+                ControlCopy {
+                    granted: true,
+                    ..self
+                },
+                false,
+            ),
+        }
+    }
+
+    /// Whether the main session, whose basis dates from `basis` breaks (`None`: it has none),
+    /// may leave a control message it receives now to the control session.
+    pub fn covers(self, basis: Option<u64>) -> bool {
+        self.granted && basis == Some(self.breaks)
+    }
+}
+
 /// What the two sessions share on the intake thread.
 #[derive(Default)]
 pub struct Coordination {
-    /// The control session's subscriptions are granted on its current connection.
+    /// The control session's subscriptions are granted (QoS 1) on its current connection
+    /// ([`ControlCopy::granted`]).
     pub control_subscribed: AtomicBool,
+    /// [`ControlCopy::breaks`].
+    pub control_breaks: AtomicU64,
     /// The control session's persistent subscriptions are the current control filters: from
-    /// the record at start, or since its SUBACK in this run.
+    /// the record at start, or since its SUBACK in this run (until they are lost).
     pub recorded: AtomicBool,
+    /// Main session, for its wake-up task: a marker is due and waits for the loop.
+    pub marker_wanted: AtomicBool,
+    /// The control session got its first SUBACK or failed to connect: the main session starts
+    /// then, so that after a restart it knows whether the control session has its copies.
+    pub control_started: tokio::sync::Notify,
+}
+
+impl Coordination {
+    /// The control session's copy now.
+    pub fn control(&self) -> ControlCopy {
+        ControlCopy {
+            granted: self.control_subscribed.load(Ordering::Acquire),
+            breaks: self.control_breaks.load(Ordering::Acquire),
+        }
+    }
+
+    /// Applies the control session's `event`; true when its record must be forgotten.
+    pub fn on_control(&self, event: ControlEvent) -> bool {
+        let (copy, forget) = self.control().on(event);
+        self.control_breaks.store(copy.breaks, Ordering::Release);
+        self.control_subscribed
+            .store(copy.granted, Ordering::Release);
+        if forget {
+            self.recorded.store(false, Ordering::Release);
+            self.marker_wanted.store(true, Ordering::Release);
+        }
+        forget
+    }
 }
 
 /// The record of the control session's persistent filters in the journal directory `dir`.
@@ -167,6 +272,15 @@ impl Record {
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, encode(filters))?;
         std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Forgets the record (the control session's persistent subscriptions are gone); a missing
+    /// record is fine.
+    pub fn forget(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -215,6 +329,124 @@ mod tests {
             let by = Session::ALL.iter().filter(|s| s.journals(lane, true));
             assert_eq!(by.count(), 1, "{lane:?}");
         }
+    }
+
+    /// Replays the control session's `events` from a fresh start; the main session's basis was
+    /// taken before them (`breaks` 0: its CONNACK with the record, or its marker).
+    fn after(events: &[ControlEvent]) -> (ControlCopy, bool) {
+        let start = ControlCopy::default()
+            .on(ControlEvent::Connected {
+                session_present: true,
+            })
+            .0
+            .on(ControlEvent::Subscribed { at_qos1: true })
+            .0;
+        assert!(start.covers(Some(0)), "the basis holds at first");
+        events.iter().fold((start, false), |(copy, forgot), e| {
+            let (copy, forget) = copy.on(*e);
+            (copy, forgot || forget)
+        })
+    }
+
+    #[test]
+    fn the_main_session_is_covered_only_while_the_control_sessions_subscriptions_last() {
+        use ControlEvent::{Connected, Lost, Subscribed};
+        let kept = Connected {
+            session_present: true,
+        };
+        let lost_session = Connected {
+            session_present: false,
+        };
+        let granted = Subscribed { at_qos1: true };
+        let refused_or_qos0 = Subscribed { at_qos1: false };
+        // (what the control session reported since the main session's basis, main covered
+        // with that basis, the record forgotten, why)
+        let rows: [(&[ControlEvent], bool, bool, &str); 9] = [
+            (&[], true, false, "subscribed, session kept"),
+            (
+                &[Lost],
+                false,
+                false,
+                "offline: it may come back without its session",
+            ),
+            (&[Lost, kept], false, false, "back, SUBACK not yet"),
+            (
+                &[Lost, kept, granted],
+                true,
+                false,
+                "back with its session and QoS 1",
+            ),
+            // (1) Mosquitto restored an older snapshot: what it queued offline is gone.
+            (
+                &[Lost, lost_session],
+                false,
+                true,
+                "back without its session",
+            ),
+            (
+                &[Lost, lost_session, granted],
+                false,
+                true,
+                "subscribed again: the main session needs a new marker",
+            ),
+            // (2) an ACL refuses a filter; (3) the filter is granted at QoS 0 only.
+            (
+                &[Lost, kept, refused_or_qos0],
+                false,
+                true,
+                "SUBACK refused or QoS 0",
+            ),
+            (
+                &[refused_or_qos0],
+                false,
+                true,
+                "a later SUBACK refused or QoS 0",
+            ),
+            (
+                &[Lost, kept, refused_or_qos0, Lost, kept, granted],
+                false,
+                true,
+                "granted again after a refusal: a new marker first",
+            ),
+        ];
+        for (events, covered, forgot, why) in rows {
+            let (copy, forget) = after(events);
+            assert_eq!(copy.covers(Some(0)), covered, "{why}: {events:?}");
+            assert_eq!(forget, forgot, "{why}: {events:?}");
+            assert!(!copy.covers(None), "{why}: no basis, never covered");
+            // A marker sent once it is granted again, under the current breaks, restores it.
+            assert_eq!(copy.covers(Some(copy.breaks)), copy.granted, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_lost_control_session_voids_the_record_and_asks_the_main_session_for_a_marker() {
+        let c = Coordination::default();
+        c.recorded.store(true, Ordering::Release);
+        for event in [
+            ControlEvent::Connected {
+                session_present: true,
+            },
+            ControlEvent::Subscribed { at_qos1: true },
+            ControlEvent::Lost,
+        ] {
+            assert!(!c.on_control(event), "{event:?}");
+            assert!(c.recorded.load(Ordering::Acquire), "{event:?}");
+        }
+        assert!(c.on_control(ControlEvent::Connected {
+            session_present: false
+        }));
+        assert!(!c.recorded.load(Ordering::Acquire));
+        assert!(c.marker_wanted.load(Ordering::Acquire));
+        assert_eq!(c.control().breaks, 1);
+        assert!(!c.control().granted);
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record::new(dir.path());
+        let filters: Vec<String> = vec!["aws/jobs/#".into()];
+        record.store(&filters).unwrap();
+        record.forget().unwrap();
+        assert!(!record.holds(&filters), "forgotten");
+        record.forget().unwrap();
     }
 
     #[test]
