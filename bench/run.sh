@@ -7,9 +7,13 @@
 #   bash bench/run.sh                 # everything (~16 min)
 #   bash bench/run.sh --quick         # smaller counts, shorter outage (~7 min)
 #   bash bench/run.sh --scenario 1    # one scenario (repeatable: --scenario 1 --scenario 5)
+#   bash bench/run.sh --quick --scenario 6 --scenario 7   # opt-in, at AWS limits: commands during a
+#            drain (#14), cost and drain with batching (#18); backlog 100,000 (--quick 5,000)
 #   options: --no-build, --no-profile, --systems "bridge bridge-hop batched fsync", --rounds N (scenario 1
-#            runs N times, the systems interleaved; the table shows each metric's median)
-#   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1
+#            runs N times, the systems interleaved; the table shows each metric's median),
+#            --backlog N (scenarios 6 and 7: messages buffered offline)
+#   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1,
+#        S6_SYSTEMS (default "bridge batched"), S7_SYSTEMS (default "bridge batched batching")
 #
 # Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
 # an awslink built with symbols from $PROF_TARGET_DIR (default: $CARGO_TARGET_DIR-prof) if present,
@@ -22,7 +26,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge bridge-hop batched fsync" ROUNDS=3
+QUICK=0 BUILD=1 PROFILE=1 SCENARIOS="" SYSTEMS="bridge bridge-hop batched fsync" ROUNDS=3 BACKLOG=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -31,7 +35,8 @@ while [ $# -gt 0 ]; do
     --scenario) SCENARIOS="$SCENARIOS ${2//,/ }"; shift ;;
     --systems) SYSTEMS="$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --backlog) BACKLOG="$2"; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -46,6 +51,10 @@ if [ $QUICK = 1 ]; then
 else
   S1_COUNT=100000 S1_LAT_COUNT=20000 S2_COUNT=5000 S3_OUTAGE=60 S3_PRE=5 S3_POST=20 S4_COUNT=20000 PROBE_COUNT=2000
 fi
+# Scenarios 6 and 7 (opt-in: at 100 publishes/s a 100,000 backlog takes 17 min per unbatched system).
+BACKLOG=${BACKLOG:-$([ $QUICK = 1 ] && echo 5000 || echo 100000)}
+S6_SYSTEMS=${S6_SYSTEMS:-bridge batched} S7_SYSTEMS=${S7_SYSTEMS:-bridge batched batching}
+S6_COMMANDS=20
 # How the cloud is away in scenario 3: refuse (port closed) or eof (TCP accepted, closed at once).
 S3_DOWN_MODE=${S3_DOWN_MODE:-refuse}
 SIZE=200 LAT_RATE=2000 S2_RATE=1000 S3_RATE=100 S4_RATE=2000
@@ -183,6 +192,8 @@ restart_timeout 1 5
 keepalive_interval 60
 topic "" out 1 telemetry telemetry/bench/dev
 EOF
+  # Scenario 6: command responses too (command///res/<id>/<status> → command//dev/res/…).
+  [ -z "${BRIDGE_COMMANDS:-}" ] || echo 'topic res/# out 1 command/// command//dev/'
 }
 # start_stack SYSTEM DIR LIMITS(on|off) PROXY(0|1)
 start_stack() {
@@ -232,16 +243,19 @@ EOF
     } > "$D/hop.conf"
     start_hop
   elif [ "$SYS" != bridge ]; then
-    local quota='{}'
+    local quota='{}' dur=$SYS batching='[]'
     [ "$LIMITS" = off ] && quota='{"publishPerSecond": 100000, "bytesPerSecond": 1099511627776}'
+    # "batching": awslink (batched durability) with telemetry batching on (#18), defaults.
+    if [ "$SYS" = batching ]; then dur=batched batching='[{"filter": "telemetry/#"}]'; fi
     jq -n --arg addr "mqtts://localhost:$CLOUD_PORT" --arg ca "$CERTS/ca.pem" \
       --arg cert "$CERTS/device.pem" --arg key "$CERTS/device.key" \
-      --arg local "tcp://127.0.0.1:$LOCAL_PORT" --arg buf "$D/journal" --arg dur "$SYS" \
-      --argjson quota "$quota" \
+      --arg local "tcp://127.0.0.1:$LOCAL_PORT" --arg buf "$D/journal" --arg dur "$dur" \
+      --argjson quota "$quota" --argjson batching "$batching" \
       '{address:$addr, caCert:$ca, cert:$cert, key:$key, tenantId:"bench", localAddress:$local,
         logLevel:"WARN", metricsIntervalSecs:0,
         buffer:{path:$buf, durability:$dur}, quota:$quota,
-        reconnect:{minDelayMs:1000, maxDelayMs:5000}}' > "$D/awslink.json"
+        reconnect:{minDelayMs:1000, maxDelayMs:5000}}
+       + (if $batching == [] then {} else {batching:$batching} end)' > "$D/awslink.json"
     start_awslink
   fi
   TIMEOUT=30 wait_for jq -e '.connections_open >= 1' "$D/emu-stats.json" \
@@ -308,9 +322,9 @@ stop_stack() {
   PIDS=()
 }
 
-# start_sink NAME EXPECT IDLE MAX: arrivals in $D/NAME.csv, its summary in $D/NAME-sink.json
+# start_sink NAME EXPECT IDLE MAX [FILTER]: arrivals in $D/NAME.csv, its summary in $D/NAME-sink.json
 start_sink() {
-  "$TOOL" sink --port "$PRIV_PORT" --expect "$2" --idle-secs "$3" --max-secs "$4" \
+  "$TOOL" sink --port "$PRIV_PORT" --expect "$2" --idle-secs "$3" --max-secs "$4" --filter "${5:-telemetry/#}" \
     --ready-file "$D/$1.ready" --out "$D/$1.csv" --summary "$D/$1-sink.json" >"$D/$1.log" 2>&1 &
   SINK_PID=$!; PIDS+=("$SINK_PID")
   wait_for test -f "$D/$1.ready" || fail "sink did not start"
@@ -570,6 +584,84 @@ scenario4() {
   stop_stack
 }
 
+# ---- scenarios 6 and 7: a backlog buffered offline, drained at AWS's limits --------------------
+
+# offline_backlog SYS D: the stack with AWS limits on behind the proxy, the cloud taken away,
+# $BACKLOG x $SIZE B JSON readings on `telemetry` acknowledged by the local broker.
+offline_backlog() {
+  start_stack "$1" "$2" on 1
+  touch "$D/cloud-down"
+  TIMEOUT=30 wait_for jq -e '.connections_open == 0' "$D/emu-stats.json" || fail "the proxy did not cut $1"
+  loadgen backlog --count "$BACKLOG" --format json --timeout-secs $((BACKLOG / 500 + 120)) \
+    || fail "loadgen failed ($D/backlog.log)"
+  sleep 2 # awslink takes the last ones off the local broker (the bridge has them queued already)
+}
+
+# Scenario 6 (#14): command responses published during the drain, local publish → cloud sink.
+scenario6() {
+  local sys=$1 D=$WORK/s6-$1 i
+  log "scenario 6 [$sys]: $BACKLOG buffered offline, AWS limits on; $S6_COMMANDS command responses, one a second, during the drain"
+  BRIDGE_COMMANDS=1 offline_backlog "$sys" "$D"
+  local max=$((BACKLOG / 90 + 90))
+  start_sink s6 "$BACKLOG" 60 "$max"
+  local tel_sink=$SINK_PID
+  start_sink cmd "$S6_COMMANDS" "$max" "$max" 'command/#'
+  local cmd_sink=$SINK_PID
+  rm -f "$D/cloud-down"
+  local up_ns; up_ns=$(now_ns)
+  local t0=$SECONDS
+  for i in $(seq 1 "$S6_COMMANDS"); do
+    while [ $((SECONDS - t0)) -lt "$i" ]; do sleep 0.05; done
+    "$TOOL" loadgen --port "$LOCAL_PORT" --topic "command///res/$i/200" --count 1 \
+      --start-seq $((10000000 + i)) --size 100 --format json --client-id bench-cmd \
+      --summary "$D/cmd-$i.json" >"$D/cmd-$i.log" 2>&1 || log "command response $i not acknowledged locally"
+  done
+  wait "$cmd_sink" || true
+  wait "$tel_sink" || true
+  analyze "$D/cmd-analysis.json" "$S6_COMMANDS" --start-seq 10000001 --events "$D/cmd.csv"
+  analyze "$D/s6-analysis.json" "$BACKLOG" --up-ns "$up_ns" --events "$D/s6.csv"
+  rec 6 command_responses_delivered "$sys" "$(jq .delivered "$D/cmd-analysis.json")" "of $S6_COMMANDS, one a second during the drain"
+  rec 6 command_p50_ms "$sys" "$(jq .latency.p50_ms "$D/cmd-analysis.json")" "ms local publish → cloud sink"
+  rec 6 command_p99_ms "$sys" "$(jq .latency.p99_ms "$D/cmd-analysis.json")" "ms local publish → cloud sink"
+  rec 6 command_max_ms "$sys" "$(jq .latency.max_ms "$D/cmd-analysis.json")" "ms local publish → cloud sink"
+  rec 6 backlog_delivered "$sys" "$(jq .delivered "$D/s6-analysis.json")" "of $BACKLOG"
+  local drain='"never"'
+  [ "$(jq .lost "$D/s6-analysis.json")" = 0 ] && drain=$(jq .drain.drain_s "$D/s6-analysis.json")
+  rec 6 backlog_drain_s "$sys" "$drain" "s after the cloud came back (never: not all arrived)"
+  rec 6 throttled_by_endpoint "$sys" "$(jq .publishes_throttled "$D/emu-stats.json")" "publishes dropped"
+  stop_stack
+}
+
+# Scenario 7 (#18): time to drain and billed units, counted from what the cloud side received.
+scenario7() {
+  local sys=$1 D=$WORK/s7-$1
+  log "scenario 7 [$sys]: $BACKLOG x $SIZE B buffered offline, drained at AWS limits"
+  offline_backlog "$sys" "$D"
+  start_sink s7 "$BACKLOG" 60 $((BACKLOG / 90 + 90))
+  rm -f "$D/cloud-down"
+  local up_ns; up_ns=$(now_ns)
+  wait "$SINK_PID" || true
+  analyze "$D/s7-analysis.json" "$BACKLOG" --up-ns "$up_ns" --events "$D/s7.csv"
+  local lost; lost=$(jq .lost "$D/s7-analysis.json")
+  rec 7 delivered "$sys" "$(jq .delivered "$D/s7-analysis.json")" "of $BACKLOG"
+  rec 7 lost "$sys" "$lost" "msgs not delivered by the deadline"
+  rec 7 duplicates "$sys" "$(jq .duplicates "$D/s7-analysis.json")" msgs
+  if [ "$lost" = 0 ]; then
+    rec 7 drain_s "$sys" "$(jq .drain.drain_s "$D/s7-analysis.json")" "s cloud back → all arrived"
+    rec 7 drain_after_reconnect_s "$sys" "$(jq .drain.drain_after_reconnect_s "$D/s7-analysis.json")" "s first arrival → all arrived"
+  else
+    rec 7 drain_s "$sys" '"never"' "s cloud back → all arrived"
+    rec 7 drain_after_reconnect_s "$sys" '"never"' "s first arrival → all arrived"
+  fi
+  rec 7 reconnect_s "$sys" "$(jq .drain.reconnect_s "$D/s7-analysis.json")" "s cloud back → first arrival"
+  rec 7 cloud_publishes "$sys" "$(jq .publishes "$D/s7-sink.json")" "publishes received by the cloud side"
+  rec 7 billed_units "$sys" "$(jq .billed_units "$D/s7-sink.json")" "Σ ⌈(payload+topic)/5120⌉ over received publishes"
+  rec 7 billed_units_per_1000_msgs "$sys" \
+    "$(jq '(.billed_units * 100000 / ([.distinct, 1] | max)) | round / 100' "$D/s7-sink.json")" "per 1,000 distinct messages delivered"
+  rec 7 throttled_by_endpoint "$sys" "$(jq .publishes_throttled "$D/emu-stats.json")" "publishes dropped"
+  stop_stack
+}
+
 for s in 1 2 3 4; do
   has $s || continue
   if [ $s = 1 ]; then
@@ -583,6 +675,8 @@ for s in 1 2 3 4; do
   fi
   if [ $s = 1 ] && [ $PROFILE = 1 ]; then profile_s1; fi
 done
+if has 6; then for sys in $S6_SYSTEMS; do scenario6 "$sys"; done; fi
+if has 7; then for sys in $S7_SYSTEMS; do scenario7 "$sys"; done; fi
 if has 5; then
   rec 5 stripped_binary_bytes fsync "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"
   rec 5 stripped_binary_bytes batched "$(stat -c %s "$BIN/awslink")" "bytes (stripped executable; both link the system libssl)"

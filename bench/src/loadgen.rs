@@ -29,6 +29,9 @@ pub struct Args {
     /// Payload size in bytes (at least 16).
     #[arg(long, default_value_t = 200)]
     size: usize,
+    /// Payload format: `binary` (16-byte header, padded) or `json` (a JSON reading).
+    #[arg(long, default_value = "binary", value_parser = ["binary", "json"])]
+    format: String,
     /// Messages per second; 0 = as fast as the window allows.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -85,7 +88,12 @@ pub fn run(a: Args) -> Result<()> {
             }
         };
     let publish = |seq: u64, sent: u64| {
-        let msg = mqtt::Message::new(&a.topic, payload::encode(seq, sent, a.size), 1);
+        let body = if a.format == "json" {
+            payload::encode_json(seq, sent, a.size)
+        } else {
+            payload::encode(seq, sent, a.size)
+        };
+        let msg = mqtt::Message::new(&a.topic, body, 1);
         cli.publish(msg)
     };
 

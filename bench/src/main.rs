@@ -2,9 +2,11 @@
 //! bridge on the same brokers, certificates and load.
 //!
 //! - `loadgen`: publishes numbered QoS 1 messages (sequence number and send time in the first
-//!   16 bytes of the payload) to a local broker, as fast as possible or at a fixed rate.
+//!   16 bytes of the payload, or in a JSON reading) to a local broker, as fast as possible or at
+//!   a fixed rate.
 //! - `sink`: subscribes on the emulator's private broker ("the cloud") and records every
-//!   arrival (sequence, send time, arrival time) to a CSV file.
+//!   arrival (sequence, send time, arrival time; batch envelopes unpacked) to a CSV file, and
+//!   the billed units of the publishes it received.
 //! - `analyze`: turns arrival files into loss, duplicates, throughput, latency and drain figures.
 //! - `flush-probe`: the disk's raw sled insert+flush rate, the ceiling for `fsync` durability.
 //! - `proxy`: a TCP relay between forwarder and emulator that can take "the cloud" away.

@@ -179,6 +179,38 @@ fn checks(rows: &[Row]) -> Vec<Value> {
         "<= 1.0",
         r.map(|r| r <= 1.0),
     );
+    // Scenario 6 (#14): a command response during a drain within 2 s, as in tests/lanes.rs.
+    let p = val(rows, "6", "command_p99_ms", 1);
+    check(
+        "6: batched command response p99 during a drain (ms)",
+        p,
+        "<= 2000",
+        p.map(|p| p <= 2000.0),
+    );
+    // Scenario 7 (#18): batching against awslink unbatched (drain) and the bridge (billing).
+    for (metric, what) in [
+        ("drain_s", "cloud back → all"),
+        ("drain_after_reconnect_s", "first arrival → all"),
+    ] {
+        let r = val(rows, "7", metric, 1)
+            .zip(other(rows, "7", metric, "batching"))
+            .map(|(a, b)| a / b.max(1e-3));
+        check(
+            &format!("7: drain unbatched ÷ batching ({what})"),
+            r,
+            ">= 20",
+            r.map(|r| r >= 20.0),
+        );
+    }
+    let r = other(rows, "7", "billed_units_per_1000_msgs", "batching")
+        .zip(val(rows, "7", "billed_units_per_1000_msgs", 0))
+        .map(|(a, b)| a / b);
+    check(
+        "7: billed units per message, batching ÷ bridge",
+        r,
+        "<= 0.05",
+        r.map(|r| r <= 0.05),
+    );
     out
 }
 

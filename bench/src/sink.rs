@@ -1,5 +1,6 @@
 //! The cloud-side consumer: subscribes on the emulator's private broker and records every
-//! arrival (sequence, send time, arrival time) as CSV.
+//! arrival (sequence, send time, arrival time) as CSV, each message packed in an awslink batch
+//! envelope as its own arrival, and what AWS would bill for the publishes it received.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -74,17 +75,23 @@ pub fn run(a: Args) -> Result<()> {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut events: Vec<(u64, u64, u64)> = Vec::with_capacity(a.expect as usize + 1024);
     let mut foreign = 0u64;
+    let (mut publishes, mut billed, mut bytes) = (0u64, 0u64, 0u64);
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(msg)) => {
                 let recv = now_ns();
                 last_arrival = Instant::now();
-                match payload::decode(msg.payload()) {
-                    Some((seq, sent)) => {
-                        seen.insert(seq);
-                        events.push((seq, sent, recv));
+                publishes += 1;
+                bytes += msg.payload().len() as u64;
+                billed += payload::billed_units(msg.payload().len(), msg.topic().len());
+                for item in payload::unpack(msg.payload()) {
+                    match item {
+                        Some((seq, sent)) => {
+                            seen.insert(seq);
+                            events.push((seq, sent, recv));
+                        }
+                        None => foreign += 1,
                     }
-                    None => foreign += 1,
                 }
                 if a.expect > 0 && complete_at.is_none() && seen.len() as u64 >= a.expect {
                     complete_at = Some(Instant::now());
@@ -130,6 +137,9 @@ pub fn run(a: Args) -> Result<()> {
                 "arrivals": events.len(),
                 "distinct": seen.len(),
                 "foreign": foreign,
+                "publishes": publishes,
+                "payload_bytes": bytes,
+                "billed_units": billed,
                 "usage": crate::own_usage(),
             }),
         )?;
