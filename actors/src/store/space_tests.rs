@@ -74,9 +74,12 @@ fn after_a_full_disk_is_drained_reclaim_gives_the_room_back() {
         taken += n;
         eprintln!("round {round}: {n} messages until the disk was low");
         assert!(!journal.disk_ok(RESUME), "round {round}: never full");
+        // Measured: 805, 792 and 401–800 messages per round (how much sled's own garbage a
+        // reclaim during the fill frees varies with the journal thread's timing under load);
+        // without the early segment end it was 92, or the intake never resumed.
         if round > 0 {
             assert!(
-                n >= 500,
+                n >= 300,
                 "round {round}: only {n} messages of 10 KB fit after a drained full disk"
             );
         }
