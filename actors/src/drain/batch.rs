@@ -13,6 +13,9 @@ use super::lanes::Entry;
 pub enum Plan {
     /// Send the head alone, as today (no rule, the rule is gone, or unreadable).
     Single,
+    /// The run reached the end of what was read ahead and the journal holds more: read the
+    /// lane again from its head (a batch cut at the end of a read ahead would be short).
+    Refill,
     /// The run may still grow: look again at `due_ms` (Unix ms).
     Wait {
         /// When the oldest of the run has waited its rule's `maxDelayMs`.
@@ -34,6 +37,8 @@ pub struct Context {
     pub max_payload_bytes: usize,
     /// The entries read ahead are everything the lane's journal held when read.
     pub caught_up: bool,
+    /// Most entries one read ahead brings.
+    pub lookahead: usize,
     /// The lane's `maxAgeSecs` in ms: a waiting batch is due before its head would expire.
     pub max_age_ms: Option<u64>,
     /// Now (Unix ms).
@@ -91,6 +96,9 @@ pub fn plan<'a>(
     if !closed && cx.caught_up && cx.now_ms < due_ms {
         return Plan::Wait { due_ms };
     }
+    if !closed && !cx.caught_up && envelope.len() < cx.lookahead {
+        return Plan::Refill;
+    }
     Plan::Batch {
         count: envelope.len(),
         message: CloudMessage {
@@ -145,6 +153,7 @@ mod tests {
         Context {
             max_payload_bytes,
             caught_up,
+            lookahead: 160,
             max_age_ms: None,
             now_ms: T0,
         }
@@ -170,7 +179,7 @@ mod tests {
             Plan::Single
         );
         assert!(matches!(
-            plan(&big(vec![b'1'; 900]), &batching(), cx(1000, false)),
+            plan(&big(vec![b'1'; 900]), &batching(), cx(1000, true)),
             Plan::Batch { count: 1, .. }
         ));
         let young = vec![entry(0, "telemetry/t/d", Some(0), 0)];
@@ -242,23 +251,10 @@ mod tests {
                 },
             ),
             (
-                "young but the journal holds more: send",
+                "the end of a read ahead, the journal holds more: read again",
                 vec![entry(0, a, Some(0), 10)],
                 false,
-                Plan::Batch {
-                    count: 1,
-                    message: CloudMessage {
-                        topic: a.into(),
-                        payload: format!(
-                            "{{\"batch\":[{{\"ts\":{},\"payload\":{{\"n\":0}}}}]}}",
-                            T0 - 10
-                        )
-                        .into_bytes(),
-                        qos: 1,
-                        enqueued_ms: T0 - 10,
-                        batch: None,
-                    },
-                },
+                Plan::Refill,
             ),
         ];
         for (what, ahead, caught_up, want) in rows {
@@ -324,6 +320,18 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn a_whole_read_ahead_is_sent_even_when_the_journal_holds_more() {
+        let ahead: Vec<_> = (0..3)
+            .map(|i| entry(i, "telemetry/t/d", Some(0), 10))
+            .collect();
+        let cx = Context {
+            lookahead: 3,
+            ..cx(131_072, false)
+        };
+        assert_eq!(count(&plan(&ahead, &batching(), cx)), Some(3));
     }
 
     #[test]

@@ -113,6 +113,11 @@ impl LaneDrain {
         self.lookahead[lane.index()] = lookahead.max(1);
     }
 
+    /// Most entries `lane` reads ahead at once.
+    pub fn lookahead(&self, lane: Lane) -> usize {
+        self.lookahead[lane.index()]
+    }
+
     /// The `maxAgeSecs` of `lane`, in ms.
     pub fn max_age_ms(&self, lane: Lane) -> Option<u64> {
         self.max_age_ms[lane.index()]
@@ -127,6 +132,12 @@ impl LaneDrain {
     /// read ahead (read again then, with whatever was appended meanwhile).
     pub fn hold(&mut self, lane: Lane) {
         self.held[lane.index()] = true;
+        self.ahead[lane.index()].clear();
+    }
+
+    /// Forgets what `lane` read ahead: the next [`LaneDrain::reads`] reads it again from its
+    /// cursor.
+    pub fn unread(&mut self, lane: Lane) {
         self.ahead[lane.index()].clear();
     }
 

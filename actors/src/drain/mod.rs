@@ -268,6 +268,10 @@ impl Buffer {
                             self.wake_at(*due_ms, ctx);
                             continue;
                         }
+                        Plan::Refill => {
+                            self.drain.unread(lane);
+                            continue;
+                        }
                         Plan::Batch { message, .. } => {
                             (message.topic.len() + message.payload.len()) as u64
                         }
@@ -324,6 +328,7 @@ impl Buffer {
         let cx = batch::Context {
             max_payload_bytes: self.max_payload_bytes,
             caught_up: self.caught_up[lane.index()],
+            lookahead: self.drain.lookahead(lane),
             max_age_ms: self.drain.max_age_ms(lane),
             now_ms: unix_ms(),
         };
