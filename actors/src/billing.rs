@@ -50,16 +50,19 @@ impl Meter {
         }
     }
 
-    /// Counts one publish of `payload_bytes` to `topic`.
-    pub fn count(&mut self, topic: &str, payload_bytes: usize) {
+    /// Counts one publish of `payload_bytes` to `topic`; returns the billed units it added (0
+    /// for Basic Ingest).
+    pub fn count(&mut self, topic: &str, payload_bytes: usize) -> u64 {
         if !topic.starts_with(BASIC_INGEST_PREFIX) {
-            self.billed_units += billed_units(topic.len(), payload_bytes);
-            return;
+            let units = billed_units(topic.len(), payload_bytes);
+            self.billed_units += units;
+            return units;
         }
         self.basic_ingest += 1;
         if let Some(rule) = self.rules.iter_mut().find(|r| topic.starts_with(&r.prefix)) {
             rule.sent += 1;
         }
+        0
     }
 
     /// `billed_units`, `basic_ingest_publishes`, then `route_{rule}_sent` per rule.

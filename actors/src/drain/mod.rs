@@ -23,7 +23,7 @@ use actix::prelude::*;
 use log::{error, warn};
 
 use crate::batching::Batching;
-use crate::billing::{billed_units, Meter};
+use crate::billing::Meter;
 use crate::clock::{unix_ms, LogLimiter};
 use crate::cloud::publisher::AckNotice;
 use crate::fault::{self, Fault};
@@ -31,7 +31,6 @@ use crate::lanes::{Lane, LaneRules};
 use crate::messages::{Acked, Flush, Journaled, LinkChanged};
 use crate::model::{Link, Outcome};
 use crate::quota::Quota;
-use crate::routes::BASIC_INGEST_PREFIX;
 use crate::store::Journal;
 use batch::Plan;
 use lanes::{LaneDrain, Next};
@@ -160,11 +159,8 @@ impl Buffer {
     /// Sends consecutive entries of one cloud topic journaled under a `batching` rule as one
     /// publish of at most `max_payload_bytes` (never in the control lane).
     pub fn with_batching(mut self, batching: Batching, max_payload_bytes: usize) -> Self {
-        if !batching.is_empty() {
-            self.drain.set_lookahead(Lane::Events, BATCH_LOOKAHEAD);
-            self.drain.set_lookahead(Lane::Telemetry, BATCH_LOOKAHEAD);
-        }
         self.batching = batching;
+        self.set_batch_lookahead();
         self.max_payload_bytes = max_payload_bytes;
         self
     }
@@ -178,11 +174,16 @@ impl Buffer {
     /// Drains the lanes with the minimum shares and maximum ages of `rules`.
     pub fn with_lanes(mut self, rules: &LaneRules) -> Self {
         self.drain = LaneDrain::new(self.window, rules);
+        self.set_batch_lookahead();
+        self
+    }
+
+    /// With batching, the lanes that batch (events, telemetry) read [`BATCH_LOOKAHEAD`] ahead.
+    fn set_batch_lookahead(&mut self) {
         if !self.batching.is_empty() {
             self.drain.set_lookahead(Lane::Events, BATCH_LOOKAHEAD);
             self.drain.set_lookahead(Lane::Telemetry, BATCH_LOOKAHEAD);
         }
-        self
     }
 
     /// Sends what the window, the quota and the journal allow, then takes the publishes that
@@ -308,11 +309,8 @@ impl Buffer {
                     };
                     self.sent += 1;
                     self.lane_sent[lane.index()] += 1;
-                    self.meter.count(&msg.topic, msg.payload.len());
-                    if !msg.topic.starts_with(BASIC_INGEST_PREFIX) {
-                        self.lane_billed[lane.index()] +=
-                            billed_units(msg.topic.len(), msg.payload.len());
-                    }
+                    self.lane_billed[lane.index()] +=
+                        self.meter.count(&msg.topic, msg.payload.len());
                     publisher.publish(key, msg);
                 }
             }
