@@ -59,6 +59,23 @@ fn lane_msg(lane: Lane, n: u64) -> CloudMessage {
     }
 }
 
+/// The messages of `queued` (as an earlier version journaled them) that belong in `lane`.
+fn in_lane(queued: &[CloudMessage], lane: Lane) -> Vec<CloudMessage> {
+    queued
+        .iter()
+        .filter(|m| Lane::of_cloud_topic(&m.topic) == lane)
+        .cloned()
+        .collect()
+}
+
+/// The messages queued in `lane`, in order.
+fn lane_messages(journal: &Journal, lane: Lane) -> Vec<CloudMessage> {
+    lane_entries(journal, lane)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
 fn lane_entries(journal: &Journal, lane: Lane) -> Vec<(u64, CloudMessage)> {
     journal
         .entries_from(lane, 0, usize::MAX)
@@ -386,15 +403,8 @@ fn a_journal_written_before_lanes_drains_into_the_lanes_of_its_topics() {
 
     let journal = reopen(&cfg);
     for lane in Lane::ALL {
-        let expected: Vec<CloudMessage> = queued
-            .iter()
-            .filter(|m| Lane::of_cloud_topic(&m.topic) == lane)
-            .cloned()
-            .collect();
-        let got: Vec<CloudMessage> = lane_entries(&journal, lane)
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
+        let expected = in_lane(&queued, lane);
+        let got = lane_messages(&journal, lane);
         assert!(!got.is_empty(), "{lane:?}");
         assert_eq!(
             got, expected,
@@ -432,26 +442,12 @@ fn a_journal_written_before_lanes_drains_into_the_lanes_of_its_topics() {
         journal.queued_total(),
         queued.len() as u64 - control.len() as u64
     );
-    let found = inspect_when_free(&cfg.path, journal);
+    drop(journal);
+    let found = super::tests::inspect_when_free(&cfg.path);
     assert_eq!(found.legacy_messages, 0);
     let telemetry = &found.lanes[Lane::Telemetry.index()];
     assert_eq!(telemetry.lane, Lane::Telemetry);
     assert!(telemetry.queued > 0);
-}
-
-/// `inspect` once `journal` is dropped and has let go of the lock.
-fn inspect_when_free(path: &Path, journal: Journal) -> Inspection {
-    drop(journal);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match inspect(path) {
-            Ok(found) => return found,
-            Err(JournalError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            Err(e) => panic!("inspect: {e}"),
-        }
-    }
 }
 
 /// A move that crashed after the messages reached the lanes but before the old trees were
@@ -467,15 +463,8 @@ fn an_interrupted_move_duplicates_and_loses_nothing() {
     assert_eq!(again, queued);
     let journal = reopen(&cfg);
     for lane in Lane::ALL {
-        let expected: Vec<CloudMessage> = queued
-            .iter()
-            .filter(|m| Lane::of_cloud_topic(&m.topic) == lane)
-            .cloned()
-            .collect();
-        let got: Vec<CloudMessage> = lane_entries(&journal, lane)
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
+        let expected = in_lane(&queued, lane);
+        let got = lane_messages(&journal, lane);
         let twice: Vec<CloudMessage> = expected.iter().chain(&expected).cloned().collect();
         assert_eq!(got, twice, "{lane:?}");
     }

@@ -719,7 +719,7 @@ fn raw_contents(path: &Path) -> Vec<RawTree> {
 }
 
 /// `inspect` waiting for a journal dropped just before to let go of the lock.
-fn inspect_when_free(path: &Path) -> Inspection {
+pub(super) fn inspect_when_free(path: &Path) -> Inspection {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match inspect(path) {
