@@ -112,7 +112,6 @@ pub fn start(config: &Config, device_id: &str, journal: Journal) -> Result<Runni
     let quota = Quota::new(
         config.quota.publish_per_second,
         config.quota.bytes_per_second,
-        config.quota.max_payload_bytes + 256,
         Instant::now(),
     );
     let buffer = Buffer::new(journal.clone(), DEFAULT_WINDOW, Some(quota))
