@@ -563,3 +563,55 @@ fn mosquitto_restarted_under_load_loses_nothing() {
     assert_eq!(sorted, (0..3000).collect::<Vec<_>>());
     eprintln!("Mosquitto restarted under load: 3000 of 3000 delivered, {duplicates} duplicates");
 }
+
+/// A publish the endpoint drops (here: over AWS's 512 KiB/s byte limit) never gets a PUBACK. The
+/// PUBACKs of the publishes after it must still be taken as they come: otherwise the window of
+/// 100 fills behind the dropped one and the drain stops until the link watchdog replaces the link
+/// (a publisher that polled its delivery tokens only up to the first pending one did that).
+#[test]
+fn publishes_after_one_the_endpoint_dropped_go_on_without_replacing_the_link() {
+    // awslink does not pace bytes here (the emulator does), so the fifth 120 KB message goes over
+    // the emulator's byte limit within one second and is dropped without a PUBACK.
+    let rig = CloudRig::start(
+        DEVICE,
+        |c| c,
+        json!({"quota": {"bytesPerSecond": 100_000_000u64}}),
+    );
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud(&["telemetry/#"]);
+    rig.proxy.cut();
+    expect_status(&status, false);
+    let sensor = rig.local("sensor", &[]);
+    for i in 0..5 {
+        let big = format!("big-{i}-{}", "x".repeat(120_000));
+        sensor.publish("telemetry", big.as_bytes(), 1);
+    }
+    for i in 0..150u32 {
+        sensor.publish("telemetry", i.to_string().as_bytes(), 1);
+    }
+    rig.wait_for_metric("journaled=155 ");
+    let connects_before = rig.emulator.stats().connects;
+    rig.proxy.resume();
+
+    let got = cloud.collect(154, T);
+    let stats = rig.emulator.stats();
+    let small: Vec<u32> = got
+        .iter()
+        .filter_map(|m| String::from_utf8_lossy(m.payload()).parse().ok())
+        .collect();
+    assert_eq!(small, (0..150).collect::<Vec<_>>(), "all 150 small, in order");
+    assert_eq!(stats.publishes_throttled, 1, "one dropped: {stats:?}");
+    assert_eq!(
+        stats.connects,
+        connects_before + 1,
+        "everything after the dropped publish arrived on the first link after the outage"
+    );
+    // The dropped one is sent again on the next link (the watchdog replaces a link that leaves a
+    // publish unanswered for a keep-alive period): nothing is lost.
+    let again = cloud.collect(1, T);
+    assert!(
+        String::from_utf8_lossy(again[0].payload()).starts_with("big-4-"),
+        "the dropped message arrives later"
+    );
+}
