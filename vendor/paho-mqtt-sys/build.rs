@@ -272,6 +272,9 @@ mod build {
 
         // We rerun the build if this `build.rs` file is changed.
         println!("cargo:rerun-if-changed=build.rs");
+        // awslink: and when the bundled C sources change (they carry awslink's patches; without
+        // this line an edited patch left the previous library linked until `cargo clean`).
+        println!("cargo:rerun-if-changed=paho.mqtt.c/src");
 
         // Mske sure that the Git submodule is checked out
         if !Path::new("paho.mqtt.c/.git").exists() {
