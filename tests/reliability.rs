@@ -600,7 +600,11 @@ fn publishes_after_one_the_endpoint_dropped_go_on_without_replacing_the_link() {
         .iter()
         .filter_map(|m| String::from_utf8_lossy(m.payload()).parse().ok())
         .collect();
-    assert_eq!(small, (0..150).collect::<Vec<_>>(), "all 150 small, in order");
+    assert_eq!(
+        small,
+        (0..150).collect::<Vec<_>>(),
+        "all 150 small, in order"
+    );
     assert_eq!(stats.publishes_throttled, 1, "one dropped: {stats:?}");
     assert_eq!(
         stats.connects,

@@ -7,19 +7,17 @@
 //! message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
 //! allocation and a thread wake-up each, and kept awslink's CPU per message at 3× the bridge's.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Poll, Wake, Waker};
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use actix::prelude::*;
 use paho_mqtt as mqtt;
 
 use crate::clock::mono_ms;
+use crate::cloud::tokens::Outstanding;
 use crate::messages::Acked;
 use crate::model::{CloudMessage, Outcome, Publish};
 
@@ -75,9 +73,9 @@ pub struct Publisher {
     client: mqtt::AsyncClient,
     progress: Arc<Progress>,
     attempt: u64,
-    /// Journal key and delivery token of each outstanding publish, oldest first. Only the Buffer
-    /// touches it, so the lock is never contended.
-    outstanding: Mutex<VecDeque<(u64, mqtt::DeliveryToken)>>,
+    /// The delivery token of each outstanding publish, by journal key. Only the Buffer touches
+    /// it, so the lock is never contended.
+    outstanding: Mutex<Outstanding<mqtt::DeliveryToken>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -96,11 +94,11 @@ impl Publisher {
             client,
             progress,
             attempt,
-            outstanding: Mutex::new(VecDeque::new()),
+            outstanding: Mutex::new(Outstanding::default()),
         }
     }
 
-    fn outstanding(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, mqtt::DeliveryToken)>> {
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, Outstanding<mqtt::DeliveryToken>> {
         // A panic while holding the lock cannot leave the queue inconsistent: keep using it.
         self.outstanding
             .lock()
@@ -114,24 +112,17 @@ impl Publish for Publisher {
         let message = mqtt::Message::new(msg.topic, msg.payload, msg.qos.clamp(0, 1));
         let token = self.client.publish(message);
         self.progress.sent();
-        self.outstanding().push_back((seq, token));
+        self.outstanding().push(seq, token);
     }
 
-    /// Polls every outstanding delivery token (which also registers `waker` on new ones).
+    /// Polls the delivery tokens that completed since the last call (their wakers listed them).
     fn completed(&self, waker: &Waker, done: &mut Vec<(u64, Outcome)>) {
-        let mut cx = std::task::Context::from_waker(waker);
         self.outstanding()
-            .retain_mut(|(seq, token)| match Pin::new(token).poll(&mut cx) {
-                Poll::Pending => true,
-                Poll::Ready(result) => {
-                    done.push((*seq, outcome(result)));
-                    false
-                }
-            });
+            .reap(waker, |seq, result| done.push((seq, outcome(result))));
     }
 
     fn forget_outstanding(&self) {
-        self.outstanding().clear();
+        self.outstanding().forget();
     }
 
     fn answered(&self, n: usize) {
