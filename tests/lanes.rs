@@ -243,3 +243,59 @@ impl Arrivals {
         }
     }
 }
+
+/// A local broker whose ACL lets awslink subscribe its marker topic but not publish to it (so
+/// Mosquitto acknowledges the marker and drops it): awslink says so in a WARN line that names the
+/// topic and both client ids, and control messages still reach the cloud (twice, as the line says:
+/// both sessions journal them while the marker is missing).
+#[test]
+fn a_marker_the_local_acl_refuses_is_reported_and_control_messages_still_arrive() {
+    let acl_dir = tempfile::tempdir().unwrap();
+    let acl = acl_dir.path().join("acl");
+    let allowed = [
+        "telemetry",
+        "t",
+        "event",
+        "e",
+        "command",
+        "c",
+        "aws",
+        "edge",
+    ];
+    let mut rules: String = allowed
+        .iter()
+        .map(|t| format!("topic readwrite {t}/#\n"))
+        .collect();
+    rules.push_str("topic read awslink/intake/#\n");
+    std::fs::write(&acl, rules).unwrap();
+    let local = Mosquitto::plain_with(&format!("acl_file {}\n", acl.display()));
+    let rig = CloudRig::start_with_local(DEVICE, |c| c, json!({}), local);
+    let status = rig.local("status-watch", &[STATUS]);
+    status.expect_json(STATUS, T, "connected", |v| v["connected"] == true);
+    let cloud = rig.cloud(&["command//+/res/#"]);
+
+    rig.awslink
+        .wait_for_log("has not come back within 10 s", Duration::from_secs(40));
+    let line = rig
+        .awslink
+        .log()
+        .lines()
+        .find(|l| l.contains("has not come back within 10 s"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("/marker"), "names the topic: {line}");
+    assert!(
+        line.contains("-control"),
+        "names the control client id: {line}"
+    );
+
+    let device = rig.local("device", &[]);
+    device.publish("command///res/r-1/200", b"{\"ok\":true}", 1);
+    let got = cloud.collect(1, T);
+    assert_eq!(
+        got[0].payload(),
+        b"{\"ok\":true}",
+        "the control message arrived"
+    );
+}

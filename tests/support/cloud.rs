@@ -25,6 +25,16 @@ impl CloudRig {
         emulator: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
         extra: Value,
     ) -> CloudRig {
+        Self::start_with_local(device, emulator, extra, Mosquitto::plain())
+    }
+
+    /// [`CloudRig::start`] with the test's own local broker (e.g. one with an ACL).
+    pub fn start_with_local(
+        device: &str,
+        emulator: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+        extra: Value,
+        local: Mosquitto,
+    ) -> CloudRig {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(dir.path(), device);
         let config = emulator(EmulatorConfig::new(
@@ -34,7 +44,6 @@ impl CloudRig {
         ));
         let emulator = start_emulator(config);
         let proxy = Proxy::start(emulator.port());
-        let local = Mosquitto::plain();
         let awslink = Awslink::start(&AwslinkSetup {
             dir: dir.path(),
             cloud_port: proxy.port,

@@ -117,6 +117,12 @@ impl Mosquitto {
         Self::start(free_port(), None, String::new())
     }
 
+    /// A plain broker like [`Mosquitto::plain`] with `extra` appended to its config (e.g. an
+    /// `acl_file` line).
+    pub fn plain_with(extra: &str) -> Mosquitto {
+        Self::start(free_port(), None, extra.to_string())
+    }
+
     /// A TLS broker that requires a client certificate from `tls.ca` (the "cloud").
     pub fn tls(tls: TlsListener) -> Mosquitto {
         Self::start(free_port(), Some(tls), String::new())

@@ -4,11 +4,16 @@
 //! Methods of the session loop; no MQTT here.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
 use super::sessions::{ControlEvent, Session, SessionCounters};
 use super::Intake;
+
+/// How long the main session waits for its marker before it warns that the broker does not
+/// deliver it (Mosquitto drops a publish its ACL refuses and still acknowledges it).
+pub(super) const MARKER_OVERDUE: Duration = Duration::from_secs(10);
 
 /// How the broker answered a session's SUBSCRIBE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +53,7 @@ impl Intake {
         let breaks = c.control().breaks;
         self.covered_at = (session_present && c.recorded.load(Ordering::Acquire)).then_some(breaks);
         self.marker_sent = None;
+        self.marker_due = None;
         c.marker_wanted
             .store(self.covered_at.is_none(), Ordering::Release);
         if self.covered_at.is_none() {
@@ -80,6 +86,7 @@ impl Intake {
         };
         if self.covered_at != Some(breaks) && seq.to_string().as_bytes() == payload {
             self.covered_at = Some(breaks);
+            self.marker_due = None;
             info!("local main session: marker back; control messages are journaled by the control session alone");
         }
     }
@@ -100,9 +107,28 @@ impl Intake {
         if self.publish_marker(seq) {
             self.marker_seq = seq;
             self.marker_sent = Some((seq, control.breaks));
+            if self.marker_due.is_none() {
+                self.marker_due = Some(Instant::now() + MARKER_OVERDUE);
+            }
             self.coordination
                 .marker_wanted
                 .store(false, Ordering::Release);
+        }
+    }
+
+    /// Main session: a marker that has not come back within [`MARKER_OVERDUE`] says so, once per
+    /// connection. Until it comes back both sessions journal control messages: each is sent to
+    /// the cloud twice, none is lost.
+    pub(super) fn warn_if_marker_overdue(&mut self) {
+        if self.marker_due.is_some_and(|due| Instant::now() >= due) {
+            self.marker_due = None;
+            warn!(
+                "the intake's marker on {:?} has not come back within {} s: the local broker probably refuses it (its ACL must let clients {:?} and {:?} publish and subscribe that topic). Until it does, both intake sessions journal control messages, so each is sent to the cloud twice (none is lost)",
+                self.marker_topic,
+                MARKER_OVERDUE.as_secs(),
+                self.client_id,
+                Session::Control.client_id(&self.client_id)
+            );
         }
     }
 

@@ -102,6 +102,8 @@ struct Intake {
     marker_topic: String,
     marker_sent: Option<(u64, u64)>,
     marker_seq: u64,
+    /// Main session: when the marker sent on this connection is overdue (then warned once).
+    marker_due: Option<std::time::Instant>,
     /// Control session: where its granted filters are recorded.
     record: Record,
     eventloop: EventLoop,
@@ -449,6 +451,7 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
         covered_at: None,
         marker_topic: setup.marker_topic,
         marker_sent: None,
+        marker_due: None,
         marker_seq: 0,
         record: setup.record,
         eventloop,
@@ -577,6 +580,7 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
             intake.try_resume();
         }
         intake.send_marker_if_due();
+        intake.warn_if_marker_overdue();
     }
     // Acknowledge what is journaled (a failed flush acknowledges nothing).
     intake.commit();
