@@ -147,8 +147,9 @@ impl LaneDrain {
     }
 
     /// Takes the first `count` entries of `lane` (all readable; after [`Next::Ready`]) to send
-    /// as one publish: its key (that of the first) and the messages. The slot is `lane`'s.
-    pub fn take_run(&mut self, lane: Lane, count: usize) -> Option<(u64, Vec<CloudMessage>)> {
+    /// as one publish (the caller built it from [`LaneDrain::peek`]): its key (that of the first)
+    /// and the seq of the last. The slot is `lane`'s.
+    pub fn take_run(&mut self, lane: Lane, count: usize) -> Option<(u64, u64)> {
         let backlog = self.backlog();
         let i = lane.index();
         let count = count.max(1);
@@ -156,20 +157,14 @@ impl LaneDrain {
         {
             return None;
         }
-        let mut run = Vec::with_capacity(count);
-        let mut first = None;
-        let mut last = 0;
-        for (seq, entry) in self.ahead[i].drain(..count) {
-            first.get_or_insert(seq);
+        let first = self.ahead[i].front()?.0;
+        let mut last = first;
+        for (seq, _) in self.ahead[i].drain(..count) {
             last = seq;
-            if let Ok(msg) = entry {
-                run.push(msg);
-            }
         }
-        let first = first?;
         self.drains[i].sent_run(first, last);
         self.scheduler.record(lane, backlog);
-        Some((publish_key(lane, first), run))
+        Some((publish_key(lane, first), last))
     }
 
     /// How many more publishes the shared window allows now.

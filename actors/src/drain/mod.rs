@@ -105,8 +105,9 @@ pub struct Buffer {
     max_payload_bytes: usize,
     /// Per lane: the last read returned everything the lane held (a batch may wait to fill).
     caught_up: [bool; 3],
-    /// Entries per publish key of the batches in flight (a key not in it is one entry).
-    batch_sizes: HashMap<u64, usize>,
+    /// Entries and the seq of the last entry per publish key of the batches in flight (a key not
+    /// in it is one entry).
+    batch_sizes: HashMap<u64, (usize, u64)>,
     /// When the pump scheduled for a waiting batch runs (Unix ms).
     batch_wake_ms: Option<u64>,
     batches_sent: u64,
@@ -294,10 +295,10 @@ impl Buffer {
                     };
                     let (key, msg) = match plan {
                         Plan::Batch { count, message } => {
-                            let Some((key, _)) = self.drain.take_run(lane, count) else {
+                            let Some((key, last)) = self.drain.take_run(lane, count) else {
                                 break;
                             };
-                            self.batch_sizes.insert(key, count);
+                            self.batch_sizes.insert(key, (count, last));
                             self.batches_sent += 1;
                             self.batched_messages += count as u64;
                             (key, message)
@@ -404,7 +405,7 @@ impl Buffer {
             let Some((lane, seq, completion)) = self.drain.completed(key, outcome) else {
                 continue;
             };
-            let entries = self.batch_sizes.remove(&key).unwrap_or(1);
+            let (entries, last) = self.batch_sizes.remove(&key).unwrap_or((1, seq));
             match completion {
                 Completion::Delivered => self.delivered += entries as u64,
                 Completion::Quarantine(reason) => {
@@ -412,7 +413,8 @@ impl Buffer {
                         "message {seq} of lane {} can never be delivered ({reason}); quarantined",
                         lane.name()
                     );
-                    for seq in seq..seq + entries as u64 {
+                    // Every entry of the run, by seq (an entry gone from the journal is skipped).
+                    for seq in seq..=last.max(seq) {
                         self.quarantine(lane, seq, reason.clone());
                     }
                 }
