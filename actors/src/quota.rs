@@ -86,7 +86,8 @@ impl SlidingWindow {
     }
 }
 
-/// A token bucket that spreads sends evenly; it may run into debt by one unit.
+/// A token bucket that spreads sends evenly; a unit larger than what it holds may take it into
+/// debt, by at most one second's refill.
 #[derive(Debug, Clone)]
 pub struct PacingBucket {
     capacity: f64,

@@ -11,13 +11,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use paho_mqtt as mqtt;
 
 use crate::clock::mono_ms;
-use crate::cloud::tokens::Outstanding;
+use crate::cloud::tokens::{Outstanding, OVERTAKEN_GRACE};
 use crate::messages::Acked;
 use crate::model::{CloudMessage, Outcome, Publish};
 
@@ -118,7 +118,9 @@ impl Publish for Publisher {
     /// Polls the delivery tokens that completed since the last call (their wakers listed them).
     fn completed(&self, waker: &Waker, done: &mut Vec<(u64, Outcome)>) {
         self.outstanding()
-            .reap(waker, |seq, result| done.push((seq, outcome(result))));
+            .reap(waker, Instant::now(), |seq, result| {
+                done.push((seq, result.map_or_else(dropped, outcome)))
+            });
     }
 
     fn forget_outstanding(&self) {
@@ -147,6 +149,15 @@ fn outcome(result: mqtt::Result<()>) -> Outcome {
     }
 }
 
+/// A publish the endpoint never acknowledged although it acknowledged one sent later: dropped
+/// (AWS drops what exceeds its limits without a PUBACK). It is sent again.
+fn dropped() -> Outcome {
+    Outcome::Transient(format!(
+        "no PUBACK {} s after a later publish was acknowledged: the endpoint dropped it (AWS drops publishes over its limits)",
+        OVERTAKEN_GRACE.as_secs()
+    ))
+}
+
 /// True when a failed publish can never succeed (the message itself is invalid).
 pub fn is_permanent(e: &mqtt::Error) -> bool {
     matches!(
@@ -155,9 +166,9 @@ pub fn is_permanent(e: &mqtt::Error) -> bool {
     )
 }
 
-/// The waker of every delivery token: paho calls it on its own thread when a publish completes.
-/// Only the first completion after the Buffer last looked sends a notice, so a burst of PUBACKs
-/// costs one actor message.
+/// The Buffer's waker, which every delivery token's own waker ([`crate::cloud::tokens`]) wakes
+/// on paho's thread when a publish completes. Only the first completion after the Buffer last
+/// looked sends a notice, so a burst of PUBACKs costs one actor message.
 #[derive(Default)]
 pub struct AckNotice {
     pending: AtomicBool,

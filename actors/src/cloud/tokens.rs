@@ -10,6 +10,14 @@
 //! PUBACK never hides the completions behind it (polling only up to the first pending token did:
 //! the drain stalled until the link was replaced).
 //!
+//! A publish the endpoint dropped (AWS drops what exceeds its limits, without a PUBACK) is found
+//! by the same queue: MQTT has the server acknowledge QoS 1 publishes in the order it received
+//! them, so a token still pending when one published after it completed was dropped. After
+//! [`OVERTAKEN_GRACE`] (in case a server does acknowledge out of order) the reap reports it as
+//! `None`, and the drain sends it again at once instead of holding its slot and its lane's
+//! watermark until the link watchdog sees a keep-alive period without any answer, which a link
+//! that keeps answering the other publishes never has.
+//!
 //! Generic over the token so that the logic is tested with plain futures.
 
 use std::collections::VecDeque;
@@ -17,6 +25,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a publish may stay unanswered after one published later was answered before it
+/// counts as dropped.
+pub const OVERTAKEN_GRACE: Duration = Duration::from_secs(1);
 
 /// What the tokens' wakers share with the queue: the keys completed since the last reap, and
 /// the drain's waker.
@@ -54,6 +67,8 @@ struct Entry<T> {
     key: u64,
     token: T,
     waker: Waker,
+    /// When a token published after this one completed.
+    overtaken_at: Option<Instant>,
 }
 
 /// The tokens of the publishes a link has outstanding, oldest first.
@@ -86,13 +101,24 @@ impl<T: Future + Unpin> Outstanding<T> {
         }));
         match Pin::new(&mut token).poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(output) => self.finished.push((key, output)),
-            Poll::Pending => self.queue.push_back(Entry { key, token, waker }),
+            Poll::Pending => self.queue.push_back(Entry {
+                key,
+                token,
+                waker,
+                overtaken_at: None,
+            }),
         }
     }
 
     /// Hands `done` the key and output of every token that completed since the last call, and
-    /// has `waker` woken when another one completes.
-    pub fn reap(&mut self, waker: &Waker, mut done: impl FnMut(u64, T::Output)) {
+    /// the key and `None` of every token overtaken more than [`OVERTAKEN_GRACE`] before `now`
+    /// (forgotten from then on); has `waker` woken when another one completes.
+    pub fn reap(
+        &mut self,
+        waker: &Waker,
+        now: Instant,
+        mut done: impl FnMut(u64, Option<T::Output>),
+    ) {
         {
             let mut notify = lock(&self.shared.notify);
             if !notify.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -100,7 +126,7 @@ impl<T: Future + Unpin> Outstanding<T> {
             }
         }
         for (key, output) in self.finished.drain(..) {
-            done(key, output);
+            done(key, Some(output));
         }
         std::mem::swap(&mut self.keys, &mut *lock(&self.shared.completed));
         for key in self.keys.drain(..) {
@@ -111,12 +137,30 @@ impl<T: Future + Unpin> Outstanding<T> {
             let entry = &mut self.queue[at];
             match Pin::new(&mut entry.token).poll(&mut Context::from_waker(&entry.waker)) {
                 Poll::Ready(output) => {
-                    done(key, output);
+                    done(key, Some(output));
                     self.queue.remove(at);
+                    // Everything published before it and still pending was overtaken (the
+                    // marked entries are a prefix of the queue, marked oldest first).
+                    for earlier in self.queue.iter_mut().take(at).rev() {
+                        if earlier.overtaken_at.is_some() {
+                            break;
+                        }
+                        earlier.overtaken_at = Some(now);
+                    }
                 }
                 // The wake of a forgotten token whose key was published again: this one is
                 // still on its way (and its waker registered again).
                 Poll::Pending => {}
+            }
+        }
+        while let Some(front) = self.queue.front() {
+            match front.overtaken_at {
+                Some(at) if now.saturating_duration_since(at) >= OVERTAKEN_GRACE => {
+                    let key = front.key;
+                    self.queue.pop_front();
+                    done(key, None);
+                }
+                _ => break,
             }
         }
     }
@@ -196,7 +240,9 @@ mod tests {
         let count = Arc::new(CountingWaker::default());
         let waker = Waker::from(count.clone());
         let mut done = Vec::new();
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, Instant::now(), |k, v| {
+            done.push((k, v.expect("completed")))
+        });
         assert!(done.is_empty());
         (out, tokens, count, waker)
     }
@@ -212,12 +258,16 @@ mod tests {
             }
             assert_eq!(count.0.load(Ordering::SeqCst), order.len(), "{order:?}");
             let mut done = Vec::new();
-            out.reap(&waker, |k, v| done.push((k, v)));
+            out.reap(&waker, Instant::now(), |k, v| {
+                done.push((k, v.expect("completed")))
+            });
             let want: Vec<(u64, u32)> = order.iter().map(|&k| (k, k as u32 * 10)).collect();
             assert_eq!(done, want, "{order:?}");
             assert_eq!(out.len(), 4 - order.len());
             let mut again = Vec::new();
-            out.reap(&waker, |k, v| again.push((k, v)));
+            out.reap(&waker, Instant::now(), |k, v| {
+                again.push((k, v.expect("completed")))
+            });
             assert!(again.is_empty(), "reported once: {order:?}");
         }
     }
@@ -229,10 +279,67 @@ mod tests {
         for k in 1..100 {
             tokens[k].complete(1);
         }
+        let t0 = Instant::now();
         let mut done = Vec::new();
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, t0, |k, v| done.push((k, v)));
         assert_eq!(done.len(), 99);
-        assert_eq!(out.len(), 1);
+        assert!(done.iter().all(|(_, v)| v.is_some()));
+        assert_eq!(out.len(), 1, "token 0 waits for the grace");
+    }
+
+    #[test]
+    fn a_token_overtaken_by_a_later_completion_is_reported_dropped_after_the_grace() {
+        // (tokens that complete, ms after that reap, keys reported as dropped)
+        let rows: [(&[usize], u64, &[u64]); 5] = [
+            (&[2], 999, &[]),
+            (&[2], 1000, &[0, 1]),
+            (&[0, 1, 2], 5000, &[]), // in order: nothing overtaken
+            (&[3], 1000, &[0, 1, 2]),
+            (&[], 5000, &[]), // nothing completed: nothing overtaken (the watchdog's case)
+        ];
+        for (complete, after_ms, dropped) in rows {
+            let (mut out, tokens, _, waker) = setup(4);
+            for &k in complete {
+                tokens[k].complete(1);
+            }
+            let t0 = Instant::now();
+            let mut done = Vec::new();
+            out.reap(&waker, t0, |k, v| done.push((k, v)));
+            assert!(
+                done.iter().all(|(_, v)| v.is_some()),
+                "{complete:?}: {done:?}"
+            );
+            let mut later = Vec::new();
+            out.reap(&waker, t0 + Duration::from_millis(after_ms), |k, v| {
+                later.push((k, v))
+            });
+            let got: Vec<u64> = later
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            assert_eq!(got, dropped, "{complete:?} after {after_ms} ms");
+            assert_eq!(out.len(), 4 - complete.len() - dropped.len());
+        }
+    }
+
+    #[test]
+    fn an_overtaken_token_that_completes_within_the_grace_is_reported_completed() {
+        let (mut out, tokens, _, waker) = setup(3);
+        let t0 = Instant::now();
+        tokens[2].complete(2);
+        out.reap(&waker, t0, |_, _| {});
+        tokens[0].complete(0); // out of order, within the grace
+        let mut done = Vec::new();
+        out.reap(&waker, t0 + Duration::from_millis(500), |k, v| {
+            done.push((k, v))
+        });
+        assert_eq!(done, vec![(0, Some(0))]);
+        done.clear();
+        out.reap(&waker, t0 + Duration::from_millis(1000), |k, v| {
+            done.push((k, v))
+        });
+        assert_eq!(done, vec![(1, None)], "only token 1 was dropped");
     }
 
     #[test]
@@ -244,7 +351,9 @@ mod tests {
         assert!(out.is_empty());
         let waker = Waker::from(Arc::new(CountingWaker::default()));
         let mut done = Vec::new();
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, Instant::now(), |k, v| {
+            done.push((k, v.expect("completed")))
+        });
         assert_eq!(done, vec![(5, 7)]);
     }
 
@@ -256,7 +365,9 @@ mod tests {
         t.complete(3); // no drain waker known yet
         let waker = Waker::from(Arc::new(CountingWaker::default()));
         let mut done = Vec::new();
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, Instant::now(), |k, v| {
+            done.push((k, v.expect("completed")))
+        });
         assert_eq!(done, vec![(1, 3)]);
     }
 
@@ -271,11 +382,15 @@ mod tests {
         tokens[1].complete(1);
         tokens[2].complete(2);
         let mut done = Vec::new();
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, Instant::now(), |k, v| {
+            done.push((k, v.expect("completed")))
+        });
         assert!(done.is_empty(), "the old tokens' completions: {done:?}");
         assert_eq!(out.len(), 1, "the new token of key 1 is still outstanding");
         again.complete(11);
-        out.reap(&waker, |k, v| done.push((k, v)));
+        out.reap(&waker, Instant::now(), |k, v| {
+            done.push((k, v.expect("completed")))
+        });
         assert_eq!(done, vec![(1, 11)]);
     }
 }

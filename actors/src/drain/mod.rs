@@ -387,7 +387,7 @@ impl Buffer {
         });
     }
 
-    /// Takes the publishes the link completed (which also registers the waker on new ones):
+    /// Takes the publishes the link completed (or found dropped by the endpoint):
     /// acknowledged entries leave the journal, failed ones are quarantined (permanent) or sent
     /// again after [`RETRY_AFTER`]. True when the window has room again and sending may go on now.
     fn reap(&mut self, ctx: &mut Context<Self>) -> bool {
