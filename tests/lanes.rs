@@ -275,7 +275,7 @@ fn a_marker_the_local_acl_refuses_is_reported_and_control_messages_still_arrive(
     let cloud = rig.cloud(&["command//+/res/#"]);
 
     rig.awslink
-        .wait_for_log("has not come back within 10 s", Duration::from_secs(40));
+        .wait_for_log("has not come back within 10 s", Duration::from_secs(25));
     let line = rig
         .awslink
         .log()

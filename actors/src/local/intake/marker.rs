@@ -4,7 +4,9 @@
 //! Methods of the session loop; no MQTT here.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::mono_ms;
 
 use log::{error, info, warn};
 
@@ -53,7 +55,7 @@ impl Intake {
         let breaks = c.control().breaks;
         self.covered_at = (session_present && c.recorded.load(Ordering::Acquire)).then_some(breaks);
         self.marker_sent = None;
-        self.marker_due = None;
+        self.marker_due_ms.store(0, Ordering::Release);
         c.marker_wanted
             .store(self.covered_at.is_none(), Ordering::Release);
         if self.covered_at.is_none() {
@@ -86,7 +88,7 @@ impl Intake {
         };
         if self.covered_at != Some(breaks) && seq.to_string().as_bytes() == payload {
             self.covered_at = Some(breaks);
-            self.marker_due = None;
+            self.marker_due_ms.store(0, Ordering::Release);
             info!("local main session: marker back; control messages are journaled by the control session alone");
         }
     }
@@ -107,21 +109,21 @@ impl Intake {
         if self.publish_marker(seq) {
             self.marker_seq = seq;
             self.marker_sent = Some((seq, control.breaks));
-            if self.marker_due.is_none() {
-                self.marker_due = Some(Instant::now() + MARKER_OVERDUE);
-            }
+            let due = mono_ms() + MARKER_OVERDUE.as_millis() as u64;
+            self.marker_due_ms.store(due.max(1), Ordering::Release);
             self.coordination
                 .marker_wanted
                 .store(false, Ordering::Release);
         }
     }
 
-    /// Main session: a marker that has not come back within [`MARKER_OVERDUE`] says so, once per
-    /// connection. Until it comes back both sessions journal control messages: each is sent to
-    /// the cloud twice, none is lost.
+    /// Main session: a marker that has not come back within [`MARKER_OVERDUE`] while the session
+    /// stayed connected says so, once per marker. Until it comes back both sessions journal
+    /// control messages: each is sent to the cloud twice, none is lost.
     pub(super) fn warn_if_marker_overdue(&mut self) {
-        if self.marker_due.is_some_and(|due| Instant::now() >= due) {
-            self.marker_due = None;
+        let due = self.marker_due_ms.load(Ordering::Acquire);
+        if due != 0 && mono_ms() >= due {
+            self.marker_due_ms.store(0, Ordering::Release);
             warn!(
                 "the intake's marker on {:?} has not come back within {} s: the local broker probably refuses it (its ACL must let clients {:?} and {:?} publish and subscribe that topic). Until it does, both intake sessions journal control messages, so each is sent to the cloud twice (none is lost)",
                 self.marker_topic,

@@ -26,7 +26,7 @@ mod marker;
 pub mod sessions;
 pub mod thread;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,8 +102,9 @@ struct Intake {
     marker_topic: String,
     marker_sent: Option<(u64, u64)>,
     marker_seq: u64,
-    /// Main session: when the marker sent on this connection is overdue (then warned once).
-    marker_due: Option<std::time::Instant>,
+    /// Main session: when the marker last sent is overdue (monotonic ms, 0: none); the wake
+    /// task wakes the loop then, so the warning comes on time on a quiet broker.
+    marker_due_ms: Arc<AtomicU64>,
     /// Control session: where its granted filters are recorded.
     record: Record,
     eventloop: EventLoop,
@@ -342,6 +343,8 @@ impl Intake {
     /// ids belong to the old connection).
     fn on_lost(&mut self, e: &dyn std::fmt::Display) {
         self.control_lost();
+        // A marker lost with the connection says nothing about the broker's ACL.
+        self.marker_due_ms.store(0, Ordering::Release);
         let counters = self.ingest.counters.clone();
         let c = counters.session(self.session);
         let was_connected = c.connected.swap(false, Ordering::Relaxed);
@@ -384,6 +387,7 @@ fn wake_while_holding(
     let coordination = intake.coordination.clone();
     let holding = intake.holding.clone();
     let (stopping, wake_pending) = (intake.stopping.clone(), intake.wake_pending.clone());
+    let marker_due_ms = intake.marker_due_ms.clone();
     async move {
         let mut tick = tokio::time::interval(RESUME_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -392,7 +396,11 @@ fn wake_while_holding(
             let marker_due = session == Session::Main
                 && coordination.marker_wanted.load(Ordering::Acquire)
                 && coordination.control_subscribed.load(Ordering::Acquire);
-            if (holding.load(Ordering::Acquire) || marker_due)
+            let marker_overdue = match marker_due_ms.load(Ordering::Acquire) {
+                0 => false,
+                due => crate::clock::mono_ms() >= due,
+            };
+            if (holding.load(Ordering::Acquire) || marker_due || marker_overdue)
                 && counters.session(session).connected.load(Ordering::Relaxed)
                 && !wake_pending.swap(true, Ordering::AcqRel)
                 && client.try_unsubscribe(WAKE_FILTER).is_err()
@@ -451,7 +459,7 @@ async fn run(setup: Setup, stop: tokio::sync::oneshot::Receiver<()>) {
         covered_at: None,
         marker_topic: setup.marker_topic,
         marker_sent: None,
-        marker_due: None,
+        marker_due_ms: Arc::new(AtomicU64::new(0)),
         marker_seq: 0,
         record: setup.record,
         eventloop,
