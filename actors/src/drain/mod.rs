@@ -413,7 +413,8 @@ impl Buffer {
                         "message {seq} of lane {} can never be delivered ({reason}); quarantined",
                         lane.name()
                     );
-                    // Every entry of the run, by seq (an entry gone from the journal is skipped).
+                    // Every entry of the run, first to last (consecutive: entries leave a lane
+                    // only below its watermark or from its head).
                     for seq in seq..=last.max(seq) {
                         self.quarantine(lane, seq, reason.clone());
                     }
