@@ -109,10 +109,11 @@ impl Publisher {
 impl Publish for Publisher {
     /// Starts a publish (QoS 0 or 1); its token completes on PUBACK (QoS 1) or when written.
     fn publish(&self, seq: u64, msg: CloudMessage) {
-        let message = mqtt::Message::new(msg.topic, msg.payload, msg.qos.clamp(0, 1));
+        let qos = msg.qos.clamp(0, 1);
+        let message = mqtt::Message::new(msg.topic, msg.payload, qos);
         let token = self.client.publish(message);
         self.progress.sent();
-        self.outstanding().push(seq, token);
+        self.outstanding().push(seq, token, qos == 1);
     }
 
     /// Polls the delivery tokens that completed since the last call (their wakers listed them).

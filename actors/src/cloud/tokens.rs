@@ -67,7 +67,10 @@ struct Entry<T> {
     key: u64,
     token: T,
     waker: Waker,
-    /// When a token published after this one completed.
+    /// Completed by the server's acknowledgement (QoS 1), not when written (QoS 0): only these
+    /// tell, and can be, overtaken.
+    acknowledged: bool,
+    /// When an acknowledged token published after this one completed.
     overtaken_at: Option<Instant>,
 }
 
@@ -93,8 +96,9 @@ impl<T: Future + Unpin> Default for Outstanding<T> {
 }
 
 impl<T: Future + Unpin> Outstanding<T> {
-    /// Adds the token of publish `key` and registers its waker.
-    pub fn push(&mut self, key: u64, mut token: T) {
+    /// Adds the token of publish `key` and registers its waker; `acknowledged`: it completes
+    /// with the server's acknowledgement (QoS 1), not once written (QoS 0).
+    pub fn push(&mut self, key: u64, mut token: T, acknowledged: bool) {
         let waker = Waker::from(Arc::new(TokenWaker {
             key,
             shared: self.shared.clone(),
@@ -105,6 +109,7 @@ impl<T: Future + Unpin> Outstanding<T> {
                 key,
                 token,
                 waker,
+                acknowledged,
                 overtaken_at: None,
             }),
         }
@@ -137,11 +142,18 @@ impl<T: Future + Unpin> Outstanding<T> {
             let entry = &mut self.queue[at];
             match Pin::new(&mut entry.token).poll(&mut Context::from_waker(&entry.waker)) {
                 Poll::Ready(output) => {
+                    let acknowledged = entry.acknowledged;
                     done(key, Some(output));
                     self.queue.remove(at);
-                    // Everything published before it and still pending was overtaken (the
-                    // marked entries are a prefix of the queue, marked oldest first).
+                    if !acknowledged {
+                        continue; // written, not acknowledged: says nothing of the others
+                    }
+                    // Every acknowledged publish before it and still pending was overtaken (the
+                    // marked ones come first among the acknowledged, marked oldest first).
                     for earlier in self.queue.iter_mut().take(at).rev() {
+                        if !earlier.acknowledged {
+                            continue;
+                        }
                         if earlier.overtaken_at.is_some() {
                             break;
                         }
@@ -153,13 +165,15 @@ impl<T: Future + Unpin> Outstanding<T> {
                 Poll::Pending => {}
             }
         }
-        while let Some(front) = self.queue.front() {
-            match front.overtaken_at {
+        let mut i = 0;
+        while let Some(entry) = self.queue.get(i) {
+            match entry.overtaken_at {
                 Some(at) if now.saturating_duration_since(at) >= OVERTAKEN_GRACE => {
-                    let key = front.key;
-                    self.queue.pop_front();
+                    let key = entry.key;
+                    self.queue.remove(i);
                     done(key, None);
                 }
+                _ if !entry.acknowledged => i += 1,
                 _ => break,
             }
         }
@@ -235,7 +249,7 @@ mod tests {
         let mut out = Outstanding::default();
         let tokens: Vec<FakeToken> = (0..n).map(|_| FakeToken::default()).collect();
         for (key, t) in tokens.iter().enumerate() {
-            out.push(key as u64, t.clone());
+            out.push(key as u64, t.clone(), true);
         }
         let count = Arc::new(CountingWaker::default());
         let waker = Waker::from(count.clone());
@@ -324,6 +338,39 @@ mod tests {
     }
 
     #[test]
+    fn a_qos_0_publish_written_before_an_earlier_puback_overtakes_nothing() {
+        // On a slow link a QoS 1 publish waits for its PUBACK longer than the grace; a QoS 0
+        // publish after it completes once written. That is no sign of a drop.
+        let mut out = Outstanding::default();
+        let (qos1, qos0, later1) = (
+            FakeToken::default(),
+            FakeToken::default(),
+            FakeToken::default(),
+        );
+        out.push(0, qos1.clone(), true);
+        out.push(1, qos0.clone(), false);
+        out.push(2, later1.clone(), true);
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let t0 = Instant::now();
+        qos0.complete(1);
+        let mut done = Vec::new();
+        out.reap(&waker, t0, |k, v| done.push((k, v)));
+        out.reap(&waker, t0 + Duration::from_secs(5), |k, v| {
+            done.push((k, v))
+        });
+        assert_eq!(done, vec![(1, Some(1))], "token 0 is still waiting");
+        // A QoS 1 completion after it does tell: token 0 was dropped.
+        later1.complete(2);
+        out.reap(&waker, t0 + Duration::from_secs(5), |k, v| {
+            done.push((k, v))
+        });
+        out.reap(&waker, t0 + Duration::from_secs(6), |k, v| {
+            done.push((k, v))
+        });
+        assert_eq!(done, vec![(1, Some(1)), (2, Some(2)), (0, None)]);
+    }
+
+    #[test]
     fn an_overtaken_token_that_completes_within_the_grace_is_reported_completed() {
         let (mut out, tokens, _, waker) = setup(3);
         let t0 = Instant::now();
@@ -347,7 +394,7 @@ mod tests {
         let mut out = Outstanding::default();
         let t = FakeToken::default();
         t.complete(7);
-        out.push(5, t);
+        out.push(5, t, true);
         assert!(out.is_empty());
         let waker = Waker::from(Arc::new(CountingWaker::default()));
         let mut done = Vec::new();
@@ -361,7 +408,7 @@ mod tests {
     fn a_completion_before_the_first_reap_is_not_lost() {
         let mut out = Outstanding::default();
         let t = FakeToken::default();
-        out.push(1, t.clone());
+        out.push(1, t.clone(), true);
         t.complete(3); // no drain waker known yet
         let waker = Waker::from(Arc::new(CountingWaker::default()));
         let mut done = Vec::new();
@@ -378,7 +425,7 @@ mod tests {
         assert!(out.is_empty());
         // Key 1 is published again; then the old token of key 1 completes, then the new one.
         let again = FakeToken::default();
-        out.push(1, again.clone());
+        out.push(1, again.clone(), true);
         tokens[1].complete(1);
         tokens[2].complete(2);
         let mut done = Vec::new();
