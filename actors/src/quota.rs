@@ -341,7 +341,8 @@ mod tests {
         let start = Instant::now();
         let ms = |n: u64| start + Duration::from_millis(n);
         // (sends as (ms, amount), limit, asked amount, asked at ms, expected wait in ms)
-        let rows: [(&[(u64, u64)], u64, u64, u64, u64); 6] = [
+        type Row = (&'static [(u64, u64)], u64, u64, u64, u64);
+        let rows: [Row; 6] = [
             (&[], 100, 1, 0, 0),
             (&[(0, 95)], 100, 1, 0, 1000),
             (&[(0, 95)], 100, 1, 400, 600),
