@@ -572,6 +572,17 @@ fn mosquitto_restarted_under_load_loses_nothing() {
 /// keep-alive period without any answer and replaced the link.
 #[test]
 fn a_publish_the_endpoint_dropped_is_sent_again_on_the_same_link() {
+    dropped_publish_is_sent_again_on_the_same_link(150);
+}
+
+/// The same with one message after the dropped one and then no traffic: the drain looks at its
+/// outstanding publishes on its own, so the dropped one does not wait for the link watchdog.
+#[test]
+fn a_publish_dropped_just_before_the_traffic_stops_is_sent_again_on_the_same_link() {
+    dropped_publish_is_sent_again_on_the_same_link(1);
+}
+
+fn dropped_publish_is_sent_again_on_the_same_link(small: u32) {
     // awslink does not pace bytes here (the emulator does), so the fifth 120 KB message goes over
     // the emulator's byte limit within one second and is dropped without a PUBACK.
     let rig = CloudRig::start(
@@ -589,10 +600,10 @@ fn a_publish_the_endpoint_dropped_is_sent_again_on_the_same_link() {
         let big = format!("big-{i}-{}", "x".repeat(120_000));
         sensor.publish("telemetry", big.as_bytes(), 1);
     }
-    for i in 0..150u32 {
+    for i in 0..small {
         sensor.publish("telemetry", i.to_string().as_bytes(), 1);
     }
-    rig.wait_for_metric("journaled=155 ");
+    rig.wait_for_metric(&format!("journaled={} ", 5 + small));
     let connects_before = rig.emulator.stats().connects;
     rig.proxy.resume();
 
@@ -601,11 +612,11 @@ fn a_publish_the_endpoint_dropped_is_sent_again_on_the_same_link() {
     let mut small_order = Vec::new();
     let mut bigs = std::collections::BTreeSet::new();
     let deadline = Instant::now() + T;
-    while bigs.len() < 5 || small_order.len() < 150 {
+    while bigs.len() < 5 || small_order.len() < small as usize {
         let left = deadline.saturating_duration_since(Instant::now());
         let Some(m) = cloud.next(left) else {
             panic!(
-                "timed out: bigs {bigs:?}, {} of 150 small, emulator {:?}",
+                "timed out: bigs {bigs:?}, {} of {small} small, emulator {:?}",
                 small_order.len(),
                 rig.emulator.stats()
             );
@@ -622,7 +633,7 @@ fn a_publish_the_endpoint_dropped_is_sent_again_on_the_same_link() {
     let stats = rig.emulator.stats();
     assert_eq!(
         small_order,
-        (0..150).collect::<Vec<_>>(),
+        (0..small).collect::<Vec<_>>(),
         "every small one, first copies in order"
     );
     assert!(stats.publishes_throttled >= 1, "one was dropped: {stats:?}");

@@ -57,6 +57,9 @@ const EXPIRED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A drained backlog of at least this many messages gives its freed heap back to the system.
 const TRIM_AFTER_BACKLOG: u64 = 10_000;
 
+/// How often the Buffer looks at its outstanding publishes when nothing else makes it.
+const OUTSTANDING_CHECK: Duration = Duration::from_millis(500);
+
 /// Returns freed heap pages to the system (glibc keeps them otherwise: after a 100,000-message
 /// burst awslink stayed at ~140 MB RSS with an empty journal).
 fn release_free_memory() {
@@ -493,6 +496,14 @@ impl Actor for Buffer {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.notice.attach(ctx.address().recipient());
+        // A publish the endpoint dropped is found by a reap once its grace has passed
+        // (cloud/tokens.rs); while publishes are outstanding, reap at least this often, so that
+        // also the last publish before a pause in the traffic is sent again on this link.
+        ctx.run_interval(OUTSTANDING_CHECK, |act, ctx| {
+            if act.publisher.is_some() && act.drain.in_flight() > 0 {
+                act.pump(ctx);
+            }
+        });
     }
 }
 
