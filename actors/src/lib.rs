@@ -45,6 +45,7 @@ pub mod shadow;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+mod sync;
 /// Probe recipients for testing one actor alone.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

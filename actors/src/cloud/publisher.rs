@@ -20,6 +20,7 @@ use crate::clock::mono_ms;
 use crate::cloud::tokens::{Outstanding, OVERTAKEN_GRACE};
 use crate::messages::Acked;
 use crate::model::{CloudMessage, Outcome, Publish};
+use crate::sync::lock;
 
 /// How far the endpoint is behind: written by the Buffer, read by the CloudLink's watchdog.
 #[derive(Debug, Default)]
@@ -99,10 +100,7 @@ impl Publisher {
     }
 
     fn outstanding(&self) -> std::sync::MutexGuard<'_, Outstanding<mqtt::DeliveryToken>> {
-        // A panic while holding the lock cannot leave the queue inconsistent: keep using it.
-        self.outstanding
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.outstanding)
     }
 }
 

@@ -23,9 +23,11 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+use crate::sync::lock;
 
 /// How long a publish may stay unanswered after one published later was answered before it
 /// counts as dropped.
@@ -37,11 +39,6 @@ pub const OVERTAKEN_GRACE: Duration = Duration::from_secs(1);
 struct Shared {
     completed: Mutex<Vec<u64>>,
     notify: Mutex<Option<Waker>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a list of keys inconsistent: keep using it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The waker of one token.
@@ -238,14 +235,30 @@ mod tests {
         }
     }
 
-    fn setup(
-        n: u64,
-    ) -> (
+    fn any_waker() -> Waker {
+        Waker::from(Arc::new(CountingWaker::default()))
+    }
+
+    /// What a reap at `at` hands over: key and output, `None` for a token reported dropped.
+    fn reaped(
+        out: &mut Outstanding<FakeToken>,
+        waker: &Waker,
+        at: Instant,
+    ) -> Vec<(u64, Option<u32>)> {
+        let mut done = Vec::new();
+        out.reap(waker, at, |k, v| done.push((k, v)));
+        done
+    }
+
+    type Setup = (
         Outstanding<FakeToken>,
         Vec<FakeToken>,
         Arc<CountingWaker>,
         Waker,
-    ) {
+    );
+
+    /// `n` QoS 1 tokens added with keys 0.., and a first reap (nothing completed yet).
+    fn setup(n: u64) -> Setup {
         let mut out = Outstanding::default();
         let tokens: Vec<FakeToken> = (0..n).map(|_| FakeToken::default()).collect();
         for (key, t) in tokens.iter().enumerate() {
@@ -253,11 +266,7 @@ mod tests {
         }
         let count = Arc::new(CountingWaker::default());
         let waker = Waker::from(count.clone());
-        let mut done = Vec::new();
-        out.reap(&waker, Instant::now(), |k, v| {
-            done.push((k, v.expect("completed")))
-        });
-        assert!(done.is_empty());
+        assert!(reaped(&mut out, &waker, Instant::now()).is_empty());
         (out, tokens, count, waker)
     }
 
@@ -271,17 +280,11 @@ mod tests {
                 tokens[k as usize].complete(k as u32 * 10);
             }
             assert_eq!(count.0.load(Ordering::SeqCst), order.len(), "{order:?}");
-            let mut done = Vec::new();
-            out.reap(&waker, Instant::now(), |k, v| {
-                done.push((k, v.expect("completed")))
-            });
-            let want: Vec<(u64, u32)> = order.iter().map(|&k| (k, k as u32 * 10)).collect();
-            assert_eq!(done, want, "{order:?}");
+            let want: Vec<(u64, Option<u32>)> =
+                order.iter().map(|&k| (k, Some(k as u32 * 10))).collect();
+            assert_eq!(reaped(&mut out, &waker, Instant::now()), want, "{order:?}");
             assert_eq!(out.len(), 4 - order.len());
-            let mut again = Vec::new();
-            out.reap(&waker, Instant::now(), |k, v| {
-                again.push((k, v.expect("completed")))
-            });
+            let again = reaped(&mut out, &waker, Instant::now());
             assert!(again.is_empty(), "reported once: {order:?}");
         }
     }
@@ -293,9 +296,7 @@ mod tests {
         for token in &tokens[1..] {
             token.complete(1);
         }
-        let t0 = Instant::now();
-        let mut done = Vec::new();
-        out.reap(&waker, t0, |k, v| done.push((k, v)));
+        let done = reaped(&mut out, &waker, Instant::now());
         assert_eq!(done.len(), 99);
         assert!(done.iter().all(|(_, v)| v.is_some()));
         assert_eq!(out.len(), 1, "token 0 waits for the grace");
@@ -317,16 +318,12 @@ mod tests {
                 tokens[k].complete(1);
             }
             let t0 = Instant::now();
-            let mut done = Vec::new();
-            out.reap(&waker, t0, |k, v| done.push((k, v)));
+            let done = reaped(&mut out, &waker, t0);
             assert!(
                 done.iter().all(|(_, v)| v.is_some()),
                 "{complete:?}: {done:?}"
             );
-            let mut later = Vec::new();
-            out.reap(&waker, t0 + Duration::from_millis(after_ms), |k, v| {
-                later.push((k, v))
-            });
+            let later = reaped(&mut out, &waker, t0 + Duration::from_millis(after_ms));
             let got: Vec<u64> = later
                 .iter()
                 .filter(|(_, v)| v.is_none())
@@ -350,23 +347,16 @@ mod tests {
         out.push(0, qos1.clone(), true);
         out.push(1, qos0.clone(), false);
         out.push(2, later1.clone(), true);
-        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let waker = any_waker();
         let t0 = Instant::now();
         qos0.complete(1);
-        let mut done = Vec::new();
-        out.reap(&waker, t0, |k, v| done.push((k, v)));
-        out.reap(&waker, t0 + Duration::from_secs(5), |k, v| {
-            done.push((k, v))
-        });
+        let mut done = reaped(&mut out, &waker, t0);
+        done.extend(reaped(&mut out, &waker, t0 + Duration::from_secs(5)));
         assert_eq!(done, vec![(1, Some(1))], "token 0 is still waiting");
         // A QoS 1 completion after it does tell: token 0 was dropped.
         later1.complete(2);
-        out.reap(&waker, t0 + Duration::from_secs(5), |k, v| {
-            done.push((k, v))
-        });
-        out.reap(&waker, t0 + Duration::from_secs(6), |k, v| {
-            done.push((k, v))
-        });
+        done.extend(reaped(&mut out, &waker, t0 + Duration::from_secs(5)));
+        done.extend(reaped(&mut out, &waker, t0 + Duration::from_secs(6)));
         assert_eq!(done, vec![(1, Some(1)), (2, Some(2)), (0, None)]);
     }
 
@@ -375,17 +365,11 @@ mod tests {
         let (mut out, tokens, _, waker) = setup(3);
         let t0 = Instant::now();
         tokens[2].complete(2);
-        out.reap(&waker, t0, |_, _| {});
+        reaped(&mut out, &waker, t0);
         tokens[0].complete(0); // out of order, within the grace
-        let mut done = Vec::new();
-        out.reap(&waker, t0 + Duration::from_millis(500), |k, v| {
-            done.push((k, v))
-        });
+        let done = reaped(&mut out, &waker, t0 + Duration::from_millis(500));
         assert_eq!(done, vec![(0, Some(0))]);
-        done.clear();
-        out.reap(&waker, t0 + Duration::from_millis(1000), |k, v| {
-            done.push((k, v))
-        });
+        let done = reaped(&mut out, &waker, t0 + Duration::from_millis(1000));
         assert_eq!(done, vec![(1, None)], "only token 1 was dropped");
     }
 
@@ -396,12 +380,8 @@ mod tests {
         t.complete(7);
         out.push(5, t, true);
         assert!(out.is_empty());
-        let waker = Waker::from(Arc::new(CountingWaker::default()));
-        let mut done = Vec::new();
-        out.reap(&waker, Instant::now(), |k, v| {
-            done.push((k, v.expect("completed")))
-        });
-        assert_eq!(done, vec![(5, 7)]);
+        let done = reaped(&mut out, &any_waker(), Instant::now());
+        assert_eq!(done, vec![(5, Some(7))]);
     }
 
     #[test]
@@ -410,12 +390,8 @@ mod tests {
         let t = FakeToken::default();
         out.push(1, t.clone(), true);
         t.complete(3); // no drain waker known yet
-        let waker = Waker::from(Arc::new(CountingWaker::default()));
-        let mut done = Vec::new();
-        out.reap(&waker, Instant::now(), |k, v| {
-            done.push((k, v.expect("completed")))
-        });
-        assert_eq!(done, vec![(1, 3)]);
+        let done = reaped(&mut out, &any_waker(), Instant::now());
+        assert_eq!(done, vec![(1, Some(3))]);
     }
 
     #[test]
@@ -428,16 +404,11 @@ mod tests {
         out.push(1, again.clone(), true);
         tokens[1].complete(1);
         tokens[2].complete(2);
-        let mut done = Vec::new();
-        out.reap(&waker, Instant::now(), |k, v| {
-            done.push((k, v.expect("completed")))
-        });
+        let done = reaped(&mut out, &waker, Instant::now());
         assert!(done.is_empty(), "the old tokens' completions: {done:?}");
         assert_eq!(out.len(), 1, "the new token of key 1 is still outstanding");
         again.complete(11);
-        out.reap(&waker, Instant::now(), |k, v| {
-            done.push((k, v.expect("completed")))
-        });
-        assert_eq!(done, vec![(1, 11)]);
+        let done = reaped(&mut out, &waker, Instant::now());
+        assert_eq!(done, vec![(1, Some(11))]);
     }
 }

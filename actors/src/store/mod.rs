@@ -46,7 +46,9 @@ pub mod shadow_cache;
 mod space;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
+
+use crate::sync::{lock, read, write};
 
 use log::warn;
 
@@ -389,20 +391,6 @@ fn decode_key(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     bytes[8 - n..].copy_from_slice(&key[key.len() - n..]);
     u64::from_be_bytes(bytes)
-}
-
-/// Locks a mutex, going on with the data if a thread panicked while holding it (every update
-/// leaves the data consistent before anything that can panic).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -161,10 +161,7 @@ static ENGINE_PTR: Mutex<usize> = Mutex::new(0);
 /// tpm2-openssl shares one ESYS context per provider: one TPM operation at a time.
 pub(super) static TPM_LOCK: Mutex<()> = Mutex::new(());
 
-/// Locks `m`, also after a panic elsewhere poisoned it (the guarded state stays usable).
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(super) use crate::sync::lock;
 
 /// OpenSSL's pending errors as one line (the tpm2 provider's reasons include the TPM's response
 /// code text); the queue is cleared.
