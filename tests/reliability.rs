@@ -22,12 +22,7 @@ fn publish_offline(rig: &CloudRig, n: u32) -> Probe {
 /// Cuts the cloud, then publishes `n` numbered messages, each padded with `pad` bytes
 /// (`"{i:06}-xxx…"`; just `"{i}"` without padding). Returns a probe on the cloud side.
 fn publish_offline_padded(rig: &CloudRig, n: u32, pad: usize) -> Probe {
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-    let sensor = rig.local("sensor", &[]);
+    let (cloud, sensor) = cut_cloud(rig, &["telemetry/#"]);
     for i in 0..n {
         let payload = if pad == 0 {
             i.to_string()
@@ -37,6 +32,17 @@ fn publish_offline_padded(rig: &CloudRig, n: u32, pad: usize) -> Probe {
         sensor.publish("telemetry", payload.as_bytes(), 1);
     }
     cloud
+}
+
+/// Cuts the cloud once awslink is connected and has said it is not any more. Returns a probe on
+/// the cloud side (`cloud_filters`) that was listening before the cut, and a local sensor to publish with.
+fn cut_cloud(rig: &CloudRig, cloud_filters: &[&str]) -> (Probe, Probe) {
+    let status = rig.local("status-watch", &[STATUS]);
+    expect_status(&status, true);
+    let cloud = rig.cloud(cloud_filters);
+    rig.proxy.cut();
+    expect_status(&status, false);
+    (cloud, rig.local("sensor", &[]))
 }
 
 fn expect_status(probe: &Probe, connected: bool) -> Value {
@@ -185,12 +191,7 @@ fn control_passes_a_held_backlog(local: &str, cloud_topic: &str, lanes: Value) {
         |c| c,
         json!({"buffer": {"maxMessages": 50, "whenFull": "rejectNew"}, "lanes": lanes}),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#", cloud_topic]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-    let sensor = rig.local("sensor", &[]);
+    let (cloud, sensor) = cut_cloud(&rig, &["telemetry/#", cloud_topic]);
     for i in 0..200u32 {
         sensor.publish("telemetry", i.to_string().as_bytes(), 1);
     }
@@ -590,12 +591,7 @@ fn dropped_publish_is_sent_again_on_the_same_link(small: u32) {
         |c| c,
         json!({"quota": {"bytesPerSecond": 100_000_000u64}}),
     );
-    let status = rig.local("status-watch", &[STATUS]);
-    expect_status(&status, true);
-    let cloud = rig.cloud(&["telemetry/#"]);
-    rig.proxy.cut();
-    expect_status(&status, false);
-    let sensor = rig.local("sensor", &[]);
+    let (cloud, sensor) = cut_cloud(&rig, &["telemetry/#"]);
     for i in 0..5 {
         let big = format!("big-{i}-{}", "x".repeat(120_000));
         sensor.publish("telemetry", big.as_bytes(), 1);
