@@ -1,17 +1,18 @@
 //! CloudLink: the one MQTT connection to AWS IoT. Mutual TLS with peer and hostname verification,
 //! SNI, no automatic reconnect: on failure or loss it reports `LinkEvent::Down` and stops; the
-//! Supervisor starts a fresh one. Once up it hands a [`Publisher`] (its paho client) to the
-//! Buffer via the Supervisor, and watches that the endpoint answers what the Buffer sends.
+//! Supervisor starts a fresh one. The connection itself is a session on a thread of its own
+//! ([`super::session`]); once it is up the link hands a [`Publisher`] on its outbox to the Buffer
+//! via the Supervisor, and watches that the endpoint answers what the Buffer sends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use log::{info, warn};
-use paho_mqtt as mqtt;
+use tokio::sync::oneshot;
 
 use super::publisher::{Progress, Publisher};
-use super::tls_probe::{self, ProbeTarget};
+use super::session::{self, OnMessage, Outbox};
 use crate::clock::unix_ms;
 use crate::messages::{CloudInbound, Disconnect, LinkEvent};
 use crate::model::{CloudMessage, DownCause, DownReason, Link};
@@ -22,10 +23,8 @@ use crate::topics::is_shadow_topic;
 /// How often the link checks that the endpoint still answers.
 const WATCHDOG_TICK: Duration = Duration::from_millis(250);
 
-/// How long a failed connect waits for its diagnosis before it is reported without one: the
-/// next attempt (after the backoff) is never held back longer than this, also when the probe's
-/// own handshake stalls (a black-holed endpoint, or one that is just coming back).
-pub const DIAGNOSIS_BUDGET: Duration = Duration::from_millis(750);
+/// How long a requested disconnect waits for the session to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Everything the link needs to connect.
 #[derive(Debug, Clone)]
@@ -48,7 +47,7 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Cloud topic filters to subscribe to.
     pub subscriptions: Vec<String>,
-    /// Maximum unacknowledged QoS 1 publishes.
+    /// Maximum unacknowledged QoS 1 publishes: the drain's window keeps below it.
     pub max_in_flight: usize,
 }
 
@@ -85,12 +84,39 @@ fn store_downlink(store: &DownlinkStore, message: &CloudInbound) -> Option<u64> 
     }
 }
 
+/// Delivers what the cloud published: shadow replies to the ShadowMapper, everything else stored
+/// (when a downlink store is set) and then to the LocalBroker. Runs on the session's I/O thread,
+/// before the PUBACK to the cloud is written.
+fn deliver(peers: LinkPeers) -> OnMessage {
+    Box::new(move |topic, payload| {
+        let mut message = CloudInbound {
+            topic,
+            payload,
+            stored: None,
+            received_ms: unix_ms(),
+        };
+        match &peers.shadow_inbound {
+            Some(shadow) if is_shadow_topic(&message.topic) => shadow.do_send(message),
+            _ => {
+                message.stored = peers
+                    .downlink_store
+                    .as_ref()
+                    .and_then(|s| store_downlink(s, &message));
+                peers.inbound.do_send(message)
+            }
+        }
+    })
+}
+
 /// One connection attempt and, if it succeeds, the connection.
 pub struct CloudLink {
     config: LinkConfig,
     peers: LinkPeers,
     attempt: u64,
-    client: Option<mqtt::AsyncClient>,
+    /// Shared with the session's I/O thread; `None` until started.
+    outbox: Option<Arc<Outbox>>,
+    /// Completes when the I/O thread has ended.
+    ended: Option<oneshot::Receiver<()>>,
     up: bool,
     reported_down: bool,
     /// Publishes the Buffer sent on this link and the endpoint has not answered yet.
@@ -100,9 +126,7 @@ pub struct CloudLink {
 #[derive(Message)]
 #[rtype(result = "()")]
 enum Internal {
-    Connected(Result<(), String>, Option<mqtt::ConnectReturnCode>),
-    Subscribed(Result<(), String>),
-    Lost,
+    Up,
     Down(DownReason),
 }
 
@@ -113,7 +137,8 @@ impl CloudLink {
             config,
             peers,
             attempt,
-            client: None,
+            outbox: None,
+            ended: None,
             up: false,
             reported_down: false,
             progress: Arc::new(Progress::default()),
@@ -133,13 +158,13 @@ impl CloudLink {
                 reason,
             });
         }
-        self.close_client();
+        self.close();
         ctx.stop();
     }
 
-    /// Paho notices a dead connection only after a PINGREQ goes unanswered, up to two keep-alive
-    /// periods after the last packet it *sent*. With publishes outstanding, silence for one
-    /// keep-alive period is proof enough.
+    /// The session notices a dead connection only when a PINGREQ goes unanswered, up to two
+    /// keep-alive periods after the last packet it *sent*. With publishes outstanding, silence for
+    /// one keep-alive period is proof enough.
     fn check_progress(&mut self, ctx: &mut Context<Self>) {
         let Some((outstanding, silent)) = self.progress.stalled() else {
             return;
@@ -159,92 +184,11 @@ impl CloudLink {
         }
     }
 
-    /// Starts a disconnect (not awaited: the actor is going away) and drops the client.
-    fn close_client(&mut self) {
-        if let Some(client) = self.client.take() {
-            if client.is_connected() {
-                drop(client.disconnect(None));
-            }
+    /// Has the I/O thread close the connection (not awaited: the actor is going away).
+    fn close(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.close();
         }
-    }
-
-    fn create_client(&self, addr: Addr<Self>) -> Result<mqtt::AsyncClient, String> {
-        let uri = format!("ssl://{}:{}", self.config.host, self.config.port);
-        let client = mqtt::CreateOptionsBuilder::new()
-            .server_uri(uri)
-            .client_id(&self.config.client_id)
-            .persistence(None)
-            .send_while_disconnected(false)
-            .create_client()
-            .map_err(|e| format!("cannot create the MQTT client: {e}"))?;
-        let lost = addr.clone();
-        client.set_connection_lost_callback(move |_| lost.do_send(Internal::Lost));
-        let inbound = self.peers.inbound.clone();
-        let shadow_inbound = self.peers.shadow_inbound.clone();
-        let store = self.peers.downlink_store.clone();
-        client.set_message_callback(move |_, msg| {
-            let Some(msg) = msg else { return };
-            let mut message = CloudInbound {
-                topic: msg.topic().to_string(),
-                payload: msg.payload().to_vec(),
-                stored: None,
-                received_ms: unix_ms(),
-            };
-            match &shadow_inbound {
-                Some(shadow) if is_shadow_topic(&message.topic) => shadow.do_send(message),
-                _ => {
-                    // Stored before this callback returns, i.e. before paho's PUBACK to the cloud.
-                    message.stored = store.as_ref().and_then(|s| store_downlink(s, &message));
-                    inbound.do_send(message)
-                }
-            }
-        });
-        Ok(client)
-    }
-
-    fn connect_options(&self) -> Result<mqtt::ConnectOptions, String> {
-        let c = &self.config;
-        let ssl = c.tls.paho_ssl_options().map_err(|e| e.to_string())?;
-        let mut opts = mqtt::ConnectOptionsBuilder::with_mqtt_version(mqtt::MqttVersion::V3_1_1);
-        opts.ssl_options(ssl)
-            .keep_alive_interval(c.keep_alive)
-            .connect_timeout(c.connect_timeout)
-            .clean_session(true)
-            .max_inflight(c.max_in_flight.clamp(1, 65535) as i32);
-        if let Some(user) = &c.username {
-            opts.user_name(user);
-        }
-        if let Some(password) = &c.password {
-            opts.password(password.as_str());
-        }
-        Ok(opts.finalize())
-    }
-
-    fn probe_target(&self) -> ProbeTarget {
-        let c = &self.config;
-        ProbeTarget {
-            host: c.host.clone(),
-            port: c.port,
-            tls: c.tls.clone(),
-            timeout: c.connect_timeout.min(Duration::from_secs(10)),
-        }
-    }
-}
-
-/// Turns a refused CONNACK into a status reason.
-pub fn connack_reason(code: mqtt::ConnectReturnCode) -> DownReason {
-    use mqtt::ConnectReturnCode::*;
-    let (cause, text) = match code {
-        NotAuthorized => (DownCause::NotAuthenticated, "not authorized"),
-        BadUserNameOrPassword => (DownCause::NotAuthenticated, "bad user name or password"),
-        IdentifierRejected => (DownCause::NotAuthenticated, "client identifier rejected"),
-        UnacceptableProtocolVersion => (DownCause::Error, "unacceptable protocol version"),
-        ServerUnavailable => (DownCause::Error, "server unavailable"),
-        Accepted => (DownCause::Error, "accepted"),
-    };
-    DownReason {
-        cause,
-        detail: format!("connection refused: {text}"),
     }
 }
 
@@ -252,16 +196,13 @@ impl Actor for CloudLink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let prepared = self
-            .create_client(ctx.address())
-            .and_then(|c| Ok((c, self.connect_options()?)));
-        let (client, opts) = match prepared {
-            Ok(p) => p,
-            Err(detail) => {
+        let outbox = match Outbox::new() {
+            Ok(outbox) => Arc::new(outbox),
+            Err(e) => {
                 return self.report_down(
                     DownReason {
                         cause: DownCause::Error,
-                        detail,
+                        detail: format!("cannot create the cloud session's wake-up socket: {e}"),
                     },
                     ctx,
                 )
@@ -271,19 +212,36 @@ impl Actor for CloudLink {
             "connecting to {}:{} as {:?} (attempt {})",
             self.config.host, self.config.port, self.config.client_id, self.attempt
         );
-        let token = client.connect(opts);
-        self.client = Some(client);
+        self.outbox = Some(outbox.clone());
+        let (ended_tx, ended_rx) = oneshot::channel();
+        self.ended = Some(ended_rx);
+        let config = self.config.clone();
+        let on_message = deliver(self.peers.clone());
         let addr = ctx.address();
-        actix_rt::spawn(async move {
-            let result = match token.await {
-                Ok(_) => Internal::Connected(Ok(()), None),
-                Err(mqtt::Error::ConnectReturn(code)) => {
-                    Internal::Connected(Err(code.to_string()), Some(code))
+        let spawned = std::thread::Builder::new()
+            .name(format!("awslink-cloud-{}", self.attempt))
+            .spawn(move || {
+                let reason = match session::connect(&config, &outbox) {
+                    Ok(session) => {
+                        addr.do_send(Internal::Up);
+                        session::run(session, &outbox, on_message)
+                    }
+                    Err(reason) => Some(reason),
+                };
+                if let Some(reason) = reason {
+                    addr.do_send(Internal::Down(reason));
                 }
-                Err(e) => Internal::Connected(Err(e.to_string()), None),
-            };
-            addr.do_send(result);
-        });
+                let _ = ended_tx.send(());
+            });
+        if let Err(e) = spawned {
+            self.report_down(
+                DownReason {
+                    cause: DownCause::Error,
+                    detail: format!("cannot start the cloud session's thread: {e}"),
+                },
+                ctx,
+            );
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -298,7 +256,7 @@ impl Actor for CloudLink {
                 reason,
             });
         }
-        self.close_client();
+        self.close();
     }
 }
 
@@ -307,56 +265,13 @@ impl Handler<Internal> for CloudLink {
 
     fn handle(&mut self, msg: Internal, ctx: &mut Self::Context) {
         match msg {
-            Internal::Connected(Ok(()), _) => {
-                let Some(client) = &self.client else { return };
-                let filters = &self.config.subscriptions;
-                let token = client.subscribe_many_same_qos(filters, 1);
-                let addr = ctx.address();
-                actix_rt::spawn(async move {
-                    let result = match token.await {
-                        Ok(response) => match response.subscribe_many_response() {
-                            Some(granted) if granted.iter().any(|q| *q >= 0x80) => {
-                                Err("subscription refused by the endpoint (check the policy's iot:Subscribe)".to_string())
-                            }
-                            _ => Ok(()),
-                        },
-                        Err(e) => Err(format!("subscribe failed: {e}")),
-                    };
-                    addr.do_send(Internal::Subscribed(result));
-                });
-            }
-            Internal::Connected(Err(_), Some(code)) => self.report_down(connack_reason(code), ctx),
-            Internal::Connected(Err(paho_error), None) => {
-                let target = self.probe_target();
-                let addr = ctx.address();
-                let generic = DownReason {
-                    cause: DownCause::Error,
-                    detail: format!("connect failed: {paho_error}"),
-                };
-                let fallback = generic.clone();
-                // Whichever comes first is reported (report_down reports once and stops the
-                // link, which drops the other): the probe's precise reason, or after the budget
-                // paho's own.
-                std::thread::spawn(move || {
-                    let reason = tls_probe::probe(&target).err().unwrap_or(generic);
-                    addr.do_send(Internal::Down(reason));
-                });
-                ctx.run_later(DIAGNOSIS_BUDGET, move |act, ctx| {
-                    let mut reason = fallback;
-                    reason.detail.push_str(&format!(
-                        " (no diagnosis within {} ms)",
-                        DIAGNOSIS_BUDGET.as_millis()
-                    ));
-                    act.report_down(reason, ctx);
-                });
-            }
-            Internal::Subscribed(Ok(())) => {
-                let Some(client) = &self.client else { return };
+            Internal::Up => {
+                let Some(outbox) = &self.outbox else { return };
                 self.up = true;
                 ctx.run_interval(WATCHDOG_TICK, |act, ctx| act.check_progress(ctx));
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
                 let publisher = Link::new(Arc::new(Publisher::new(
-                    client.clone(),
+                    outbox.clone(),
                     self.progress.clone(),
                     self.attempt,
                 )));
@@ -365,28 +280,16 @@ impl Handler<Internal> for CloudLink {
                     publisher,
                 });
             }
-            Internal::Subscribed(Err(detail)) => self.report_down(
-                DownReason {
-                    cause: DownCause::NotAuthenticated,
-                    detail,
-                },
-                ctx,
-            ),
-            Internal::Lost => {
-                let detail = if self.up {
-                    "connection lost (network error, keep-alive timeout or closed by the endpoint)"
-                } else {
-                    "connection lost during connect"
-                };
-                self.report_down(
-                    DownReason {
-                        cause: DownCause::Error,
-                        detail: detail.into(),
-                    },
-                    ctx,
-                )
+            Internal::Down(mut reason) => {
+                if !self.up && reason.detail.starts_with("connection lost") {
+                    reason.detail = reason.detail.replacen(
+                        "connection lost",
+                        "connection lost during connect",
+                        1,
+                    );
+                }
+                self.report_down(reason, ctx)
             }
-            Internal::Down(reason) => self.report_down(reason, ctx),
         }
     }
 }
@@ -396,26 +299,23 @@ impl Handler<Disconnect> for CloudLink {
 
     fn handle(&mut self, _msg: Disconnect, _ctx: &mut Self::Context) -> Self::Result {
         self.reported_down = true; // a requested close is not a failure to report
-        let token = self.client.as_ref().filter(|c| c.is_connected()).map(|c| {
-            c.disconnect(
-                mqtt::DisconnectOptionsBuilder::new()
-                    .timeout(Duration::from_secs(2))
-                    .finalize(),
-            )
-        });
+        self.close();
+        let ended = self.ended.take();
         Box::pin(
             async move {
-                if let Some(token) = token {
-                    if let Err(e) = token.await {
-                        warn!("clean disconnect from the cloud failed: {e}");
+                if let Some(ended) = ended {
+                    // The I/O thread writes the DISCONNECT within 2 s; a connect in progress
+                    // gives up at its next step.
+                    if actix_rt::time::timeout(CLOSE_WAIT, ended).await.is_err() {
+                        warn!(
+                            "the cloud session did not close within {} s",
+                            CLOSE_WAIT.as_secs()
+                        );
                     }
                 }
             }
             .into_actor(self)
-            .map(|_, act, ctx| {
-                act.client = None;
-                ctx.stop();
-            }),
+            .map(|_, _act, ctx| ctx.stop()),
         )
     }
 }

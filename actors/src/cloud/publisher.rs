@@ -1,26 +1,29 @@
-//! The paho implementation of [`Publish`]: the publishing half of a connected CloudLink, handed
-//! to the Buffer (through the Supervisor) while the link is up.
+//! The [`Publish`] side of a connected CloudLink, handed to the Buffer (through the Supervisor)
+//! while the link is up.
 //!
-//! The Buffer publishes on the link's paho client directly (no actor message per publish); the
-//! [`Publisher`] keeps the delivery tokens, and a PUBACK wakes the Buffer through [`AckNotice`],
-//! which sends one [`Acked`] notice per burst of completions. Measured in `bench/`: an actor
-//! message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
+//! The Buffer publishes by calling [`Publisher::publish`] (no actor message per publish): the
+//! packet is encoded on the Buffer's thread into the link's outbox, and the link's I/O thread
+//! writes everything queued with one TLS write per wake-up. A PUBACK wakes the Buffer through
+//! [`AckNotice`], which sends one [`Acked`] notice per burst of completions.
+//! Measured in `bench/`: an actor message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
 //! allocation and a thread wake-up each, and kept awslink's CPU per message at 3× the bridge's.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use paho_mqtt as mqtt;
+use bytes::Bytes;
+use rumqttc::mqttbytes::v4;
+use rumqttc::mqttbytes::QoS;
 
+use super::inflight::OVERTAKEN_GRACE;
+use super::session::Outbox;
 use crate::clock::mono_ms;
-use crate::cloud::tokens::{Outstanding, OVERTAKEN_GRACE};
 use crate::messages::Acked;
 use crate::model::{CloudMessage, Outcome, Publish};
-use crate::sync::lock;
 
 /// How far the endpoint is behind: written by the Buffer, read by the CloudLink's watchdog.
 #[derive(Debug, Default)]
@@ -68,15 +71,12 @@ impl Progress {
     }
 }
 
-/// Publishes on one connected cloud link and keeps the delivery token of every publish until it
-/// completed.
+/// Publishes on one connected cloud link: encodes each publish into the link's [`Outbox`] and
+/// wakes its I/O thread ([`crate::cloud::session`]), which writes and completes them.
 pub struct Publisher {
-    client: mqtt::AsyncClient,
+    outbox: Arc<Outbox>,
     progress: Arc<Progress>,
     attempt: u64,
-    /// The delivery token of each outstanding publish, by journal key. Only the Buffer touches
-    /// it, so the lock is never contended.
-    outstanding: Mutex<Outstanding<mqtt::DeliveryToken>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -89,41 +89,84 @@ impl fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// The publisher of link attempt `attempt`, whose watchdog reads `progress`.
-    pub fn new(client: mqtt::AsyncClient, progress: Arc<Progress>, attempt: u64) -> Self {
+    /// The publisher of link attempt `attempt` over `outbox`, whose watchdog reads `progress`.
+    pub fn new(outbox: Arc<Outbox>, progress: Arc<Progress>, attempt: u64) -> Self {
         Publisher {
-            client,
+            outbox,
             progress,
             attempt,
-            outstanding: Mutex::new(Outstanding::default()),
         }
-    }
-
-    fn outstanding(&self) -> std::sync::MutexGuard<'_, Outstanding<mqtt::DeliveryToken>> {
-        lock(&self.outstanding)
     }
 }
 
 impl Publish for Publisher {
-    /// Starts a publish (QoS 0 or 1); its token completes on PUBACK (QoS 1) or when written.
+    /// Encodes a publish (QoS 0 or 1) for the I/O thread; it completes on PUBACK (QoS 1) or once
+    /// written (QoS 0). On a link whose I/O thread has ended it stays outstanding until the
+    /// drain forgets it (the link is being replaced).
     fn publish(&self, seq: u64, msg: CloudMessage) {
-        let qos = msg.qos.clamp(0, 1);
-        let message = mqtt::Message::new(msg.topic, msg.payload, qos);
-        let token = self.client.publish(message);
+        let qos = if msg.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let mut pending = self.outbox.lock();
+        if pending.ended {
+            return;
+        }
+        if let Err(problem) = topic_problem(&msg.topic) {
+            pending.finish(seq, Outcome::Permanent(problem));
+            return;
+        }
+        let pkid = match qos {
+            QoS::AtMostOnce => 0,
+            _ => match pending.inflight.start(seq) {
+                Some(pkid) => pkid,
+                None => {
+                    pending.finish(
+                        seq,
+                        Outcome::Transient("65,535 publishes unacknowledged".into()),
+                    );
+                    return;
+                }
+            },
+        };
+        let packet = v4::Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: msg.topic,
+            pkid,
+            payload: Bytes::from(msg.payload),
+        };
+        if let Err(e) = packet.write(&mut pending.out) {
+            pending.finish(seq, Outcome::Permanent(format!("cannot encode: {e}")));
+            return;
+        }
+        if qos == QoS::AtMostOnce {
+            pending.out_qos0.push(seq);
+        }
+        drop(pending);
         self.progress.sent();
-        self.outstanding().push(seq, token, qos == 1);
+        self.outbox.wake();
     }
 
-    /// Polls the delivery tokens that completed since the last call (their wakers listed them).
+    /// Collects the publishes that finished since the last call, and gives up on those the
+    /// endpoint dropped ([`crate::cloud::inflight`]).
     fn completed(&self, waker: &Waker, done: &mut Vec<(u64, Outcome)>) {
-        self.outstanding()
-            .reap(waker, Instant::now(), |seq, result| {
-                done.push((seq, result.map_or_else(dropped, outcome)))
-            });
+        let mut pending = self.outbox.lock();
+        if !pending.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            pending.waker = Some(waker.clone());
+        }
+        done.append(&mut pending.done);
+        pending
+            .inflight
+            .overdue(Instant::now(), |seq| done.push((seq, dropped())));
     }
 
     fn forget_outstanding(&self) {
-        self.outstanding().forget();
+        let mut pending = self.outbox.lock();
+        pending.inflight.forget();
+        pending.done.clear();
     }
 
     fn answered(&self, n: usize) {
@@ -139,15 +182,6 @@ impl Publish for Publisher {
     }
 }
 
-/// How a finished delivery token ended, for the drain.
-fn outcome(result: mqtt::Result<()>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Delivered,
-        Err(e) if is_permanent(&e) => Outcome::Permanent(e.to_string()),
-        Err(e) => Outcome::Transient(e.to_string()),
-    }
-}
-
 /// A publish the endpoint never acknowledged although it acknowledged one sent later: dropped
 /// (AWS drops what exceeds its limits without a PUBACK). It is sent again.
 fn dropped() -> Outcome {
@@ -157,12 +191,24 @@ fn dropped() -> Outcome {
     ))
 }
 
-/// True when a failed publish can never succeed (the message itself is invalid).
-pub fn is_permanent(e: &mqtt::Error) -> bool {
-    matches!(
-        e,
-        mqtt::Error::BadUtf8String | mqtt::Error::BadQos | mqtt::Error::TopicNameTruncated
-    )
+/// Why `topic` can never be published (MQTT 3.1.1, 4.7): empty, wildcards, NUL, over 65,535
+/// bytes. The drain quarantines such a message instead of sending it again.
+pub fn topic_problem(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("invalid topic: empty".into());
+    }
+    if topic.len() > u16::MAX as usize {
+        return Err(format!(
+            "invalid topic: {} bytes (at most 65,535)",
+            topic.len()
+        ));
+    }
+    if topic.contains(['+', '#', '\0']) {
+        return Err(format!(
+            "invalid topic {topic:?}: a topic name may not contain '+', '#' or NUL"
+        ));
+    }
+    Ok(())
 }
 
 /// The Buffer's waker, which every delivery token's own waker ([`crate::cloud::tokens`]) wakes
@@ -228,10 +274,19 @@ mod tests {
     }
 
     #[test]
-    fn permanent_errors_are_the_ones_about_the_message() {
-        assert!(is_permanent(&mqtt::Error::BadUtf8String));
-        assert!(is_permanent(&mqtt::Error::TopicNameTruncated));
-        assert!(!is_permanent(&mqtt::Error::Disconnected));
-        assert!(!is_permanent(&mqtt::Error::Timeout));
+    fn only_topics_mqtt_forbids_are_permanent_failures() {
+        let long = "a".repeat(65_536);
+        let table: &[(&str, bool)] = &[
+            ("dt/gw/telemetry", true),
+            ("$aws/rules/ingest/dt", true),
+            ("", false),
+            ("a/+/b", false),
+            ("a/#", false),
+            ("a\0b", false),
+            (&long, false),
+        ];
+        for (topic, ok) in table {
+            assert_eq!(topic_problem(topic).is_ok(), *ok, "{:.40}", topic);
+        }
     }
 }

@@ -1,12 +1,14 @@
-//! Finds out exactly why a TLS connection to the cloud endpoint fails (Paho C only says
-//! "TCP/TLS connect failure"): a short handshake of our own with the same CA, client certificate,
-//! SNI and hostname check, turned into a cause and a one-line detail for the status topic.
+//! Opens TLS connections to the cloud endpoint and says exactly why one fails: DNS, TCP and the
+//! handshake with the CA, client certificate, SNI and hostname check, each failure turned into a
+//! cause and a one-line detail for the status topic. The cloud link connects through [`open`];
+//! `awslink check` and `provision` (whose Paho C only says "TCP/TLS connect failure") repeat the
+//! handshake with [`probe`] to name the reason.
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use openssl::ssl::{HandshakeError, SslVerifyMode};
+use openssl::ssl::{HandshakeError, SslStream, SslVerifyMode};
 
 use crate::model::{DownCause, DownReason};
 use crate::tls::TlsIdentity;
@@ -30,10 +32,33 @@ pub struct ProbeTarget {
 /// Result of a probe: `Ok(())` when TCP and TLS (including the server's acceptance of our
 /// certificate) work, otherwise the reason.
 pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
-    let error = |detail: String| DownReason {
-        cause: DownCause::Error,
-        detail,
-    };
+    let mut stream = open(target)?;
+    // With TLS 1.3 the server judges our certificate after the handshake: read once to see its
+    // verdict. A timeout means it accepted (it waits for our CONNECT). The verdict follows our
+    // last handshake flight by one round trip, so the wait is short: the whole connect timeout
+    // here delayed the next connection attempt by up to 10 s when the endpoint had just come
+    // back.
+    let _ = stream
+        .get_ref()
+        .set_read_timeout(Some(VERDICT_WAIT.min(target.timeout)));
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(client_rejected(&e.to_string())),
+    }
+}
+
+/// DNS, TCP and the TLS handshake (SNI, peer and host name verification) to `target`, each step
+/// within `target.timeout`; a failure is turned into its cause and a one-line detail. The
+/// stream is blocking with `target.timeout` as its read and write timeouts. The cloud link
+/// connects through this too, so its status names the same reasons as `awslink check`.
+pub fn open(target: &ProbeTarget) -> Result<SslStream<TcpStream>, DownReason> {
     let addrs: Vec<_> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| error(format!("dns lookup of {} failed: {e}", target.host)))?
@@ -49,6 +74,7 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
     })?;
     let _ = tcp.set_read_timeout(Some(target.timeout));
     let _ = tcp.set_write_timeout(Some(target.timeout));
+    let _ = tcp.set_nodelay(true);
 
     let connector = target
         .tls
@@ -59,27 +85,7 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
         .map_err(|e| error(format!("tls setup: {e}")))?;
     config.set_verify(SslVerifyMode::PEER);
     match config.connect(&target.host, tcp) {
-        Ok(mut stream) => {
-            // With TLS 1.3 the server judges our certificate after the handshake: read once to see
-            // its verdict. A timeout means it accepted (it waits for our CONNECT). The verdict
-            // follows our last handshake flight by one round trip, so the wait is short: the
-            // whole connect timeout here delayed the next connection attempt by up to 10 s when
-            // the endpoint had just come back.
-            let _ = stream
-                .get_ref()
-                .set_read_timeout(Some(VERDICT_WAIT.min(target.timeout)));
-            let mut byte = [0u8; 1];
-            match stream.read(&mut byte) {
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    Ok(())
-                }
-                Ok(_) => Ok(()),
-                Err(e) => Err(client_rejected(&e.to_string())),
-            }
-        }
+        Ok(stream) => Ok(stream),
         Err(HandshakeError::Failure(mid)) => {
             let verify = mid.ssl().verify_result();
             if verify.as_raw() != 0 {
@@ -101,6 +107,13 @@ pub fn probe(target: &ProbeTarget) -> Result<(), DownReason> {
     }
 }
 
+fn error(detail: String) -> DownReason {
+    DownReason {
+        cause: DownCause::Error,
+        detail,
+    }
+}
+
 /// Whether an OpenSSL error text is a TLS alert about *our* certificate (the server refused it).
 pub fn is_alert_about_us(text: &str) -> bool {
     [
@@ -118,7 +131,8 @@ pub fn is_alert_about_us(text: &str) -> bool {
     .any(|alert| text.contains(alert))
 }
 
-fn client_rejected(text: &str) -> DownReason {
+/// The reason for a server's TLS alert about our certificate (`text` names the alert).
+pub fn client_rejected(text: &str) -> DownReason {
     DownReason {
         cause: DownCause::NotAuthenticated,
         detail: format!(

@@ -6,10 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paho_mqtt as mqtt;
-
 use super::*;
 use crate::cloud::publisher::{Progress, Publisher};
+use crate::cloud::session::Outbox;
 use crate::model::Link;
 use crate::testkit::{counter, probe, ProbeReceiver};
 
@@ -78,14 +77,10 @@ fn start(policy: BackoffPolicy, random: RandomSource) -> Harness {
     }
 }
 
-/// The publishing half of a link that never connects (no network, no persistence).
+/// The publishing half of a link that never connects (an outbox no I/O thread reads).
 fn publisher(attempt: u64) -> Publisher {
-    let options = mqtt::CreateOptionsBuilder::new()
-        .server_uri("tcp://127.0.0.1:1")
-        .persistence(None)
-        .finalize();
-    let client = mqtt::AsyncClient::new(options).unwrap();
-    Publisher::new(client, Arc::new(Progress::default()), attempt)
+    let outbox = Arc::new(Outbox::new().unwrap());
+    Publisher::new(outbox, Arc::new(Progress::default()), attempt)
 }
 
 fn up(attempt: u64) -> LinkEvent {
