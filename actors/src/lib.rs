@@ -19,7 +19,8 @@
 //! Pure logic lives in [`topics`], [`routes`], [`billing`], [`backoff`], [`quota`],
 //! [`store::record`] (encoding), [`lanes`] (which lane a message goes to), [`drain::state`],
 //! [`drain::lanes`] and [`drain::schedule`] (the drain's rules per lane, the shared window, expiry,
-//! which lane gets each publish), [`local::intake::hold`]
+//! which lane gets each publish), [`cloud::inflight`] (packet ids, dropped publishes),
+//! [`local::intake::hold`]
 //! (flow control), [`shadow::convert`] and the [`status`] payload functions; actors are thin
 //! shells around them. Actors know their peers only as `Recipient<M>` (the Buffer its link as a
 //! [`model::Publish`] handle); the `awslink` binary's `src/wiring.rs` wires them.

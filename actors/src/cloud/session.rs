@@ -203,7 +203,8 @@ pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReas
         stream,
         incoming: BytesMut::with_capacity(16 * 1024),
         early: Vec::new(),
-        keep_alive: config.keep_alive,
+        // A zero keep-alive would ping, and time out, at once.
+        keep_alive: config.keep_alive.max(Duration::from_secs(1)),
     };
     if outbox.is_closing() {
         return Err(error("cloud link stopped while connecting".into()));
@@ -364,6 +365,8 @@ struct Loop<'a> {
     writing_qos0: Vec<u64>,
     /// The last write was refused until the socket is writable.
     want_write: bool,
+    /// What one TLS read decrypts into (a TLS record is at most 16 KiB).
+    chunk: Box<[u8; 16 * 1024]>,
     last_write: Instant,
     ping_sent: Option<Instant>,
 }
@@ -378,6 +381,7 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
         writing: BytesMut::with_capacity(64 * 1024),
         writing_qos0: Vec::new(),
         want_write: false,
+        chunk: Box::new([0; 16 * 1024]),
         last_write: Instant::now(),
         ping_sent: None,
     };
@@ -495,20 +499,9 @@ impl Loop<'_> {
     /// Reads and handles everything that arrived.
     fn read(&mut self) -> Result<(), DownReason> {
         loop {
-            self.session.incoming.reserve(16 * 1024);
-            let spare = self.session.incoming.spare_capacity_mut();
-            // SAFETY: `ssl_read` only writes into the buffer; the bytes it reports are initialised.
-            let buf =
-                unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), spare.len()) };
-            match self.session.stream.ssl_read(buf) {
+            match self.session.stream.ssl_read(&mut self.chunk[..]) {
                 Ok(0) => return Err(error("connection closed by the endpoint".into())),
-                Ok(n) => {
-                    // SAFETY: `ssl_read` initialised the first `n` spare bytes.
-                    unsafe {
-                        let len = self.session.incoming.len();
-                        self.session.incoming.set_len(len + n);
-                    }
-                }
+                Ok(n) => self.session.incoming.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => break,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
