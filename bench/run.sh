@@ -12,7 +12,8 @@
 #   options: --no-build, --no-profile, --systems "bridge bridge-hop batched fsync", --rounds N (scenario 1
 #            runs N times, the systems interleaved; the table shows each metric's median),
 #            --backlog N (scenarios 6 and 7: messages buffered offline)
-#   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), S3_DOWN_MODE=eof, KEEP=1,
+#   env: PROFILE_SYSTEM=fsync (profile that mode instead of batched), PERF_FREQ (the profile's
+#        sampling rate, default 999 Hz), S3_DOWN_MODE=eof, KEEP=1,
 #        S6_SYSTEMS (default "bridge batched"), S7_SYSTEMS (default "bridge batched batching")
 #
 # Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
@@ -465,7 +466,7 @@ profile_s1() {
   log "profile: scenario 1 throughput, awslink $psys under perf ($sym)"
   AWSLINK=$bin start_stack "$psys" "$D" off 0
   start_sink tput "$S1_COUNT" 20 300
-  perf record -F 999 -g -o "$D/perf.data" -p "$AWSLINK_PID" >"$D/perf.log" 2>&1 &
+  perf record -F "${PERF_FREQ:-999}" -g -o "$D/perf.data" -p "$AWSLINK_PID" >"$D/perf.log" 2>&1 &
   local perf_pid=$!
   sleep 1
   loadgen tput --count "$S1_COUNT" || fail "loadgen failed under perf"
@@ -475,7 +476,7 @@ profile_s1() {
   # top N lines of a perf report (head closing the pipe must not fail the script: pipefail)
   report() { local n=$1; shift; { perf report -i "$D/perf.data" --stdio "$@" 2>/dev/null || true; } | grep -v '^#' | grep -v '^$' | head -"$n" || true; }
   {
-    echo "# perf record -F 999 -g -p <awslink $psys>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
+    echo "# perf record -F ${PERF_FREQ:-999} -g -p <awslink $psys>, scenario 1 throughput ($S1_COUNT x $SIZE B); binary: $sym"
     echo "## by thread (comm), self time"
     report 20 --no-children --sort comm -g none --percent-limit 0.5
     echo "## by shared object, self time"

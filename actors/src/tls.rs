@@ -302,6 +302,9 @@ impl TlsIdentity {
         if !self.alpn.is_empty() {
             b.set_alpn_protos(&alpn_wire(&self.alpn)).map_err(setup)?;
         }
+        // One socket read takes in every TLS record that has arrived (a burst of PUBACKs is
+        // many small records), instead of a read for each record's header and one for its body.
+        b.set_read_ahead(true);
         Ok(b.build())
     }
 

@@ -202,7 +202,7 @@ impl Actor for CloudLink {
                 return self.report_down(
                     DownReason {
                         cause: DownCause::Error,
-                        detail: format!("cannot create the cloud session's wake-up socket: {e}"),
+                        detail: format!("cannot create the cloud session's wake-up eventfd: {e}"),
                     },
                     ctx,
                 )

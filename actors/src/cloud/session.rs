@@ -15,10 +15,10 @@
 //! ([`crate::tls::TlsIdentity::openssl_connector`]). Why this replaced Paho C on this path:
 //! ARCHITECTURE.md ("The cloud session is our own loop").
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
@@ -79,25 +79,28 @@ impl Pending {
 /// The hand-over between the publisher (the drain's thread) and the I/O thread.
 pub struct Outbox {
     pending: Mutex<Pending>,
-    /// Set while a wake-up byte is unread (or about to be): saves a syscall per publish.
+    /// Set while a wake-up is unread (or about to be): saves a syscall per publish.
     awake: AtomicBool,
     closing: AtomicBool,
-    wake_tx: UnixStream,
-    wake_rx: UnixStream,
+    /// An eventfd (non-blocking): the I/O thread polls it, [`Outbox::wake`] adds 1.
+    wakeup: File,
 }
 
 impl Outbox {
     /// An empty outbox.
     pub fn new() -> io::Result<Self> {
-        let (wake_tx, wake_rx) = UnixStream::pair()?;
-        wake_tx.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
+        // SAFETY: eventfd takes no pointers; the result is checked before it is used.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let wakeup = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         Ok(Outbox {
             pending: Mutex::new(Pending::default()),
             awake: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            wake_tx,
-            wake_rx,
+            wakeup,
         })
     }
 
@@ -106,12 +109,12 @@ impl Outbox {
         lock(&self.pending)
     }
 
-    /// Has the I/O thread look at the outbox (one byte on its wake-up socket unless one is
-    /// already on its way).
+    /// Has the I/O thread look at the outbox (one eventfd write unless a wake-up is already on
+    /// its way).
     pub fn wake(&self) {
         if !self.awake.swap(true, Ordering::AcqRel) {
-            // A full socket buffer means wake-ups are already queued.
-            let _ = (&self.wake_tx).write(&[1]);
+            // Fails only when the counter is full, i.e. wake-ups are already queued.
+            let _ = (&self.wakeup).write(&1u64.to_ne_bytes());
         }
     }
 
@@ -127,8 +130,9 @@ impl Outbox {
     }
 
     fn take_wakeups(&self) {
-        let mut sink = [0u8; 64];
-        while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+        // One read resets the eventfd's counter, however many wake-ups it holds.
+        let mut count = [0u8; 8];
+        let _ = (&self.wakeup).read(&mut count);
         self.awake.store(false, Ordering::Release);
     }
 }
@@ -405,7 +409,7 @@ impl Loop<'_> {
             self.handle(packet)?;
         }
         let socket = self.session.stream.get_ref().as_raw_fd();
-        let wake = self.outbox.wake_rx.as_raw_fd();
+        let wake = self.outbox.wakeup.as_raw_fd();
         // The first round reads whatever arrived while subscribing.
         let mut readable = true;
         loop {
