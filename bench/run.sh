@@ -117,6 +117,10 @@ rec() {
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The private part of the RSS (heap, stacks): RSS also counts the pages of shared libraries and
+# of the binary that this process has touched, which are shared with every other process that
+# maps them (libcrypto alone is ~3-4 MB of both Mosquitto's and awslink's RSS).
+anon_kib() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 
 log "work directory $WORK, binaries $BIN"
@@ -363,8 +367,8 @@ scenario1() {
   log "scenario 1 [$sys] round $round/$ROUNDS: $S1_COUNT x ${SIZE} B as fast as possible, then $S1_LAT_COUNT at $LAT_RATE msg/s"
   start_stack "$sys" "$D" off 0
   sleep 2
-  local fwd=$FWD_PID rss_idle mosq_rss_idle
-  rss_idle=$(rss_kib "$fwd"); mosq_rss_idle=$(rss_kib "$MOSQ_PID")
+  local fwd=$FWD_PID rss_idle mosq_rss_idle anon_idle
+  rss_idle=$(rss_kib "$fwd"); mosq_rss_idle=$(rss_kib "$MOSQ_PID"); anon_idle=$(anon_kib "$fwd")
   # Every long-lived process of the set-up, sampled before and after the throughput run (for
   # "bridge" the forwarder is the local Mosquitto itself, so it has no row of its own).
   local roles=(local_mosquitto emulator cloud_mosquitto) pids i
@@ -422,10 +426,12 @@ scenario1() {
   rec 1 latency_max_ms "$sys" "$(jq .latency.max_ms "$D/lat-analysis.json")" "ms at $LAT_RATE msg/s"
   if [ "$sys" = bridge ]; then
     rec 5 rss_idle_kib "$sys" "$rss_idle" "KiB (forwarder process)"
+    rec 5 rss_anon_idle_kib "$sys" "$anon_idle" "KiB private (RssAnon) of the forwarder, idle"
     rec 5 rss_at_2000_kib "$sys" "$peak" "KiB peak"
     rec 5 cpu_s_per_100k "$sys" "$per100k" "CPU s (forwarder process)"
   else
     rec 5 rss_idle_kib "$sys" "$rss_idle" "KiB (forwarder process)"
+    rec 5 rss_anon_idle_kib "$sys" "$anon_idle" "KiB private (RssAnon) of the forwarder, idle"
     rec 5 rss_at_2000_kib "$sys" "$peak" "KiB peak"
     rec 5 cpu_s_per_100k "$sys" "$per100k" "CPU s (forwarder process)"
     rec 5 edge_rss_idle_kib "$sys" "$((rss_idle + mosq_rss_idle))" "KiB edge total (awslink + local mosquitto)"
