@@ -5,6 +5,11 @@
 //! allocates a packet id here for each QoS 1 publish, the link's I/O thread looks the journal key
 //! up here when the PUBACK arrives.
 //!
+//! A publish the drain has given up on ([`InFlight::forget`]: it sends everything again) is
+//! still on the wire: it keeps its packet id and counts in [`InFlight::len`], so the link does
+//! not have more than the endpoint's limit unacknowledged, until its PUBACK comes (not reported)
+//! or [`OVERTAKEN_GRACE`] has passed.
+//!
 //! A publish the endpoint dropped (AWS drops what exceeds its limits, without a PUBACK) is found
 //! here too: MQTT has the server acknowledge QoS 1 publishes in the order it received them, so a
 //! publish still unanswered when one sent after it was acknowledged was dropped. After
@@ -29,6 +34,9 @@ struct Entry {
     key: u64,
     /// When a publish sent after this one was acknowledged.
     overtaken_at: Option<Instant>,
+    /// When the drain gave up on it ([`InFlight::forget`]): its PUBACK is not reported, but it
+    /// still counts towards the endpoint's limit until it comes or the grace has passed.
+    forgotten_at: Option<Instant>,
 }
 
 /// The unacknowledged QoS 1 publishes of one link, oldest first.
@@ -69,12 +77,14 @@ impl InFlight {
             pkid,
             key,
             overtaken_at: None,
+            forgotten_at: None,
         });
         Some(pkid)
     }
 
-    /// The endpoint acknowledged `pkid` at `now`: its journal key, if it was outstanding. Every
-    /// publish sent before it and still unanswered counts as overtaken from `now`.
+    /// The endpoint acknowledged `pkid` at `now`: its journal key, if it was outstanding and
+    /// not forgotten. Every publish sent before it and still unanswered counts as overtaken from
+    /// `now`.
     pub fn acked(&mut self, pkid: u16, now: Instant) -> Option<u64> {
         // PUBACKs come in order, so the id is nearly always the oldest.
         let at = self.queue.iter().position(|e| e.pkid == pkid)?;
@@ -83,32 +93,45 @@ impl InFlight {
         }
         let entry = self.queue.remove(at)?;
         self.set_used(pkid, false);
-        Some(entry.key)
+        entry.forgotten_at.is_none().then_some(entry.key)
+    }
+
+    /// Takes back packet id `pkid`, just started, whose publish could not be sent after all.
+    pub fn cancel(&mut self, pkid: u16) {
+        if let Some(at) = self.queue.iter().rposition(|e| e.pkid == pkid) {
+            self.queue.remove(at);
+            self.set_used(pkid, false);
+        }
     }
 
     /// Hands `dropped` the key of every publish overtaken more than [`OVERTAKEN_GRACE`] before
-    /// `now`, and forgets them.
+    /// `now`, and forgets them; drops forgotten publishes older than the grace without a word.
     pub fn overdue(&mut self, now: Instant, mut dropped: impl FnMut(u64)) {
         let used = &mut self.used;
+        let expired = |at: Option<Instant>| {
+            at.is_some_and(|at| now.saturating_duration_since(at) >= OVERTAKEN_GRACE)
+        };
         self.queue.retain(|e| {
-            let gone = e
-                .overtaken_at
-                .is_some_and(|at| now.saturating_duration_since(at) >= OVERTAKEN_GRACE);
+            let gone = expired(e.overtaken_at) || expired(e.forgotten_at);
             if gone {
                 used[e.pkid as usize / 64] &= !(1 << (e.pkid % 64));
-                dropped(e.key);
+                if e.forgotten_at.is_none() {
+                    dropped(e.key);
+                }
             }
             !gone
         });
     }
 
-    /// Forgets every outstanding publish (the link was replaced).
-    pub fn forget(&mut self) {
-        self.queue.clear();
-        self.used.iter_mut().for_each(|w| *w = 0);
+    /// Forgets every outstanding publish at `now` (the drain sends them again): their outcomes
+    /// are never reported, but they count in [`Self::len`] until their PUBACK or the grace.
+    pub fn forget(&mut self, now: Instant) {
+        for entry in &mut self.queue {
+            entry.forgotten_at.get_or_insert(now);
+        }
     }
 
-    /// How many publishes are outstanding.
+    /// How many publishes are unacknowledged on the connection (forgotten ones included).
     pub fn len(&self) -> usize {
         self.queue.len()
     }
@@ -219,15 +242,39 @@ mod tests {
     }
 
     #[test]
-    fn all_ids_outstanding_refuses_the_next_and_forget_frees_them() {
+    fn all_ids_outstanding_refuses_the_next() {
         let mut f = InFlight::default();
         for key in 0..65_535u64 {
             assert!(f.start(key).is_some(), "key {key}");
         }
         assert_eq!(f.start(65_535), None);
-        f.forget();
+        f.cancel(7);
+        assert_eq!(f.start(65_535), Some(7), "a cancelled id is free again");
+    }
+
+    #[test]
+    fn forgotten_publishes_are_never_reported_but_count_until_acked_or_the_grace() {
+        let mut f = InFlight::default();
+        for key in 0..3 {
+            f.start(key);
+        }
+        let t0 = Instant::now();
+        f.forget(t0);
+        assert_eq!(f.len(), 3, "still on the wire");
+        assert_eq!(f.acked(1, t0), None, "forgotten: no outcome");
+        assert_eq!(f.len(), 2);
+        let again = f.start(0).unwrap();
+        assert_eq!(
+            f.acked(again, t0),
+            Some(0),
+            "the publish sent again is reported"
+        );
+        assert!(dropped(&mut f, t0 + Duration::from_millis(500)).is_empty());
+        assert_eq!(f.len(), 2);
+        assert!(
+            dropped(&mut f, t0 + OVERTAKEN_GRACE).is_empty(),
+            "forgotten ones expire without being reported"
+        );
         assert!(f.is_empty());
-        assert_eq!(f.acked(1, Instant::now()), None, "forgotten");
-        assert!(f.start(1).is_some());
     }
 }

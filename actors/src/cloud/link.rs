@@ -47,7 +47,8 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Cloud topic filters to subscribe to.
     pub subscriptions: Vec<String>,
-    /// Maximum unacknowledged QoS 1 publishes: the drain's window keeps below it.
+    /// Maximum unacknowledged QoS 1 publishes on the connection (AWS: 100), publishes the drain
+    /// gave up on included; the drain's window is the same size.
     pub max_in_flight: usize,
 }
 
@@ -274,6 +275,7 @@ impl Handler<Internal> for CloudLink {
                     outbox.clone(),
                     self.progress.clone(),
                     self.attempt,
+                    self.config.max_in_flight,
                 )));
                 self.peers.events.do_send(LinkEvent::Up {
                     attempt: self.attempt,

@@ -3,7 +3,7 @@
 //!
 //! The Buffer publishes by calling [`Publisher::publish`] (no actor message per publish): the
 //! packet is encoded on the Buffer's thread into the link's outbox, and the link's I/O thread
-//! writes everything queued with one TLS write per wake-up. A PUBACK wakes the Buffer through
+//! writes everything queued at each wake-up (one TLS record per 16 KiB, not one per publish). A PUBACK wakes the Buffer through
 //! [`AckNotice`], which sends one [`Acked`] notice per burst of completions.
 //! Measured in `bench/`: an actor message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
 //! allocation and a thread wake-up each, and kept awslink's CPU per message at 3× the bridge's.
@@ -47,7 +47,13 @@ impl Progress {
         if n == 0 {
             return;
         }
-        let before = self.outstanding.fetch_sub(n, Ordering::AcqRel);
+        // Saturating: a count the drain makes twice must not wrap to a huge "outstanding".
+        let before = self
+            .outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                Some(o.saturating_sub(n))
+            })
+            .unwrap_or(0);
         let since = if before > n { mono_ms() } else { 0 };
         self.waiting_since_ms.store(since, Ordering::Release);
     }
@@ -77,6 +83,8 @@ pub struct Publisher {
     outbox: Arc<Outbox>,
     progress: Arc<Progress>,
     attempt: u64,
+    /// At most this many QoS 1 publishes unacknowledged on the connection (AWS: 100).
+    max_in_flight: usize,
 }
 
 impl fmt::Debug for Publisher {
@@ -89,12 +97,19 @@ impl fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// The publisher of link attempt `attempt` over `outbox`, whose watchdog reads `progress`.
-    pub fn new(outbox: Arc<Outbox>, progress: Arc<Progress>, attempt: u64) -> Self {
+    /// The publisher of link attempt `attempt` over `outbox`, whose watchdog reads `progress`;
+    /// it keeps at most `max_in_flight` QoS 1 publishes unacknowledged.
+    pub fn new(
+        outbox: Arc<Outbox>,
+        progress: Arc<Progress>,
+        attempt: u64,
+        max_in_flight: usize,
+    ) -> Self {
         Publisher {
             outbox,
             progress,
             attempt,
+            max_in_flight: max_in_flight.max(1),
         }
     }
 }
@@ -113,22 +128,39 @@ impl Publish for Publisher {
         if pending.ended {
             return;
         }
-        if let Err(problem) = topic_problem(&msg.topic) {
+        // Every outcome below is counted by the drain as an answer.
+        self.progress.sent();
+        if let Err(problem) = publish_problem(&msg) {
             pending.finish(seq, Outcome::Permanent(problem));
             return;
         }
         let pkid = match qos {
             QoS::AtMostOnce => 0,
-            _ => match pending.inflight.start(seq) {
-                Some(pkid) => pkid,
-                None => {
-                    pending.finish(
-                        seq,
-                        Outcome::Transient("65,535 publishes unacknowledged".into()),
-                    );
-                    return;
+            _ => {
+                if pending.inflight.len() >= self.max_in_flight {
+                    // Publishes the drain gave up on are still unacknowledged on the wire.
+                    pending.inflight.overdue(Instant::now(), |_| {});
                 }
-            },
+                let full = pending.inflight.len() >= self.max_in_flight;
+                match (full, pending.inflight.start(seq)) {
+                    (false, Some(pkid)) => pkid,
+                    (true, Some(pkid)) => {
+                        pending.inflight.cancel(pkid);
+                        let detail = format!(
+                            "{} publishes already unacknowledged on this connection (the limit is {})",
+                            pending.inflight.len(),
+                            self.max_in_flight
+                        );
+                        pending.finish(seq, Outcome::Transient(detail));
+                        return;
+                    }
+                    (_, None) => {
+                        let detail = "65,535 publishes unacknowledged".to_string();
+                        pending.finish(seq, Outcome::Transient(detail));
+                        return;
+                    }
+                }
+            }
         };
         let packet = v4::Publish {
             dup: false,
@@ -138,15 +170,19 @@ impl Publish for Publisher {
             pkid,
             payload: Bytes::from(msg.payload),
         };
+        let before = pending.out.len();
         if let Err(e) = packet.write(&mut pending.out) {
+            // Not reached (publish_problem checked the sizes): leave no partial packet behind.
+            pending.out.truncate(before);
+            pending.inflight.cancel(pkid);
             pending.finish(seq, Outcome::Permanent(format!("cannot encode: {e}")));
             return;
         }
         if qos == QoS::AtMostOnce {
-            pending.out_qos0.push(seq);
+            let epoch = pending.epoch;
+            pending.out_qos0.push((epoch, seq));
         }
         drop(pending);
-        self.progress.sent();
         self.outbox.wake();
     }
 
@@ -165,8 +201,10 @@ impl Publish for Publisher {
 
     fn forget_outstanding(&self) {
         let mut pending = self.outbox.lock();
-        pending.inflight.forget();
+        pending.inflight.forget(Instant::now());
         pending.done.clear();
+        // QoS 0 publishes still being written are not reported either.
+        pending.epoch += 1;
     }
 
     fn answered(&self, n: usize) {
@@ -191,8 +229,25 @@ fn dropped() -> Outcome {
     ))
 }
 
+/// The largest MQTT packet body (the remaining length's four bytes).
+const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// Why `msg` can never be published: its topic ([`topic_problem`]), or a packet larger than MQTT
+/// can frame. The drain quarantines such a message instead of sending it again.
+fn publish_problem(msg: &CloudMessage) -> Result<(), String> {
+    topic_problem(&msg.topic)?;
+    let body = 2 + msg.topic.len() + 2 + msg.payload.len();
+    if body > MAX_REMAINING_LENGTH {
+        return Err(format!(
+            "a payload of {} bytes is larger than an MQTT packet can be",
+            msg.payload.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Why `topic` can never be published (MQTT 3.1.1, 4.7): empty, wildcards, NUL, over 65,535
-/// bytes. The drain quarantines such a message instead of sending it again.
+/// bytes.
 pub fn topic_problem(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         return Err("invalid topic: empty".into());
@@ -211,9 +266,9 @@ pub fn topic_problem(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The Buffer's waker, which every delivery token's own waker ([`crate::cloud::tokens`]) wakes
-/// on paho's thread when a publish completes. Only the first completion after the Buffer last
-/// looked sends a notice, so a burst of PUBACKs costs one actor message.
+/// The Buffer's waker, which the link's I/O thread ([`crate::cloud::session`]) wakes when a
+/// publish completes. Only the first completion after the Buffer last looked sends a notice, so
+/// a burst of PUBACKs costs one actor message.
 #[derive(Default)]
 pub struct AckNotice {
     pending: AtomicBool,
@@ -231,7 +286,8 @@ impl AckNotice {
         let _ = self.target.set(target);
     }
 
-    /// The receiver calls this before polling the tokens: completions after it notify again.
+    /// The receiver calls this before collecting the completions: completions after it notify
+    /// again.
     pub fn take(&self) {
         self.pending.store(false, Ordering::Release);
     }
@@ -255,6 +311,68 @@ impl Wake for AckNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(topic: &str) -> CloudMessage {
+        CloudMessage {
+            topic: topic.into(),
+            payload: b"{}".to_vec(),
+            qos: 1,
+            enqueued_ms: 0,
+            batch: None,
+        }
+    }
+
+    /// A publisher on an outbox no I/O thread reads, with its progress.
+    fn unconnected(max_in_flight: usize) -> (Publisher, Arc<Progress>) {
+        let progress = Arc::new(Progress::default());
+        let outbox = Arc::new(Outbox::new().expect("eventfd"));
+        let publisher = Publisher::new(outbox, progress.clone(), 1, max_in_flight);
+        (publisher, progress)
+    }
+
+    fn collect(p: &Publisher) -> Vec<(u64, Outcome)> {
+        let mut done = Vec::new();
+        p.completed(Waker::noop(), &mut done);
+        done
+    }
+
+    #[test]
+    fn a_publish_that_fails_at_once_is_counted_so_the_watchdog_count_stays_true() {
+        let (p, progress) = unconnected(100);
+        p.publish(7, message("a/#"));
+        let done = collect(&p);
+        assert!(
+            matches!(&done[..], [(7, Outcome::Permanent(_))]),
+            "{done:?}"
+        );
+        p.answered(done.len());
+        assert_eq!(progress.stalled(), None, "nothing outstanding");
+        // Answers counted twice never wrap the count.
+        p.answered(3);
+        progress.sent();
+        assert_eq!(progress.stalled().map(|s| s.0), Some(1));
+    }
+
+    #[test]
+    fn publishes_beyond_the_in_flight_limit_fail_transiently_also_after_a_forget() {
+        let (p, _) = unconnected(2);
+        p.publish(1, message("dt/a"));
+        p.publish(2, message("dt/a"));
+        p.publish(3, message("dt/a"));
+        let done = collect(&p);
+        assert!(
+            matches!(&done[..], [(3, Outcome::Transient(_))]),
+            "{done:?}"
+        );
+        // Given up on by the drain, but still unacknowledged on the wire.
+        p.forget_outstanding();
+        p.publish(1, message("dt/a"));
+        let done = collect(&p);
+        assert!(
+            matches!(&done[..], [(1, Outcome::Transient(_))]),
+            "{done:?}"
+        );
+    }
 
     #[test]
     fn progress_reports_silence_only_while_publishes_are_outstanding() {

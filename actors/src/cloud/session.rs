@@ -1,19 +1,20 @@
 //! The MQTT 3.1.1 session to AWS IoT over one TLS connection, on one thread of its own.
 //!
-//! [`connect`] runs blocking, within the connect timeout: DNS, TCP and the TLS handshake through
-//! [`tls_probe::open`] (so a failure is named exactly as `awslink check` names it), CONNECT and
-//! CONNACK, then SUBSCRIBE (at most 8 filters per packet, AWS's limit) and every SUBACK. Then
-//! [`run`] serves the connection with non-blocking I/O and `poll(2)` until it fails or is
-//! closed: it writes everything the [`Outbox`] holds with one TLS write per wake-up, reads and
-//! handles whatever arrived (PUBACKs complete publishes in the outbox's [`InFlight`], PUBLISHes
+//! [`connect`] runs blocking: DNS, TCP and the TLS handshake through [`tls_probe::open`] (each
+//! step within the connect timeout; a failure is named exactly as `awslink check` names it),
+//! then CONNECT and CONNACK, SUBSCRIBE (at most 8 filters per packet, AWS's limit) and every
+//! SUBACK within what is left of it. Then [`run`] serves the connection with non-blocking I/O and
+//! `poll(2)` until it fails or is closed: at each wake-up it writes everything the [`Outbox`]
+//! holds (one TLS record per 16 KiB, where Paho C wrote one per publish), reads and handles
+//! whatever arrived (PUBACKs complete publishes in the outbox's [`InFlight`], PUBLISHes
 //! from the cloud are handed on and acknowledged after), and keeps the connection alive with
 //! PINGREQs.
 //!
 //! Packets are encoded and decoded by rumqttc's `mqttbytes` (the crate the local intake already
 //! uses); the connection is the `openssl` crate's, with the same CA, client certificate or
 //! hardware key, ALPN, SNI and host name check as every other TLS connection of awslink
-//! ([`crate::tls::TlsIdentity::openssl_connector`]). Why this replaced Paho C on this path:
-//! ARCHITECTURE.md ("The cloud session is our own loop").
+//! ([`crate::tls::TlsIdentity::openssl_connector`]). Why this replaced Paho C on this path, with
+//! the measurements: ARCHITECTURE.md, "The cloud session is awslink's own".
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -54,8 +55,11 @@ const CLOSE_WRITE: Duration = Duration::from_secs(2);
 pub struct Pending {
     /// Encoded packets the I/O thread has not taken yet.
     pub out: BytesMut,
-    /// Journal keys of the QoS 0 publishes in `out`: delivered once written.
-    pub out_qos0: Vec<u64>,
+    /// The epoch and journal key of each QoS 0 publish in `out`: delivered once written.
+    pub out_qos0: Vec<(u64, u64)>,
+    /// Moves on when the drain forgets what is outstanding: QoS 0 publishes of an older epoch
+    /// are not reported when they are written.
+    pub epoch: u64,
     /// The QoS 1 publishes waiting for their PUBACK.
     pub inflight: InFlight,
     /// Finished publishes the drain has not collected yet.
@@ -148,6 +152,8 @@ pub struct Session {
     /// Packets that arrived while subscribing (a retained message may come before its SUBACK).
     early: Vec<Packet>,
     keep_alive: Duration,
+    /// When a packet was last written (the keep-alive counts from there).
+    last_write: Instant,
 }
 
 fn error(detail: String) -> DownReason {
@@ -209,6 +215,7 @@ pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReas
         early: Vec::new(),
         // A zero keep-alive would ping, and time out, at once.
         keep_alive: config.keep_alive.max(Duration::from_secs(1)),
+        last_write: Instant::now(),
     };
     if outbox.is_closing() {
         return Err(error("cloud link stopped while connecting".into()));
@@ -311,7 +318,9 @@ impl Session {
         self.set_timeouts(deadline, during)?;
         self.stream
             .write_all(bytes)
-            .map_err(|e| io_reason(&e, during))
+            .map_err(|e| io_reason(&e, during))?;
+        self.last_write = Instant::now();
+        Ok(())
     }
 
     fn read_blocking(&mut self, deadline: Instant, during: &str) -> Result<Packet, DownReason> {
@@ -345,7 +354,8 @@ impl Session {
         }
     }
 
-    /// Best effort: a DISCONNECT within [`CLOSE_WRITE`], then the TLS close.
+    /// Best effort, on a connection with nothing half written: a DISCONNECT within
+    /// [`CLOSE_WRITE`], then the TLS close.
     fn write_disconnect(&mut self) {
         let tcp = self.stream.get_ref();
         let _ = tcp.set_nonblocking(false);
@@ -365,8 +375,8 @@ struct Loop<'a> {
     on_message: OnMessage,
     /// Encoded bytes taken from the outbox (and our own PUBACKs, PINGREQs), not yet written.
     writing: BytesMut,
-    /// QoS 0 publishes in `writing`.
-    writing_qos0: Vec<u64>,
+    /// QoS 0 publishes in `writing` (epoch, key).
+    writing_qos0: Vec<(u64, u64)>,
     /// The last write was refused until the socket is writable.
     want_write: bool,
     /// What one TLS read decrypts into (a TLS record is at most 16 KiB).
@@ -378,6 +388,7 @@ struct Loop<'a> {
 /// Serves a connected session until it fails (the reason) or `outbox` is closed (a DISCONNECT is
 /// written, then `None`). Marks the outbox ended either way.
 pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<DownReason> {
+    let last_write = session.last_write;
     let mut state = Loop {
         session,
         outbox,
@@ -386,16 +397,14 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
         writing_qos0: Vec::new(),
         want_write: false,
         chunk: Box::new([0; 16 * 1024]),
-        last_write: Instant::now(),
+        last_write,
         ping_sent: None,
     };
     let result = state.serve();
-    let mut pending = outbox.lock();
-    pending.ended = true;
-    drop(pending);
+    outbox.lock().ended = true;
     match result {
         Ok(()) => {
-            state.session.write_disconnect();
+            state.close();
             None
         }
         Err(reason) => Some(reason),
@@ -403,6 +412,34 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
 }
 
 impl Loop<'_> {
+    /// A requested close, best effort within [`CLOSE_WRITE`]: what is queued (PUBACKs of
+    /// commands among it) and a DISCONNECT, then the TLS close. A record OpenSSL has half
+    /// written must be finished with the same bytes first, so everything goes out through
+    /// `writing`, in blocking mode.
+    fn close(&mut self) {
+        self.take_outbox();
+        if v4::Disconnect.write(&mut self.writing).is_err() {
+            return;
+        }
+        let tcp = self.session.stream.get_ref();
+        let _ = tcp.set_nonblocking(false);
+        let _ = tcp.set_write_timeout(Some(CLOSE_WRITE));
+        let deadline = Instant::now() + CLOSE_WRITE;
+        while !self.writing.is_empty() && Instant::now() < deadline {
+            match self.session.stream.ssl_write(&self.writing) {
+                Ok(n) => {
+                    let _ = self.writing.split_to(n);
+                }
+                // The socket's write timeout passed: the deadline ends the loop.
+                Err(e) if e.code() == ErrorCode::WANT_WRITE => {}
+                Err(_) => return,
+            }
+        }
+        if self.writing.is_empty() {
+            let _ = self.session.stream.shutdown();
+        }
+    }
+
     /// Ok on a requested close, the reason on a failure.
     fn serve(&mut self) -> Result<(), DownReason> {
         for packet in std::mem::take(&mut self.session.early) {
@@ -493,8 +530,10 @@ impl Loop<'_> {
         }
         if self.writing.is_empty() && !self.writing_qos0.is_empty() {
             let mut pending = self.outbox.lock();
-            for key in self.writing_qos0.drain(..) {
-                pending.finish(key, Outcome::Delivered);
+            for (epoch, key) in self.writing_qos0.drain(..) {
+                if epoch == pending.epoch {
+                    pending.finish(key, Outcome::Delivered);
+                }
             }
         }
         Ok(())
@@ -507,7 +546,11 @@ impl Loop<'_> {
                 Ok(0) => return Err(error("connection closed by the endpoint".into())),
                 Ok(n) => self.session.incoming.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
-                Err(e) if e.code() == ErrorCode::WANT_WRITE => break,
+                // TLS 1.3 KeyUpdate: the read goes on once the socket is writable.
+                Err(e) if e.code() == ErrorCode::WANT_WRITE => {
+                    self.want_write = true;
+                    break;
+                }
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
                     return Err(error("connection closed by the endpoint".into()))
                 }
@@ -532,6 +575,13 @@ impl Loop<'_> {
                 if let Some(key) = pending.inflight.acked(ack.pkid, Instant::now()) {
                     pending.finish(key, Outcome::Delivered);
                 }
+            }
+            Packet::Publish(publish) if publish.qos == QoS::ExactlyOnce => {
+                // We subscribe at QoS 1 at most (AWS IoT has no QoS 2).
+                return Err(error(format!(
+                    "protocol error: the endpoint sent a QoS 2 PUBLISH on {:?}",
+                    publish.topic
+                )));
             }
             Packet::Publish(publish) => {
                 let qos = publish.qos;

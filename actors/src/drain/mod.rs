@@ -497,7 +497,7 @@ impl Actor for Buffer {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.notice.attach(ctx.address().recipient());
         // A publish the endpoint dropped is found by a reap once its grace has passed
-        // (cloud/tokens.rs); while publishes are outstanding, reap at least this often, so that
+        // (cloud/inflight.rs); while publishes are outstanding, reap at least this often, so that
         // also the last publish before a pause in the traffic is sent again on this link.
         ctx.run_interval(OUTSTANDING_CHECK, |act, ctx| {
             if act.publisher.is_some() && act.drain.in_flight() > 0 {

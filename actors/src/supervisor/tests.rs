@@ -80,7 +80,7 @@ fn start(policy: BackoffPolicy, random: RandomSource) -> Harness {
 /// The publishing half of a link that never connects (an outbox no I/O thread reads).
 fn publisher(attempt: u64) -> Publisher {
     let outbox = Arc::new(Outbox::new().unwrap());
-    Publisher::new(outbox, Arc::new(Progress::default()), attempt)
+    Publisher::new(outbox, Arc::new(Progress::default()), attempt, 100)
 }
 
 fn up(attempt: u64) -> LinkEvent {
