@@ -45,6 +45,7 @@ impl Rig {
             device_id: DEVICE,
             extra: extra(&certs),
         });
+        awslink.wait_for_intake(T);
         Rig {
             awslink,
             cloud,
@@ -429,7 +430,7 @@ fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     let certs = Certs::generate(dir.path(), DEVICE);
     let local = Mosquitto::tls(TlsListener::server(&certs));
     let cloud = Mosquitto::tls(TlsListener::server(&certs));
-    let _awslink = Awslink::start(&AwslinkSetup {
+    let awslink = Awslink::start(&AwslinkSetup {
         dir: dir.path(),
         cloud_port: cloud.port,
         local_uri: format!("ssl://localhost:{}", local.port),
@@ -448,6 +449,7 @@ fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     };
     let status = Probe::cloud(local.port, tls(), "status-watch", &[STATUS]);
     expect_status(&status, true);
+    awslink.wait_for_intake(T);
     let cloud_app = Probe::cloud(cloud.port, tls(), "cloud-app", &["telemetry/#"]);
     let local_app = Probe::cloud(local.port, tls(), "local-app", &["command//+/req/#"]);
 

@@ -58,6 +58,7 @@ impl Rig {
         status.expect_json(STATUS, T, "connected status", |v| {
             v["connected"] == json!(true)
         });
+        self.awslink.wait_for_intake(T);
         status
     }
 }

@@ -188,6 +188,7 @@ fn a_pkcs11_key_passes_config_check_and_carries_messages_and_a_wrong_pin_exits_2
     status.expect_json("edge/connection/remote/status", T, "connected", |v| {
         v["connected"] == true
     });
+    awslink.wait_for_intake(T);
     let cloud = Probe::connect(
         &format!("tcp://127.0.0.1:{}", emulator.broker_port()),
         "cloud-app",

@@ -95,6 +95,7 @@ impl TpmRig {
         let mut awslink = Awslink::start(&self.setup(local.uri(), key));
         let status = Probe::connect(&local.uri(), "status-watch", &[STATUS]);
         status.expect_json(STATUS, T, "status connected", |v| v["connected"] == true);
+        awslink.wait_for_intake(T);
         let cloud = Probe::connect(
             &format!("tcp://127.0.0.1:{}", self.emulator.broker_port()),
             "cloud-app",

@@ -638,6 +638,15 @@ impl Awslink {
     }
 }
 
+impl Awslink {
+    /// Waits until both local intake sessions are subscribed. On a first start the intake's
+    /// persistent sessions do not exist yet, so Mosquitto drops what is published before them;
+    /// the cloud link (and with it the status) can be up first.
+    pub fn wait_for_intake(&self, timeout: Duration) {
+        self.wait_for_log("local intake subscribed", timeout);
+    }
+}
+
 impl Drop for Awslink {
     fn drop(&mut self) {
         self.kill();

@@ -197,6 +197,27 @@ fn io_reason(e: &io::Error, during: &str) -> DownReason {
     error(format!("connection lost {during}: {text}"))
 }
 
+/// How long the diagnosis of a connection lost right after the handshake may take per step.
+const DIAGNOSIS_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// A connection lost between the handshake and CONNACK: under TLS 1.3 the server judges our
+/// certificate only after the handshake, and its alert can be lost when our CONNECT meets the
+/// closed socket (a reset, not the alert). A second handshake that reads before it writes
+/// ([`tls_probe::probe`]) names the refusal then; otherwise `reason` stands.
+fn diagnose(target: &ProbeTarget, reason: DownReason) -> DownReason {
+    if reason.cause != DownCause::Error {
+        return reason;
+    }
+    let probe = ProbeTarget {
+        timeout: DIAGNOSIS_TIMEOUT,
+        ..target.clone()
+    };
+    match tls_probe::probe(&probe) {
+        Err(found) if found.cause == DownCause::NotAuthenticated => found,
+        _ => reason,
+    }
+}
+
 /// Connects, logs in and subscribes to `config.subscriptions`, all within
 /// `config.connect_timeout`. Gives up between steps once `outbox` is closing, so a link that
 /// was stopped while it connected never sends its CONNECT.
@@ -234,8 +255,11 @@ pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReas
     connect
         .write(&mut out)
         .map_err(|e| error(format!("cannot encode CONNECT: {e}")))?;
-    session.write_blocking(&out, deadline, "sending CONNECT")?;
-    match session.read_blocking(deadline, "waiting for CONNACK")? {
+    let answer = session
+        .write_blocking(&out, deadline, "sending CONNECT")
+        .and_then(|()| session.read_blocking(deadline, "waiting for CONNACK"))
+        .map_err(|reason| diagnose(&target, reason))?;
+    match answer {
         Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {}
         Packet::ConnAck(ack) => return Err(connack_reason(ack.code)),
         other => {
