@@ -189,6 +189,7 @@ fn a_damaged_journal_is_refused_or_started_with_the_survivors_after_an_error() {
     };
     let mut awslink = Awslink::start(&setup);
     awslink.wait_for_log("awslink 0.1.0 starting", Duration::from_secs(30));
+    awslink.wait_for_intake(Duration::from_secs(30));
     let sensor = Probe::connect(&local.uri(), "sensor", &[]);
     for i in 0..300 {
         let payload = format!("{i:06}-{}", "p".repeat(200));
