@@ -138,23 +138,28 @@ impl Publish for Publisher {
             QoS::AtMostOnce => 0,
             _ => {
                 if pending.inflight.len() >= self.max_in_flight {
-                    // Publishes the drain gave up on are still unacknowledged on the wire.
-                    pending.inflight.overdue(Instant::now(), |_| {});
-                }
-                let full = pending.inflight.len() >= self.max_in_flight;
-                match (full, pending.inflight.start(seq)) {
-                    (false, Some(pkid)) => pkid,
-                    (true, Some(pkid)) => {
-                        pending.inflight.cancel(pkid);
-                        let detail = format!(
-                            "{} publishes already unacknowledged on this connection (the limit is {})",
-                            pending.inflight.len(),
-                            self.max_in_flight
-                        );
-                        pending.finish(seq, Outcome::Transient(detail));
-                        return;
+                    // Frees what has expired: publishes the drain gave up on, and dropped ones,
+                    // which are reported as such.
+                    let mut lost = Vec::new();
+                    pending
+                        .inflight
+                        .overdue(Instant::now(), |key| lost.push(key));
+                    for key in lost {
+                        pending.finish(key, dropped());
                     }
-                    (_, None) => {
+                }
+                if pending.inflight.len() >= self.max_in_flight {
+                    let detail = format!(
+                        "{} publishes already unacknowledged on this connection (the limit is {})",
+                        pending.inflight.len(),
+                        self.max_in_flight
+                    );
+                    pending.finish(seq, Outcome::Transient(detail));
+                    return;
+                }
+                match pending.inflight.start(seq) {
+                    Some(pkid) => pkid,
+                    None => {
                         let detail = "65,535 publishes unacknowledged".to_string();
                         pending.finish(seq, Outcome::Transient(detail));
                         return;
@@ -351,6 +356,23 @@ mod tests {
         p.answered(3);
         progress.sent();
         assert_eq!(progress.stalled().map(|s| s.0), Some(1));
+    }
+
+    #[test]
+    fn at_the_in_flight_limit_a_dropped_publish_is_reported_and_frees_its_slot() {
+        let (p, _) = unconnected(2);
+        p.publish(1, message("dt/a"));
+        p.publish(2, message("dt/a"));
+        // The endpoint acknowledged the second long ago and never the first: it dropped it.
+        let past = Instant::now() - 2 * OVERTAKEN_GRACE;
+        assert_eq!(p.outbox.lock().inflight.acked(2, past), Some(2));
+        p.publish(3, message("dt/a"));
+        p.publish(4, message("dt/a"));
+        let done = collect(&p);
+        assert!(
+            matches!(&done[..], [(1, Outcome::Transient(d))] if d.contains("dropped")),
+            "{done:?}"
+        );
     }
 
     #[test]

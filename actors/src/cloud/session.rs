@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use openssl::ssl::{ErrorCode, SslStream};
 use rumqttc::mqttbytes::v4::{
     self, ConnectReturnCode, Packet, PingReq, PubAck, Subscribe, SubscribeFilter,
@@ -436,12 +436,12 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
 }
 
 impl Loop<'_> {
-    /// A requested close, best effort within [`CLOSE_WRITE`]: what is queued (PUBACKs of
-    /// commands among it) and a DISCONNECT, then the TLS close. A record OpenSSL has half
+    /// A requested close, best effort within [`CLOSE_WRITE`]: what is already being written
+    /// (PUBACKs of commands among it; publishes still in the outbox stay unsent, the drain sends
+    /// them on the next link) and a DISCONNECT, then the TLS close. A record OpenSSL has half
     /// written must be finished with the same bytes first, so everything goes out through
     /// `writing`, in blocking mode.
     fn close(&mut self) {
-        self.take_outbox();
         if v4::Disconnect.write(&mut self.writing).is_err() {
             return;
         }
@@ -452,7 +452,7 @@ impl Loop<'_> {
         while !self.writing.is_empty() && Instant::now() < deadline {
             match self.session.stream.ssl_write(&self.writing) {
                 Ok(n) => {
-                    let _ = self.writing.split_to(n);
+                    self.writing.advance(n);
                 }
                 // The socket's write timeout passed: the deadline ends the loop.
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => {}
@@ -538,7 +538,7 @@ impl Loop<'_> {
         while !self.writing.is_empty() && !self.want_write {
             match self.session.stream.ssl_write(&self.writing) {
                 Ok(n) => {
-                    let _ = self.writing.split_to(n);
+                    self.writing.advance(n);
                     self.last_write = Instant::now();
                 }
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => self.want_write = true,
