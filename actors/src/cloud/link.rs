@@ -118,7 +118,6 @@ pub struct CloudLink {
     outbox: Option<Arc<Outbox>>,
     /// Completes when the I/O thread has ended.
     ended: Option<oneshot::Receiver<()>>,
-    up: bool,
     reported_down: bool,
     /// Publishes the Buffer sent on this link and the endpoint has not answered yet.
     progress: Arc<Progress>,
@@ -140,7 +139,6 @@ impl CloudLink {
             attempt,
             outbox: None,
             ended: None,
-            up: false,
             reported_down: false,
             progress: Arc::new(Progress::default()),
         }
@@ -268,7 +266,6 @@ impl Handler<Internal> for CloudLink {
         match msg {
             Internal::Up => {
                 let Some(outbox) = &self.outbox else { return };
-                self.up = true;
                 ctx.run_interval(WATCHDOG_TICK, |act, ctx| act.check_progress(ctx));
                 info!("cloud link up ({}:{})", self.config.host, self.config.port);
                 let publisher = Link::new(Arc::new(Publisher::new(
@@ -282,16 +279,8 @@ impl Handler<Internal> for CloudLink {
                     publisher,
                 });
             }
-            Internal::Down(mut reason) => {
-                if !self.up && reason.detail.starts_with("connection lost") {
-                    reason.detail = reason.detail.replacen(
-                        "connection lost",
-                        "connection lost during connect",
-                        1,
-                    );
-                }
-                self.report_down(reason, ctx)
-            }
+            // A failure while connecting already names its step ("… waiting for CONNACK").
+            Internal::Down(reason) => self.report_down(reason, ctx),
         }
     }
 }

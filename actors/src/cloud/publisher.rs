@@ -3,10 +3,11 @@
 //!
 //! The Buffer publishes by calling [`Publisher::publish`] (no actor message per publish): the
 //! packet is encoded on the Buffer's thread into the link's outbox, and the link's I/O thread
-//! writes everything queued at each wake-up (one TLS record per 16 KiB, not one per publish). A PUBACK wakes the Buffer through
-//! [`AckNotice`], which sends one [`Acked`] notice per burst of completions.
-//! Measured in `bench/`: an actor message per publish and per PUBACK (plus a spawned future per token) cost a mailbox hop, an
-//! allocation and a thread wake-up each, and kept awslink's CPU per message at 3× the bridge's.
+//! writes everything queued at each wake-up (one TLS record per 16 KiB, not one per publish). A
+//! PUBACK wakes the Buffer through [`AckNotice`], which sends one [`Acked`] notice per burst of
+//! completions. Measured in `bench/`: an actor message per publish and per PUBACK (plus a spawned
+//! future per token) cost a mailbox hop, an allocation and a thread wake-up each, and kept
+//! awslink's CPU per message at 3× the bridge's.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +21,7 @@ use rumqttc::mqttbytes::v4;
 use rumqttc::mqttbytes::QoS;
 
 use super::inflight::OVERTAKEN_GRACE;
-use super::session::Outbox;
+use super::session::{Outbox, Pending};
 use crate::clock::mono_ms;
 use crate::messages::Acked;
 use crate::model::{CloudMessage, Outcome, Publish};
@@ -138,14 +139,10 @@ impl Publish for Publisher {
             QoS::AtMostOnce => 0,
             _ => {
                 if pending.inflight.len() >= self.max_in_flight {
-                    // Frees what has expired: publishes the drain gave up on, and dropped ones,
-                    // which are reported as such.
-                    let mut lost = Vec::new();
-                    pending
-                        .inflight
-                        .overdue(Instant::now(), |key| lost.push(key));
-                    for key in lost {
-                        pending.finish(key, dropped());
+                    // Frees what has expired: publishes the drain gave up on, and dropped ones
+                    // (whose outcome the drain is woken for).
+                    if report_dropped(&mut pending) {
+                        pending.wake_drain();
                     }
                 }
                 if pending.inflight.len() >= self.max_in_flight {
@@ -198,10 +195,8 @@ impl Publish for Publisher {
         if !pending.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             pending.waker = Some(waker.clone());
         }
+        report_dropped(&mut pending);
         done.append(&mut pending.done);
-        pending
-            .inflight
-            .overdue(Instant::now(), |seq| done.push((seq, dropped())));
     }
 
     fn forget_outstanding(&self) {
@@ -223,6 +218,15 @@ impl Publish for Publisher {
     fn attempt(&self) -> u64 {
         self.attempt
     }
+}
+
+/// Moves the publishes [`crate::cloud::inflight`] finds dropped by the endpoint to the finished
+/// ones, as transient failures; true when there were any.
+fn report_dropped(pending: &mut Pending) -> bool {
+    let Pending { inflight, done, .. } = pending;
+    let before = done.len();
+    inflight.overdue(Instant::now(), |key| done.push((key, dropped())));
+    done.len() > before
 }
 
 /// A publish the endpoint never acknowledged although it acknowledged one sent later: dropped

@@ -35,7 +35,7 @@ use rumqttc::mqttbytes::{self as codec, QoS};
 
 use super::inflight::InFlight;
 use super::link::LinkConfig;
-use super::tls_probe::{self, is_alert_about_us, ProbeTarget};
+use super::tls_probe::{self, error, is_alert_about_us, ProbeTarget};
 use crate::model::{DownCause, DownReason, Outcome};
 use crate::sync::lock;
 
@@ -74,6 +74,11 @@ impl Pending {
     /// Records a finished publish and wakes the drain.
     pub fn finish(&mut self, key: u64, outcome: Outcome) {
         self.done.push((key, outcome));
+        self.wake_drain();
+    }
+
+    /// Wakes the drain to collect `done`.
+    pub fn wake_drain(&self) {
         if let Some(waker) = &self.waker {
             waker.wake_by_ref();
         }
@@ -156,13 +161,6 @@ pub struct Session {
     last_write: Instant,
 }
 
-fn error(detail: String) -> DownReason {
-    DownReason {
-        cause: DownCause::Error,
-        detail,
-    }
-}
-
 /// Turns a refused CONNACK into a status reason.
 pub fn connack_reason(code: ConnectReturnCode) -> DownReason {
     use ConnectReturnCode::*;
@@ -197,6 +195,14 @@ fn io_reason(e: &io::Error, during: &str) -> DownReason {
     error(format!("connection lost {during}: {text}"))
 }
 
+/// A failed non-blocking TLS read or write turned into a status reason.
+fn ssl_reason(e: openssl::ssl::Error, during: &str) -> DownReason {
+    let e = e
+        .into_io_error()
+        .unwrap_or_else(|e| io::Error::other(e.to_string()));
+    io_reason(&e, during)
+}
+
 /// How long the diagnosis of a connection lost right after the handshake may take per step.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_millis(750);
 
@@ -218,8 +224,8 @@ fn diagnose(target: &ProbeTarget, reason: DownReason) -> DownReason {
     }
 }
 
-/// Connects, logs in and subscribes to `config.subscriptions`, all within
-/// `config.connect_timeout`. Gives up between steps once `outbox` is closing, so a link that
+/// Connects, logs in and subscribes to `config.subscriptions`: each network step of the TLS open
+/// within `config.connect_timeout`, CONNECT to the last SUBACK within what is left of it. Gives up between steps once `outbox` is closing, so a link that
 /// was stopped while it connected never sends its CONNECT.
 pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReason> {
     let deadline = Instant::now() + config.connect_timeout;
@@ -310,7 +316,7 @@ pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReas
         }
     }
     if outbox.is_closing() {
-        session.write_disconnect();
+        session.close(BytesMut::new());
         return Err(error("cloud link stopped while connecting".into()));
     }
     session
@@ -378,17 +384,28 @@ impl Session {
         }
     }
 
-    /// Best effort, on a connection with nothing half written: a DISCONNECT within
-    /// [`CLOSE_WRITE`], then the TLS close.
-    fn write_disconnect(&mut self) {
+    /// A requested close, best effort within [`CLOSE_WRITE`]: `unsent` (what is already being
+    /// written, so that a record OpenSSL has half written is finished with the same bytes) and a
+    /// DISCONNECT, in blocking mode, then the TLS close.
+    fn close(&mut self, mut unsent: BytesMut) {
+        if v4::Disconnect.write(&mut unsent).is_err() {
+            return;
+        }
         let tcp = self.stream.get_ref();
         let _ = tcp.set_nonblocking(false);
         let _ = tcp.set_write_timeout(Some(CLOSE_WRITE));
-        let mut out = BytesMut::new();
-        if v4::Disconnect.write(&mut out).is_ok() {
-            let _ = self.stream.write_all(&out);
+        let deadline = Instant::now() + CLOSE_WRITE;
+        while !unsent.is_empty() && Instant::now() < deadline {
+            match self.stream.ssl_write(&unsent) {
+                Ok(n) => unsent.advance(n),
+                // The socket's write timeout passed: the deadline ends the loop.
+                Err(e) if e.code() == ErrorCode::WANT_WRITE => {}
+                Err(_) => return,
+            }
         }
-        let _ = self.stream.shutdown();
+        if unsent.is_empty() {
+            let _ = self.stream.shutdown();
+        }
     }
 }
 
@@ -405,14 +422,12 @@ struct Loop<'a> {
     want_write: bool,
     /// What one TLS read decrypts into (a TLS record is at most 16 KiB).
     chunk: Box<[u8; 16 * 1024]>,
-    last_write: Instant,
     ping_sent: Option<Instant>,
 }
 
 /// Serves a connected session until it fails (the reason) or `outbox` is closed (a DISCONNECT is
 /// written, then `None`). Marks the outbox ended either way.
 pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<DownReason> {
-    let last_write = session.last_write;
     let mut state = Loop {
         session,
         outbox,
@@ -421,14 +436,15 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
         writing_qos0: Vec::new(),
         want_write: false,
         chunk: Box::new([0; 16 * 1024]),
-        last_write,
         ping_sent: None,
     };
     let result = state.serve();
     outbox.lock().ended = true;
     match result {
         Ok(()) => {
-            state.close();
+            // Publishes still in the outbox stay unsent: the drain sends them on the next link.
+            let unsent = std::mem::take(&mut state.writing);
+            state.session.close(unsent);
             None
         }
         Err(reason) => Some(reason),
@@ -436,34 +452,6 @@ pub fn run(session: Session, outbox: &Outbox, on_message: OnMessage) -> Option<D
 }
 
 impl Loop<'_> {
-    /// A requested close, best effort within [`CLOSE_WRITE`]: what is already being written
-    /// (PUBACKs of commands among it; publishes still in the outbox stay unsent, the drain sends
-    /// them on the next link) and a DISCONNECT, then the TLS close. A record OpenSSL has half
-    /// written must be finished with the same bytes first, so everything goes out through
-    /// `writing`, in blocking mode.
-    fn close(&mut self) {
-        if v4::Disconnect.write(&mut self.writing).is_err() {
-            return;
-        }
-        let tcp = self.session.stream.get_ref();
-        let _ = tcp.set_nonblocking(false);
-        let _ = tcp.set_write_timeout(Some(CLOSE_WRITE));
-        let deadline = Instant::now() + CLOSE_WRITE;
-        while !self.writing.is_empty() && Instant::now() < deadline {
-            match self.session.stream.ssl_write(&self.writing) {
-                Ok(n) => {
-                    self.writing.advance(n);
-                }
-                // The socket's write timeout passed: the deadline ends the loop.
-                Err(e) if e.code() == ErrorCode::WANT_WRITE => {}
-                Err(_) => return,
-            }
-        }
-        if self.writing.is_empty() {
-            let _ = self.session.stream.shutdown();
-        }
-    }
-
     /// Ok on a requested close, the reason on a failure.
     fn serve(&mut self) -> Result<(), DownReason> {
         for packet in std::mem::take(&mut self.session.early) {
@@ -539,17 +527,12 @@ impl Loop<'_> {
             match self.session.stream.ssl_write(&self.writing) {
                 Ok(n) => {
                     self.writing.advance(n);
-                    self.last_write = Instant::now();
+                    self.session.last_write = Instant::now();
                 }
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => self.want_write = true,
                 // A renegotiation waits for the peer: the next readable round goes on.
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
-                Err(e) => {
-                    let e = e
-                        .into_io_error()
-                        .unwrap_or_else(|e| io::Error::other(e.to_string()));
-                    return Err(io_reason(&e, "while writing"));
-                }
+                Err(e) => return Err(ssl_reason(e, "while writing")),
             }
         }
         if self.writing.is_empty() && !self.writing_qos0.is_empty() {
@@ -578,12 +561,7 @@ impl Loop<'_> {
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
                     return Err(error("connection closed by the endpoint".into()))
                 }
-                Err(e) => {
-                    let e = e
-                        .into_io_error()
-                        .unwrap_or_else(|e| io::Error::other(e.to_string()));
-                    return Err(io_reason(&e, "while reading"));
-                }
+                Err(e) => return Err(ssl_reason(e, "while reading")),
             }
         }
         while let Some(packet) = self.session.decode()? {
@@ -642,7 +620,7 @@ impl Loop<'_> {
                     period.as_secs()
                 )));
             }
-        } else if now.saturating_duration_since(self.last_write) >= period {
+        } else if now.saturating_duration_since(self.session.last_write) >= period {
             PingReq
                 .write(&mut self.writing)
                 .map_err(|e| error(format!("cannot encode PINGREQ: {e}")))?;
@@ -655,7 +633,7 @@ impl Loop<'_> {
         let now = Instant::now();
         let due = match self.ping_sent {
             Some(sent) => sent + self.session.keep_alive,
-            None => self.last_write + self.session.keep_alive,
+            None => self.session.last_write + self.session.keep_alive,
         };
         due.saturating_duration_since(now) + Duration::from_millis(1)
     }

@@ -107,7 +107,8 @@ pub fn open(target: &ProbeTarget) -> Result<SslStream<TcpStream>, DownReason> {
     }
 }
 
-fn error(detail: String) -> DownReason {
+/// A connection failure with cause `Error` and `detail`.
+pub(super) fn error(detail: String) -> DownReason {
     DownReason {
         cause: DownCause::Error,
         detail,
