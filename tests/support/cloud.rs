@@ -54,7 +54,7 @@ impl CloudRig {
         });
         // Mosquitto queues messages for awslink's session only once it has subscribed: a test
         // that publishes before would lose its first messages to the start-up, not to awslink.
-        awslink.wait_for_log("local intake subscribed", Duration::from_secs(30));
+        awslink.wait_for_intake(Duration::from_secs(30));
         CloudRig {
             awslink,
             proxy,

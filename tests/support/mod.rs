@@ -636,9 +636,7 @@ impl Awslink {
             self.log().contains(needle).then_some(())
         });
     }
-}
 
-impl Awslink {
     /// Waits until both local intake sessions are subscribed. On a first start the intake's
     /// persistent sessions do not exist yet, so Mosquitto drops what is published before them;
     /// the cloud link (and with it the status) can be up first.
