@@ -44,6 +44,7 @@ pub mod record;
 mod recovery;
 pub mod shadow_cache;
 mod space;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -15,9 +15,10 @@ use log::warn;
 use super::damage::Marks;
 use super::gc::{start_dropper, Job};
 use super::layout::{generation_name, watermark_key, Generations, Live, Lives, META_TREE};
-use super::record::{encode, RecordBuilder};
+use super::record::{encode, messages_in, RecordBuilder};
 use super::recovery::{recover_lanes, Recovered};
 use super::space::Space;
+use super::tail::Tail;
 use super::{
     lock, open_error, read, write, Durability, Journal, JournalConfig, JournalError, Limits,
     Result, WhenFull,
@@ -74,6 +75,8 @@ pub(super) struct LaneQueue {
     lane: Lane,
     pub(super) staged: Mutex<Staged>,
     pub(super) generations: RwLock<Generations>,
+    /// The newest written records, which the drain reads without sled (`tail.rs`).
+    pub(super) tail: Mutex<Tail>,
     /// Bytes written to the last generation.
     last_generation_bytes: AtomicU64,
     /// Entries removed by `dropOldest` since the journal was opened.
@@ -81,7 +84,8 @@ pub(super) struct LaneQueue {
 }
 
 /// The queue's part of the journal. Lock order: a lane's `staged`, then `live`, then a lane's
-/// `generations`; never two lanes' `staged` at once.
+/// `generations`; never two lanes' `staged` at once. A lane's `tail` is taken last and no other
+/// lock is taken while it is held.
 pub(super) struct Queue {
     meta: sled::Tree,
     limits: Limits,
@@ -133,6 +137,7 @@ impl Queue {
                 lane,
                 staged: Mutex::new(Staged::default()),
                 generations: RwLock::new(generations),
+                tail: Mutex::new(Tail::default()),
                 last_generation_bytes: AtomicU64::new(last_generation_bytes),
                 dropped: AtomicU64::new(0),
             });
@@ -274,7 +279,12 @@ impl Journal {
             }
             written += 1;
         }
-        staged.closed.drain(..written);
+        if written > 0 {
+            let mut tail = lock(&part.tail);
+            for (first, value) in staged.closed.drain(..written) {
+                tail.push(first, messages_in(&value), value);
+            }
+        }
         if let (Some(end), Ok(())) = (end, &result) {
             self.inner.queue.marks.written(part.lane, end);
         }
@@ -411,6 +421,8 @@ impl Journal {
             }
             self.store_watermark(lane, live)?;
         }
+        let watermark = lock(&self.inner.queue.live).of(lane).watermark;
+        lock(&self.inner.queue.lane(lane).tail).trim_below(watermark);
         self.drop_finished_generations(lane)
     }
 

@@ -21,7 +21,8 @@ impl Journal {
     }
 
     /// Up to `max` committed entries of `lane` with sequence number ≥ `from` (and not behind
-    /// the lane's watermark), in order. An entry that cannot be decoded comes back as its sequence number
+    /// the lane's watermark), in order: from the lane's in-memory tail when it holds `from`
+    /// (`tail.rs`), otherwise from sled. An entry that cannot be decoded comes back as its sequence number
     /// and what is wrong with it.
     pub fn entries_from(
         &self,
@@ -30,6 +31,9 @@ impl Journal {
         max: usize,
     ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
         let from = from.max(lock(&self.inner.queue.live).of(lane).watermark);
+        if let Some(entries) = lock(&self.inner.queue.lane(lane).tail).read(from, max) {
+            return Ok(entries);
+        }
         // Held while reading, so no generation is dropped under the scan.
         let generations = read(&self.inner.queue.lane(lane).generations);
         read_entries(&self.inner.path, &generations.trees, from, max)

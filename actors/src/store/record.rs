@@ -127,6 +127,15 @@ impl RecordBuilder {
     }
 }
 
+/// How many messages a value written by this version holds (a record's count, 1 for a single
+/// message), read from its header without splitting it.
+pub fn messages_in(value: &[u8]) -> u64 {
+    match value {
+        [RECORD_VERSION, hi, lo, ..] => u64::from(u16::from_be_bytes([*hi, *lo])),
+        _ => 1,
+    }
+}
+
 /// The encoded messages of a stored value, in sequence order from the value's key.
 pub fn split(value: &[u8]) -> Result<Vec<&[u8]>, String> {
     match value.first() {
