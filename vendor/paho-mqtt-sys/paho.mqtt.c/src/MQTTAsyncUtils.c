@@ -3081,6 +3081,10 @@ static MQTTPacket* MQTTAsync_cycle(SOCKET* sock, unsigned long timeout, int* rc)
 	{
 #endif
 		int should_stop = 0;
+		/* awslink patch: the 100 ms sleep below keeps a thread with no socket to wait on from
+		 * spinning; after a wait that used up its timeout (sockets, nothing to read) it only
+		 * delayed the next message by up to 100 ms. Sleep only when the wait returned early. */
+		START_TIME_TYPE wait_start = MQTTTime_start_clock();
 
 		/* 0 from getReadySocket indicates no work to do, rc -1 == error */
 		*sock = Socket_getReadySocket(0, (int)timeout, socket_mutex, &rc1);
@@ -3088,7 +3092,7 @@ static MQTTPacket* MQTTAsync_cycle(SOCKET* sock, unsigned long timeout, int* rc)
 		MQTTAsync_lock_mutex(mqttasync_mutex);
 		should_stop = MQTTAsync_tostop;
 		MQTTAsync_unlock_mutex(mqttasync_mutex);
-		if (!should_stop && *sock == 0 && (timeout > 0L))
+		if (!should_stop && *sock == 0 && (timeout > 0L) && MQTTTime_elapsed(wait_start) < timeout)
 			MQTTAsync_sleep(100L);
 #if defined(OPENSSL)
 	}
