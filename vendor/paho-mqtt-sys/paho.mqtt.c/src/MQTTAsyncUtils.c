@@ -2103,12 +2103,14 @@ thread_return_type WINAPI MQTTAsync_receiveThread(void* n)
 		if (MQTTAsync_tostop)
 			break;
 
-		if (sock == 0)
-			continue;
 		/* awslink patch: 100 ms instead of 1 s. A socket a connect adds while this thread waits
 		 * is polled only from the next wait on, so each step of a reconnect (TCP connect done,
-		 * TLS handshake, CONNACK, or its failure) could wait up to a second here. */
+		 * TLS handshake, CONNACK, or its failure) could wait up to a second here. Set before
+		 * the `continue` (upstream: after it), so that waits that find nothing ready (which no
+		 * longer sleep 100 ms afterwards, MQTTAsync_cycle) are 100 ms ones, not 10 ms ones. */
 		timeout = 100L;
+		if (sock == 0)
+			continue;
 
 		/* find client corresponding to socket */
 		if (ListFindItem(MQTTAsync_handles, &sock, clientSockCompare) == NULL)
