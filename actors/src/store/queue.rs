@@ -228,6 +228,11 @@ impl Journal {
         // sled writes roughly 2.3x the entry; count that against the cached free space.
         self.inner.queue.space.appended(len * 3);
         if dropped > 0 {
+            if let Ok(from) = &stored {
+                for l in Lane::ALL.into_iter().filter(|l| from[l.index()]) {
+                    self.trim_tail(l);
+                }
+            }
             let dropped_generations = stored.and_then(|from| {
                 Lane::ALL
                     .into_iter()
@@ -421,9 +426,15 @@ impl Journal {
             }
             self.store_watermark(lane, live)?;
         }
+        self.trim_tail(lane);
+        self.drop_finished_generations(lane)
+    }
+
+    /// Lets `lane`'s in-memory tail go of what lies behind its watermark (delivered, expired,
+    /// quarantined or dropped).
+    fn trim_tail(&self, lane: Lane) {
         let watermark = lock(&self.inner.queue.live).of(lane).watermark;
         lock(&self.inner.queue.lane(lane).tail).trim_below(watermark);
-        self.drop_finished_generations(lane)
     }
 
     /// Stores the watermark of `lane` if it moved since it was last stored. Under the live

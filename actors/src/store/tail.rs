@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use super::record::{decode, split};
 use crate::model::CloudMessage;
 
-/// Most record bytes a lane's tail keeps (about 1,000 messages of 200 bytes; the drain has at
-/// most a few hundred in flight).
+/// Most heap bytes a lane's tail keeps (about 1,000 messages of 200 bytes in full records,
+/// at least 64 records; the drain has at most a few hundred messages in flight).
 pub const TAIL_BYTES: usize = 256 * 1024;
 
 /// One lane's newest written records: `(first sequence number, record)`, contiguous, oldest
@@ -33,14 +33,15 @@ pub(super) type Entries = Vec<(u64, Result<CloudMessage, String>)>;
 
 impl Tail {
     /// The record starting at `first` holding `count` messages was written to sled. A record
-    /// that does not continue the run (a write failed in between and was tried again from an
-    /// earlier sequence number) starts a new run.
+    /// that does not continue the run (the first one after open) starts a new run.
     pub(super) fn push(&mut self, first: u64, count: u64, record: Vec<u8>) {
         if self.end != Some(first) {
             self.records.clear();
             self.bytes = 0;
         }
-        self.bytes += record.len();
+        // What the record holds of the heap, not its length: a record of one small message
+        // still has the 4 KiB a RecordBuilder starts with.
+        self.bytes += record.capacity();
         self.records.push_back((first, record));
         self.end = Some(first + count);
         while self.bytes > TAIL_BYTES && self.records.len() > 1 {
@@ -61,7 +62,7 @@ impl Tail {
 
     fn pop_front(&mut self) {
         if let Some((_, record)) = self.records.pop_front() {
-            self.bytes -= record.len();
+            self.bytes -= record.capacity();
         }
     }
 
@@ -94,7 +95,7 @@ impl Tail {
         Some(out)
     }
 
-    /// Record bytes held.
+    /// Heap bytes held by its records.
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
         self.bytes
@@ -152,6 +153,22 @@ mod tests {
             assert_eq!(&seqs(t.read(*from, *max)), want, "read({from}, {max})");
         }
         assert_eq!(seqs(Tail::default().read(0, 5)), None, "nothing pushed yet");
+    }
+
+    #[test]
+    fn the_bound_counts_what_records_hold_of_the_heap_not_their_length() {
+        // One small message per record, as a lightly loaded intake commits them: each record
+        // keeps a RecordBuilder's 4 KiB.
+        let mut t = Tail::default();
+        for first in 0..10_000 {
+            let r = record(first, 1);
+            assert!(r.capacity() >= 4096);
+            t.push(first, 1, r);
+        }
+        assert!(t.bytes() <= TAIL_BYTES, "{} bytes", t.bytes());
+        let held: usize = t.records.iter().map(|(_, r)| r.capacity()).sum();
+        assert_eq!(held, t.bytes());
+        assert!(t.records.len() >= 60, "{} records kept", t.records.len());
     }
 
     #[test]

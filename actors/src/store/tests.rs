@@ -606,6 +606,46 @@ fn downlink_entries_survive_a_reopen_until_removed() {
 }
 
 #[test]
+fn drop_oldest_lets_the_in_memory_tail_go_of_what_it_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        limits: Limits {
+            max_messages: 10,
+            max_bytes: u64::MAX,
+            when_full: WhenFull::DropOldest,
+        },
+        ..config(dir.path())
+    };
+    let journal = Journal::open(&cfg).unwrap();
+    let tail_bytes = || lock(&journal.inner.queue.lane(Lane::Telemetry).tail).bytes();
+    for n in 0..10 {
+        journal.append(Lane::Telemetry, &msg(n)).unwrap();
+    }
+    journal.commit().unwrap();
+    assert!(tail_bytes() > 0, "the committed burst is in the tail");
+    // Ten more push the first ten out before they are committed (and the cloud is away, so no
+    // delivery trims anything).
+    for n in 10..20 {
+        journal.append(Lane::Telemetry, &msg(n)).unwrap();
+    }
+    assert_eq!(tail_bytes(), 0, "the dropped burst left the tail");
+    journal.commit().unwrap();
+    let first = journal.first_from(Lane::Telemetry, 0).unwrap().unwrap().0;
+    let read: Vec<_> = journal
+        .entries_from(Lane::Telemetry, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, m)| (seq, m.unwrap()))
+        .collect();
+    assert_eq!(
+        read,
+        (first..first + 10)
+            .zip((10..20).map(msg))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn drop_oldest_keeps_the_newest_within_the_limits() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
