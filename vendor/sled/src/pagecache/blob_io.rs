@@ -90,12 +90,19 @@ pub(crate) fn write_blob<T: Serialize>(
     io_fail!(config, "write_blob write kind_byte");
     f.write_all(kind_buf)?;
     io_fail!(config, "write_blob write buf");
-    f.write_all(&data)
-        .map(|r| {
-            trace!("successfully wrote blob at {:?}", path);
-            r
-        })
-        .map_err(|e| e.into())
+    f.write_all(&data)?;
+    // awslink vendor: upstream wrote blob files without syncing them (or their directory entry),
+    // yet the log entry pointing at a blob is synced and may replace the page's earlier, durable
+    // copy, whose segment is then freed and reused: after a power loss the page could be gone.
+    // A blob is synced before its pointer can be written (see AWSLINK-PATCHES.md).
+    if !config.temporary {
+        f.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    trace!("successfully wrote blob at {:?}", path);
+    Ok(())
 }
 
 pub(crate) fn gc_blobs(config: &Config, stable_lsn: Lsn) -> Result<()> {
