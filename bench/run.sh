@@ -17,8 +17,8 @@
 #        S6_SYSTEMS (default "bridge batched"), S7_SYSTEMS (default "bridge batched batching")
 #
 # Honours CARGO_TARGET_DIR (default: the workspace target/). For the profile of scenario 1 it uses
-# an awslink built with symbols from $PROF_TARGET_DIR (default: $CARGO_TARGET_DIR-prof) if present,
-# otherwise the stripped release binary (build the former with:
+# an awslink built with symbols from $PROF_TARGET_DIR (default: $CARGO_TARGET_DIR-prof) if present
+# and not older than the release binary, otherwise the stripped release binary (build the former with:
 #   CARGO_TARGET_DIR=<dir>-prof CARGO_PROFILE_RELEASE_STRIP=false \
 #     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p awslink).
 # Prints the table and writes bench/results/<date>.json (+ <date>.md, <date>-perf.txt).
@@ -465,7 +465,13 @@ disk_probe() {
 
 profile_s1() {
   local bin=$BIN/awslink sym="stripped release binary: dso-level only"
-  if [ -x "$PROF_TARGET_DIR/release/awslink" ]; then bin=$PROF_TARGET_DIR/release/awslink sym="built with symbols ($PROF_TARGET_DIR)"; fi
+  if [ -x "$PROF_TARGET_DIR/release/awslink" ] && ! [ "$BIN/awslink" -nt "$PROF_TARGET_DIR/release/awslink" ]; then
+    bin=$PROF_TARGET_DIR/release/awslink sym="built with symbols ($PROF_TARGET_DIR)"
+  elif [ -x "$PROF_TARGET_DIR/release/awslink" ]; then
+    # A symbol build older than the release binary is of older code: profiling it would
+    # describe code that is not the one measured.
+    log "profile: $PROF_TARGET_DIR/release/awslink is older than $BIN/awslink; profiling the stripped release binary (rebuild the symbol build, see the top of this file)"
+  fi
   command -v perf >/dev/null || { log "perf not found: no profile"; return; }
   local D=$WORK/s1-profile
   local psys=${PROFILE_SYSTEM:-batched}
