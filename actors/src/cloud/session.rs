@@ -225,8 +225,9 @@ fn diagnose(target: &ProbeTarget, reason: DownReason) -> DownReason {
 }
 
 /// Connects, logs in and subscribes to `config.subscriptions`: each network step of the TLS open
-/// within `config.connect_timeout`, CONNECT to the last SUBACK within what is left of it. Gives up between steps once `outbox` is closing, so a link that
-/// was stopped while it connected never sends its CONNECT.
+/// within `config.connect_timeout`, CONNECT to the last SUBACK within what is left of it. Gives
+/// up between steps once `outbox` is closing, so a link that was stopped while it connected never
+/// sends its CONNECT.
 pub fn connect(config: &LinkConfig, outbox: &Outbox) -> Result<Session, DownReason> {
     let deadline = Instant::now() + config.connect_timeout;
     let target = ProbeTarget {

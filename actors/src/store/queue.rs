@@ -15,7 +15,7 @@ use log::warn;
 use super::damage::Marks;
 use super::gc::{start_dropper, Job};
 use super::layout::{generation_name, watermark_key, Generations, Live, Lives, META_TREE};
-use super::record::{encode, messages_in, RecordBuilder};
+use super::record::{encode, RecordBuilder};
 use super::recovery::{recover_lanes, Recovered};
 use super::space::Space;
 use super::tail::Tail;
@@ -228,16 +228,14 @@ impl Journal {
         // sled writes roughly 2.3x the entry; count that against the cached free space.
         self.inner.queue.space.appended(len * 3);
         if dropped > 0 {
-            if let Ok(from) = &stored {
-                for l in Lane::ALL.into_iter().filter(|l| from[l.index()]) {
-                    self.trim_tail(l);
-                }
-            }
             let dropped_generations = stored.and_then(|from| {
                 Lane::ALL
                     .into_iter()
                     .filter(|l| from[l.index()])
-                    .try_for_each(|l| self.drop_finished_generations(l))
+                    .try_for_each(|l| {
+                        self.trim_tail(l);
+                        self.drop_finished_generations(l)
+                    })
             });
             if let Err(e) = dropped_generations {
                 warn!("cannot record the dropped messages in the journal: {e}");
@@ -287,7 +285,7 @@ impl Journal {
         if written > 0 {
             let mut tail = lock(&part.tail);
             for (first, value) in staged.closed.drain(..written) {
-                tail.push(first, messages_in(&value), value);
+                tail.push(first, value);
             }
         }
         if let (Some(end), Ok(())) = (end, &result) {

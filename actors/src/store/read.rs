@@ -9,6 +9,9 @@ use super::{decode_key, lock, open_error, read, Journal, JournalError, Result};
 use crate::lanes::Lane;
 use crate::model::CloudMessage;
 
+/// Entries read from a lane: sequence number and the message, or what makes it unreadable.
+pub(super) type Entries = Vec<(u64, std::result::Result<CloudMessage, String>)>;
+
 impl Journal {
     /// The first committed entry of `lane` with sequence number ≥ `from` that is not behind
     /// the lane's watermark.
@@ -22,14 +25,9 @@ impl Journal {
 
     /// Up to `max` committed entries of `lane` with sequence number ≥ `from` (and not behind
     /// the lane's watermark), in order: from the lane's in-memory tail when it holds `from`
-    /// (`tail.rs`), otherwise from sled. An entry that cannot be decoded comes back as its sequence number
-    /// and what is wrong with it.
-    pub fn entries_from(
-        &self,
-        lane: Lane,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+    /// (`tail.rs`), otherwise from sled. An entry that cannot be decoded comes back as its
+    /// sequence number and what is wrong with it.
+    pub fn entries_from(&self, lane: Lane, from: u64, max: usize) -> Result<Entries> {
         let from = from.max(lock(&self.inner.queue.live).of(lane).watermark);
         if let Some(entries) = lock(&self.inner.queue.lane(lane).tail).read(from, max) {
             return Ok(entries);
@@ -94,7 +92,7 @@ pub(super) fn read_entries(
     trees: &BTreeMap<u64, sled::Tree>,
     from: u64,
     max: usize,
-) -> Result<Vec<(u64, std::result::Result<CloudMessage, String>)>> {
+) -> Result<Entries> {
     let mut out = Vec::with_capacity(max.min(256));
     let first_generation = trees
         .range(..=from)
@@ -108,27 +106,37 @@ pub(super) fn read_entries(
         };
         for item in tree.range(start.to_be_bytes()..) {
             let (key, value) = item.map_err(|e| open_error(path, e))?;
-            let first = decode_key(&key);
-            match record::split(&value) {
-                Ok(parts) => {
-                    for (seq, part) in (first..).zip(parts) {
-                        if seq >= from {
-                            out.push((seq, decode(part)));
-                            if out.len() >= max {
-                                return Ok(out);
-                            }
-                        }
-                    }
-                }
-                Err(detail) if first >= from => {
-                    out.push((first, Err(detail)));
-                    if out.len() >= max {
-                        return Ok(out);
-                    }
-                }
-                Err(_) => {}
+            if push_entries(decode_key(&key), &value, from, max, &mut out) {
+                return Ok(out);
             }
         }
     }
     Ok(out)
+}
+
+/// Appends the entries of the stored value `value` under key `first` with sequence number ≥
+/// `from` to `out`, until it holds `max`; a value that cannot be split is one unreadable entry
+/// (if its key is ≥ `from`). True when `out` is full. Shared by the sled read and the tail's.
+pub(super) fn push_entries(
+    first: u64,
+    value: &[u8],
+    from: u64,
+    max: usize,
+    out: &mut Entries,
+) -> bool {
+    match record::split(value) {
+        Ok(parts) => {
+            for (seq, part) in (first..).zip(parts) {
+                if seq >= from {
+                    out.push((seq, decode(part)));
+                    if out.len() >= max {
+                        return true;
+                    }
+                }
+            }
+        }
+        Err(detail) if first >= from => out.push((first, Err(detail))),
+        Err(_) => {}
+    }
+    out.len() >= max
 }

@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
-use super::record::{decode, split};
-use crate::model::CloudMessage;
+use super::read::{push_entries, Entries};
+use super::record::messages_in;
 
 /// Most heap bytes a lane's tail keeps (about 1,000 messages of 200 bytes in full records,
 /// at least 64 records; the drain has at most a few hundred messages in flight).
@@ -28,13 +28,11 @@ pub(super) struct Tail {
     end: Option<u64>,
 }
 
-/// What a read of the tail found.
-pub(super) type Entries = Vec<(u64, Result<CloudMessage, String>)>;
-
 impl Tail {
-    /// The record starting at `first` holding `count` messages was written to sled. A record
-    /// that does not continue the run (the first one after open) starts a new run.
-    pub(super) fn push(&mut self, first: u64, count: u64, record: Vec<u8>) {
+    /// The record starting at `first` was written to sled. A record that does not continue the
+    /// run (the first one after open) starts a new run.
+    pub(super) fn push(&mut self, first: u64, record: Vec<u8>) {
+        let count = messages_in(&record);
         if self.end != Some(first) {
             self.records.clear();
             self.bytes = 0;
@@ -81,15 +79,8 @@ impl Tail {
         // The record holding `from` is the last one starting at or below it.
         let at = self.records.partition_point(|(first, _)| *first <= from) - 1;
         for (first, record) in self.records.range(at..) {
-            // Written by this process from a RecordBuilder: it always splits.
-            let parts = split(record).ok()?;
-            for (seq, part) in (*first..).zip(parts) {
-                if seq >= from {
-                    out.push((seq, decode(part)));
-                    if out.len() >= max {
-                        return Some(out);
-                    }
-                }
+            if push_entries(*first, record, from, max, &mut out) {
+                break;
             }
         }
         Some(out)
@@ -119,7 +110,7 @@ mod tests {
     fn tail(records: &[(u64, u64)]) -> Tail {
         let mut t = Tail::default();
         for &(first, count) in records {
-            t.push(first, count, record(first, count));
+            t.push(first, record(first, count));
         }
         t
     }
@@ -163,7 +154,7 @@ mod tests {
         for first in 0..10_000 {
             let r = record(first, 1);
             assert!(r.capacity() >= 4096);
-            t.push(first, 1, r);
+            t.push(first, r);
         }
         assert!(t.bytes() <= TAIL_BYTES, "{} bytes", t.bytes());
         let held: usize = t.records.iter().map(|(_, r)| r.capacity()).sum();
@@ -174,7 +165,7 @@ mod tests {
     #[test]
     fn a_record_that_does_not_continue_the_run_starts_a_new_one() {
         let mut t = tail(&[(10, 3)]);
-        t.push(20, 2, record(20, 2));
+        t.push(20, record(20, 2));
         assert_eq!(seqs(t.read(12, 5)), None);
         assert_eq!(seqs(t.read(20, 5)), Some(vec![20, 21]));
     }
@@ -198,7 +189,7 @@ mod tests {
             Some(vec![]),
             "the end is still known"
         );
-        t.push(19, 2, record(19, 2));
+        t.push(19, record(19, 2));
         assert_eq!(seqs(t.read(19, 100)), Some(vec![19, 20]));
     }
 
@@ -207,7 +198,7 @@ mod tests {
         let mut t = Tail::default();
         let mut first = 0;
         while first < 20_000 {
-            t.push(first, 50, record(first, 50));
+            t.push(first, record(first, 50));
             first += 50;
             assert!(t.bytes() <= TAIL_BYTES, "{} bytes after {first}", t.bytes());
         }
@@ -218,7 +209,7 @@ mod tests {
         let huge = vec![0u8; TAIL_BYTES + 1];
         let mut b = RecordBuilder::new(0);
         b.push(&huge);
-        big.push(0, 1, b.finish().1);
+        big.push(0, b.finish().1);
         assert!(
             big.read(0, 1).is_some(),
             "one record larger than the bound is kept"

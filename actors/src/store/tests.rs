@@ -17,6 +17,18 @@ fn config(dir: &Path) -> JournalConfig {
     JournalConfig::for_tests(dir.join("j"))
 }
 
+/// [`config`] with `dropOldest` beyond `max_messages` (and no byte limit).
+fn drop_oldest_beyond(dir: &Path, max_messages: u64) -> JournalConfig {
+    JournalConfig {
+        limits: Limits {
+            max_messages,
+            max_bytes: u64::MAX,
+            when_full: WhenFull::DropOldest,
+        },
+        ..config(dir)
+    }
+}
+
 /// sled releases its file lock when its background threads let go of the database, shortly
 /// after the last handle is dropped: poll for it (within this process only).
 fn reopen(cfg: &JournalConfig) -> Journal {
@@ -531,14 +543,7 @@ fn the_quarantine_keeps_its_newest_within_its_limit_and_counts_against_max_bytes
 #[test]
 fn drop_oldest_drops_whole_generations_behind_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = JournalConfig {
-        limits: Limits {
-            max_messages: 100,
-            max_bytes: u64::MAX,
-            when_full: WhenFull::DropOldest,
-        },
-        ..config(dir.path())
-    };
+    let cfg = drop_oldest_beyond(dir.path(), 100);
     let journal = Journal::open(&cfg).unwrap();
     let total = GENERATION_MESSAGES * 3;
     for n in 0..total {
@@ -608,14 +613,7 @@ fn downlink_entries_survive_a_reopen_until_removed() {
 #[test]
 fn drop_oldest_lets_the_in_memory_tail_go_of_what_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = JournalConfig {
-        limits: Limits {
-            max_messages: 10,
-            max_bytes: u64::MAX,
-            when_full: WhenFull::DropOldest,
-        },
-        ..config(dir.path())
-    };
+    let cfg = drop_oldest_beyond(dir.path(), 10);
     let journal = Journal::open(&cfg).unwrap();
     let tail_bytes = || lock(&journal.inner.queue.lane(Lane::Telemetry).tail).bytes();
     for n in 0..10 {
@@ -648,15 +646,7 @@ fn drop_oldest_lets_the_in_memory_tail_go_of_what_it_dropped() {
 #[test]
 fn drop_oldest_keeps_the_newest_within_the_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits {
-        max_messages: 3,
-        max_bytes: u64::MAX,
-        when_full: WhenFull::DropOldest,
-    };
-    let cfg = JournalConfig {
-        limits,
-        ..config(dir.path())
-    };
+    let cfg = drop_oldest_beyond(dir.path(), 3);
     let journal = Journal::open(&cfg).unwrap();
     let dropped: Vec<u64> = (1..=5)
         .map(|n| journal.append(Lane::Telemetry, &msg(n)).unwrap().dropped)
