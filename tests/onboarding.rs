@@ -208,6 +208,19 @@ impl CheckSetup {
         cert: Option<(&Path, &Path)>,
         args: &[&str],
     ) -> (Option<i32>, String, String) {
+        let path = self.check_config(port, ca, cert);
+        let mut command = vec!["check", "--config", path_str(&path)];
+        command.extend_from_slice(args);
+        awslink_command(&command)
+    }
+
+    /// Writes the configuration [`CheckSetup::check`] runs with and returns its path.
+    fn check_config(
+        &self,
+        port: u16,
+        ca: Option<&Path>,
+        cert: Option<(&Path, &Path)>,
+    ) -> std::path::PathBuf {
         let (cert, key) = cert.unwrap_or((&self.certs.client_cert, &self.certs.client_key));
         let config = json!({
             "address": format!("mqtts://localhost:{port}"),
@@ -218,9 +231,7 @@ impl CheckSetup {
         });
         let path = self.dir.path().join("check.json");
         fs::write(&path, config.to_string()).unwrap();
-        let mut command = vec!["check", "--config", path_str(&path)];
-        command.extend_from_slice(args);
-        awslink_command(&command)
+        path
     }
 }
 
@@ -300,6 +311,44 @@ fn check_diagnoses_an_untrusted_server_certificate() {
         "names the caCert: {}",
         result.2
     );
+}
+
+/// The CA that signed the server is in the system store (OpenSSL's `SSL_CERT_FILE`), but
+/// `caCert` names another: the handshake must fail, as a set `caCert` is the only trust.
+#[test]
+fn a_set_ca_cert_is_the_only_trust_not_the_system_store() {
+    let s = CheckSetup::new();
+    let broker = s.broker(&s.certs.server_cert, &s.certs.server_key);
+    let other = Ca::new("some other CA").unwrap();
+    let (other_ca, _) = other.write(s.dir.path(), "other-ca").unwrap();
+    let config = s.check_config(broker.port, Some(&other_ca), None);
+    let in_system_store = |ca: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_awslink"))
+            .args(["check", "--config", path_str(&config)])
+            .env("SSL_CERT_FILE", ca)
+            .env("SSL_CERT_DIR", s.dir.path().join("no-such-dir"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let result = in_system_store(&s.certs.ca);
+    assert_failed(&result, "TLS handshake", "server certificate not trusted");
+    assert!(result.2.contains("other-ca.pem"), "{}", result.2);
+
+    // Without a caCert the system store is the trust: the same server passes.
+    let config = json!({
+        "address": format!("mqtts://localhost:{}", broker.port),
+        "cert": s.certs.client_cert,
+        "key": s.certs.client_key,
+        "buffer": {"path": s.dir.path().join("buffer")}
+    });
+    fs::write(s.dir.path().join("check.json"), config.to_string()).unwrap();
+    let (code, stdout, stderr) = in_system_store(&s.certs.ca);
+    assert_eq!(code, Some(0), "stdout {stdout}\nstderr {stderr}");
 }
 
 #[test]

@@ -1,19 +1,29 @@
 //! The one place that turns a TLS identity (CA, client certificate and key, ALPN) into the
-//! settings of every TLS client awslink has: paho's `SslOptions` (the cloud link, the local
-//! `-pub` session, `check`, `provision`, `health`), an openssl `SslConnector` (the diagnosis
-//! probe and `check`'s handshake) and rumqttc's `TlsConfiguration` (the local intake). Peer and
-//! hostname verification are always on and cannot be turned off here. TLS 1.2 is the minimum:
-//! set on the openssl connector, and OpenSSL 3's default for paho and rumqttc (its security
-//! level 1 refuses TLS 1.0/1.1).
+//! settings of every TLS client awslink has: an openssl [`TlsClient`] (the cloud link, the
+//! diagnosis probe and `check`'s handshake), paho's `SslOptions` (the local `-pub` session,
+//! `check`, `provision`, `health`) and rumqttc's `TlsConfiguration` (the local intake). Peer
+//! and hostname verification are always on and cannot be turned off here. For the openssl
+//! client and paho a CA that is set is the only trust, the system store only without one
+//! (rumqttc's native-tls adds the CA to the system store). TLS 1.2 is the minimum: set on the
+//! openssl client, and OpenSSL 3's default for paho and rumqttc (its security level 1 refuses
+//! TLS 1.0/1.1).
 //! A file that cannot be used is reported with the setting that names it, never its contents.
 //! The client key is a file, a key held by a TPM 2.0 or a key in a PKCS #11 token
 //! ([`PrivateKey`]); a held key is opened through [`crate::tpm`] or [`crate::pkcs11`] and handed
 //! to paho and openssl as a stand-in whose signatures the TPM or the token makes.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVersion};
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode,
+    SslVersion,
+};
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509CheckFlags;
+use openssl::x509::X509;
 use paho_mqtt as mqtt;
 
 use crate::pkcs11::Pkcs11Key;
@@ -21,6 +31,57 @@ use crate::tpm::{TpmError, TpmIdentity, TpmKey};
 
 /// The ALPN protocol AWS IoT expects for MQTT with a client certificate on port 443.
 pub const AWS_ALPN_CERT: &str = "x-amzn-mqtt-ca";
+
+/// An openssl client context: the trust, client identity, ALPN and TLS versions of one
+/// [`TlsIdentity`] ([`TlsIdentity::openssl_client`]), peer verification on.
+#[derive(Clone)]
+pub struct TlsClient {
+    context: SslContext,
+}
+
+impl TlsClient {
+    /// One connection's TLS session to `host`: SNI (for a name) and the check that the server
+    /// certificate is for `host` (name or IP address, no partial wildcards). `connect(stream)`
+    /// on it makes the handshake.
+    pub fn ssl_for(&self, host: &str) -> Result<Ssl, ErrorStack> {
+        let mut ssl = Ssl::new(&self.context)?;
+        let ip = host.parse::<IpAddr>().ok();
+        if ip.is_none() {
+            ssl.set_hostname(host)?;
+        }
+        let param = ssl.param_mut();
+        param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+        match ip {
+            Some(ip) => param.set_ip(ip)?,
+            None => param.set_host(host)?,
+        }
+        Ok(ssl)
+    }
+}
+
+/// A client context with the hardening of openssl's `SslConnector` (the options, modes,
+/// cipher list and peer verification of `SslConnector::builder`), without its system trust
+/// store: [`TlsIdentity::openssl_client`] chooses the trust.
+fn client_context() -> Result<SslContextBuilder, ErrorStack> {
+    let mut b = SslContextBuilder::new(SslMethod::tls_client())?;
+    let mut options = SslOptions::ALL
+        | SslOptions::NO_COMPRESSION
+        | SslOptions::NO_SSLV2
+        | SslOptions::NO_SSLV3
+        | SslOptions::SINGLE_DH_USE
+        | SslOptions::SINGLE_ECDH_USE;
+    options &= !SslOptions::DONT_INSERT_EMPTY_FRAGMENTS;
+    b.set_options(options);
+    b.set_mode(
+        SslMode::AUTO_RETRY
+            | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+            | SslMode::ENABLE_PARTIAL_WRITE
+            | SslMode::RELEASE_BUFFERS,
+    );
+    b.set_cipher_list("DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK")?;
+    b.set_verify(SslVerifyMode::PEER);
+    Ok(b)
+}
 
 /// The names of the settings a [`TlsIdentity`]'s files came from, so that every error names the
 /// key an operator has to fix (`caCert`, `localKey`, `--claim-cert`, …).
@@ -198,7 +259,7 @@ impl TlsIdentity {
     }
 
     /// The client key in an openssl builder: the file, or the TPM key's stand-in.
-    fn use_key(&self, b: &mut SslConnectorBuilder) -> Result<(), TlsError> {
+    fn use_key(&self, b: &mut SslContextBuilder) -> Result<(), TlsError> {
         match &self.key {
             None => Ok(()),
             // The reason OpenSSL gives can quote the file's first bytes: say only that it failed.
@@ -282,17 +343,20 @@ impl TlsIdentity {
         Ok(ssl.finalize())
     }
 
-    /// An openssl connector with the same trust, client certificate and ALPN as
-    /// [`Self::paho_ssl_options`], TLS 1.2 minimum. `connect(host, stream)` on its
-    /// configuration sets SNI and checks the host name.
-    pub fn openssl_connector(&self) -> Result<SslConnector, TlsError> {
+    /// An openssl client with the same trust, client certificate and ALPN as
+    /// [`Self::paho_ssl_options`], TLS 1.2 minimum; [`TlsClient::ssl_for`] sets SNI and the
+    /// host name check of each connection.
+    pub fn openssl_client(&self) -> Result<TlsClient, TlsError> {
         let setup = |e: openssl::error::ErrorStack| self.setup_error(e.to_string());
-        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+        let mut b = client_context().map_err(setup)?;
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(setup)?;
-        if let Some(ca) = &self.ca {
-            b.set_ca_file(ca)
-                .map_err(|_| self.error(TlsFile::Ca, ca, "not a readable PEM CA certificate"))?;
+        match &self.ca {
+            // Only the CA that is set, as with paho (Paho C loads the system store only
+            // without one). Loading the system store as well would trust every public CA and
+            // parse all of them (~140 certificates, ~0.8 MB of heap) at each connect.
+            Some(ca) => b.set_cert_store(self.ca_store(ca)?),
+            None => b.set_default_verify_paths().map_err(setup)?,
         }
         if let Some(cert) = &self.cert {
             b.set_certificate_chain_file(cert)
@@ -305,7 +369,22 @@ impl TlsIdentity {
         // One socket read takes in every TLS record that has arrived (a burst of PUBACKs is
         // many small records), instead of a read for each record's header and one for its body.
         b.set_read_ahead(true);
-        Ok(b.build())
+        Ok(TlsClient { context: b.build() })
+    }
+
+    /// A certificate store holding only the certificates of the CA file at `ca`.
+    fn ca_store(&self, ca: &Path) -> Result<X509Store, TlsError> {
+        let unreadable = || self.error(TlsFile::Ca, ca, "not a readable PEM CA certificate");
+        let pem = std::fs::read(ca).map_err(|e| self.error(TlsFile::Ca, ca, e.to_string()))?;
+        let certs = X509::stack_from_pem(&pem).map_err(|_| unreadable())?;
+        if certs.is_empty() {
+            return Err(unreadable());
+        }
+        let mut store = X509StoreBuilder::new().map_err(|e| self.setup_error(e.to_string()))?;
+        for cert in certs {
+            store.add_cert(cert).map_err(|_| unreadable())?;
+        }
+        Ok(store.build())
     }
 
     /// Whether the private key belongs to the client certificate (both must be set and load).
@@ -314,7 +393,7 @@ impl TlsIdentity {
             return Ok(true);
         };
         let setup = |e: openssl::error::ErrorStack| self.setup_error(e.to_string());
-        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
+        let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(setup)?;
         b.set_certificate_chain_file(cert)
             .map_err(|_| self.error(TlsFile::Cert, cert, "not a readable PEM certificate"))?;
         self.use_key(&mut b)?;
@@ -440,7 +519,7 @@ mod tests {
         ] {
             let id = missing(file);
             let paho = id.paho_ssl_options().err();
-            let openssl = id.openssl_connector().err();
+            let openssl = id.openssl_client().err();
             for (client, err) in [("paho", paho), ("openssl", openssl)] {
                 let err = err.unwrap_or_else(|| panic!("{client} accepted a missing {setting}"));
                 assert_eq!(err.file, file, "{client}");
@@ -465,7 +544,7 @@ mod tests {
             alpn: vec![],
             settings: CLOUD_SETTINGS,
         };
-        let err = id.openssl_connector().err().map(|e| e.to_string());
+        let err = id.openssl_client().err().map(|e| e.to_string());
         let err = err.unwrap_or_default();
         assert!(err.starts_with("key "), "{err}");
         assert!(!err.contains("SECRET-KEY-MATERIAL"), "{err}");

@@ -10,10 +10,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use awslink_actors::cloud::tls_probe::{self, alert_name, is_alert_about_us, ProbeTarget};
-use awslink_actors::tls::{TlsError, TlsFile};
-use openssl::ssl::{
-    HandshakeError, MidHandshakeSslStream, SslConnector, SslStream, SslVerifyMode, SslVersion,
-};
+use awslink_actors::tls::{TlsClient, TlsError, TlsFile};
+use openssl::ssl::{HandshakeError, MidHandshakeSslStream, SslStream, SslVerifyMode, SslVersion};
 use paho_mqtt as mqtt;
 
 use crate::cli::CheckArgs;
@@ -181,9 +179,10 @@ fn connect_tcp(
 }
 
 fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<()> {
-    let connector = openssl_connector(config)?;
-    let mut tls = connector
-        .configure()
+    let host = &config.endpoint.host;
+    let client = openssl_client(config)?;
+    let mut tls = client
+        .ssl_for(host)
         .map_err(|e| Diagnosis::new(format!("tls setup: {e}"), "OpenSSL could not be set up"))?;
     let server_names = Arc::new(Mutex::new(None));
     let seen = Arc::clone(&server_names);
@@ -198,8 +197,7 @@ fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<(
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
     let started = Instant::now();
-    let host = &config.endpoint.host;
-    match tls.connect(host, tcp) {
+    match tls.connect(tcp) {
         Ok(stream) => accepted(config, stream, started.elapsed()),
         Err(HandshakeError::Failure(mid)) => {
             let names = server_names.lock().ok().and_then(|mut n| n.take());
@@ -218,10 +216,10 @@ fn handshake(config: &Config, tcp: TcpStream, timeout: Duration) -> StepResult<(
 
 /// TLS 1.2 minimum, CA file or system store, client certificate and key, ALPN — the link's own
 /// identity ([`Config::cloud_tls`]); the key must belong to the certificate.
-fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
+fn openssl_client(config: &Config) -> Result<TlsClient, Diagnosis> {
     let tls = config.cloud_tls();
     let diagnose = |e| tls_diagnosis(e, tls.key.as_ref());
-    let connector = tls.openssl_connector().map_err(diagnose)?;
+    let client = tls.openssl_client().map_err(diagnose)?;
     if !tls.key_matches_cert().map_err(diagnose)? {
         if let Some(key) = &tls.key {
             return Err(Diagnosis::config(
@@ -230,7 +228,7 @@ fn openssl_connector(config: &Config) -> Result<SslConnector, Diagnosis> {
             ));
         }
     }
-    Ok(connector)
+    Ok(client)
 }
 
 /// A TLS file (or TPM key) that cannot be used, as a diagnosis naming its setting.

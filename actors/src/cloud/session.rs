@@ -13,7 +13,7 @@
 //! Packets are encoded and decoded by rumqttc's `mqttbytes` (the crate the local intake already
 //! uses); the connection is the `openssl` crate's, with the same CA, client certificate or
 //! hardware key, ALPN, SNI and host name check as every other TLS connection of awslink
-//! ([`crate::tls::TlsIdentity::openssl_connector`]). Why this replaced Paho C on this path, with
+//! ([`crate::tls::TlsIdentity::openssl_client`]). Why this replaced Paho C on this path, with
 //! the measurements: ARCHITECTURE.md, "The cloud session is awslink's own".
 
 use std::fs::File;

@@ -76,15 +76,15 @@ pub fn open(target: &ProbeTarget) -> Result<SslStream<TcpStream>, DownReason> {
     let _ = tcp.set_write_timeout(Some(target.timeout));
     let _ = tcp.set_nodelay(true);
 
-    let connector = target
+    let client = target
         .tls
-        .openssl_connector()
+        .openssl_client()
         .map_err(|e| error(format!("cannot load {e}")))?;
-    let mut config = connector
-        .configure()
+    let mut ssl = client
+        .ssl_for(&target.host)
         .map_err(|e| error(format!("tls setup: {e}")))?;
-    config.set_verify(SslVerifyMode::PEER);
-    match config.connect(&target.host, tcp) {
+    ssl.set_verify(SslVerifyMode::PEER);
+    match ssl.connect(tcp) {
         Ok(stream) => Ok(stream),
         Err(HandshakeError::Failure(mid)) => {
             let verify = mid.ssl().verify_result();
