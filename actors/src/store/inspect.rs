@@ -59,7 +59,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             source: std::io::ErrorKind::NotFound.into(),
         });
     }
-    let db = open_db(path, 1 << 20, None)?;
+    let db = open_db(path, 1 << 20)?;
     let err = |e| open_error(path, e);
     let meta = existing_tree(&db, META_TREE).map_err(err)?;
     let recovered = recover_lanes(&db, meta.as_ref()).map_err(err)?;

@@ -33,6 +33,7 @@
 
 mod damage;
 pub mod downlink;
+mod flusher;
 mod gc;
 mod inspect;
 mod layout;
@@ -48,6 +49,7 @@ mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::sync::{lock, read, write};
 
@@ -60,6 +62,7 @@ pub use queue::{Appended, CONTROL_RESERVE, GENERATION_BYTES, GENERATION_MESSAGES
 pub use shadow_cache::ShadowCache;
 pub use space::FREE_SPACE_REFRESH_MS;
 
+use flusher::Flusher;
 use quarantine::QuarantineStore;
 use queue::Queue;
 
@@ -72,7 +75,8 @@ const SHADOW_CACHE_TREE: &str = "shadow-reported";
 pub enum Durability {
     /// Flushed by [`Journal::commit`] (survives power loss).
     Fsync,
-    /// Flushed by sled's background flusher every `flush_every_ms`.
+    /// Flushed at most `flush_every_ms` after it was written: by [`Journal::commit`] when the
+    /// last flush is that old, else by the journal's flusher thread (`flusher.rs`).
     Batched {
         /// Flush interval.
         flush_every_ms: u64,
@@ -231,6 +235,8 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     durability: Durability,
+    /// `batched` mode's flush schedule and thread (`None` in `fsync` mode).
+    flusher: Option<Flusher>,
     queue: Queue,
     quarantine: QuarantineStore,
     downlink: DownlinkStore,
@@ -242,7 +248,18 @@ impl Journal {
     /// the queues of earlier versions into the lanes (see the module docs).
     pub fn open(config: &JournalConfig) -> Result<Journal> {
         let path = config.path.clone();
-        let db = open_db(&path, config.cache_bytes, Some(config.durability))?;
+        let db = open_db(&path, config.cache_bytes)?;
+        let flusher = match config.durability {
+            Durability::Fsync => None,
+            Durability::Batched { flush_every_ms } => Some(
+                Flusher::start(db.clone(), Duration::from_millis(flush_every_ms.max(1))).map_err(
+                    |source| JournalError::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                )?,
+            ),
+        };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
         let quarantine = QuarantineStore::new(
             &path,
@@ -258,6 +275,7 @@ impl Journal {
                 path,
                 db,
                 durability: config.durability,
+                flusher,
                 queue,
                 quarantine,
                 downlink,
@@ -309,20 +327,16 @@ impl Journal {
     }
 }
 
-/// Opens the sled database at `path`. `durability` sets sled's flusher; `None` (inspection)
-/// turns it off, as nothing is written.
-fn open_db(path: &Path, cache_bytes: u64, durability: Option<Durability>) -> Result<sled::Db> {
-    let sled_config = sled::Config::new()
+/// Opens the sled database at `path`, with sled's periodic flusher off: `fsync` mode flushes
+/// in [`Journal::commit`], `batched` mode through `flusher.rs`.
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
-        .mode(sled::Mode::HighThroughput);
-    let sled_config = match durability {
-        Some(Durability::Batched { flush_every_ms }) => {
-            sled_config.flush_every_ms(Some(flush_every_ms.max(1)))
-        }
-        Some(Durability::Fsync) | None => sled_config.flush_every_ms(None),
-    };
-    sled_config.open().map_err(|e| open_failure(path, e))
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| open_failure(path, e))
 }
 
 /// Errors while opening: anything that is not the lock or a plain I/O refusal means sled could

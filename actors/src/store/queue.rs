@@ -246,11 +246,16 @@ impl Journal {
 
     /// Writes every append so far, of every lane, to sled (one insert per record) and, in
     /// `fsync` mode, flushes it to disk (one flush for all lanes): after `Ok` the appends survive
-    /// a crash (`batched`: within `flush_every_ms`). On an error the appends stay staged and the
-    /// next call tries again.
+    /// a crash. In `batched` mode it flushes when the last flush is `flush_every_ms` old (the
+    /// journal's flusher thread covers the rest within that time). On an error the appends stay
+    /// staged and the next call tries again.
     pub fn commit(&self) -> Result<()> {
         self.write_staged()?;
-        if self.inner.durability == Durability::Fsync {
+        let flush_now = match &self.inner.flusher {
+            None => self.inner.durability == Durability::Fsync,
+            Some(flusher) => flusher.claim_due(),
+        };
+        if flush_now {
             self.flush_db()?;
         }
         self.mark_soon();

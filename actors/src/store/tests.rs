@@ -985,3 +985,70 @@ fn the_shadow_cache_keeps_reported_state_across_reopens() {
         "not part of the uplink queue"
     );
 }
+
+/// Whether any file of the journal at `dir` holds `needle` (what sled has written, not what
+/// is still in its in-memory buffer).
+fn journal_files_hold(dir: &Path, needle: &[u8]) -> bool {
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+fn lone_message(payload: &str) -> CloudMessage {
+    CloudMessage {
+        payload: payload.as_bytes().to_vec(),
+        ..msg(1)
+    }
+}
+
+/// `batched`: the last commit before a quiet spell is not left in sled's memory. The commit
+/// after the first one finds the interval not yet over and does not flush; no later write
+/// comes; the journal's flusher thread has to write it.
+#[test]
+fn in_batched_mode_a_commit_reaches_the_file_without_more_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        durability: Durability::Batched {
+            flush_every_ms: 2_000,
+        },
+        ..config(dir.path())
+    };
+    let journal = Journal::open(&cfg).unwrap();
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !journal_files_hold(&cfg.path, needle.as_bytes()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle} never reached the journal's files"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // The first commit asks the journal's thread for a flush and a mark file (damage.rs);
+    // that flush writes it.
+    journal
+        .append(Lane::Telemetry, &lone_message("first-commit-4b1d"))
+        .unwrap();
+    journal.commit().unwrap();
+    wait_for("first-commit-4b1d");
+    // Within MARK_EVERY_MS and the flush interval of the open: this commit flushes nothing.
+    journal
+        .append(Lane::Telemetry, &lone_message("lone-commit-9c2e"))
+        .unwrap();
+    journal.commit().unwrap();
+    wait_for("lone-commit-9c2e");
+    drop(journal);
+    let journal = reopen(&cfg);
+    assert_eq!(journal.queued(Lane::Telemetry), 2);
+}
