@@ -462,3 +462,40 @@ fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     let down = local_app.expect(T, "command on the TLS local broker");
     assert_eq!(down.topic(), "command//gw-1/req/r-1/restart");
 }
+
+/// The CA of the local broker's certificate is in the system store (OpenSSL's
+/// `SSL_CERT_FILE`), `localCACert` names another: the intake must refuse the broker.
+#[test]
+fn the_intake_trusts_only_the_local_ca_cert_not_the_system_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path(), DEVICE);
+    let other = aws_iot_emulator::testcerts::Ca::new("some other CA").unwrap();
+    let (other_ca, _) = other.write(dir.path(), "other-ca").unwrap();
+    let local = Mosquitto::tls(TlsListener::server(&certs));
+    let cloud = Mosquitto::tls(TlsListener::server(&certs));
+    let no_dir = dir.path().join("no-such-dir");
+    let (ca, no_dir) = (certs.ca.to_str().unwrap(), no_dir.to_str().unwrap());
+    let awslink = Awslink::start_with_env(
+        &AwslinkSetup {
+            dir: dir.path(),
+            cloud_port: cloud.port,
+            local_uri: format!("ssl://localhost:{}", local.port),
+            certs: &certs,
+            device_id: DEVICE,
+            extra: json!({
+                "localCACert": other_ca,
+                "localCert": certs.client_cert,
+                "localKey": certs.client_key,
+            }),
+        },
+        &[("SSL_CERT_FILE", ca), ("SSL_CERT_DIR", no_dir)],
+    );
+    awslink.wait_for_log("certificate verify failed", T);
+    let log = awslink.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("local intake") && l.contains("certificate verify failed")),
+        "the intake's refusal: {log}"
+    );
+    assert!(!log.contains("local intake subscribed"), "{log}");
+}

@@ -2,9 +2,9 @@
 //! settings of every TLS client awslink has: an openssl [`TlsClient`] (the cloud link, the
 //! diagnosis probe and `check`'s handshake), paho's `SslOptions` (the local `-pub` session,
 //! `check`, `provision`, `health`) and rumqttc's `TlsConfiguration` (the local intake). Peer
-//! and hostname verification are always on and cannot be turned off here. For the openssl
-//! client and paho a CA that is set is the only trust, the system store only without one
-//! (rumqttc's native-tls adds the CA to the system store). TLS 1.2 is the minimum: set on the
+//! and hostname verification are always on and cannot be turned off here. A CA file that is
+//! set is the only trust, all of its certificates (rumqttc through the vendored change 2 in
+//! `vendor/rumqttc`); the system store is used only without one. TLS 1.2 is the minimum: set on the
 //! openssl client, and OpenSSL 3's default for paho and rumqttc (its security level 1 refuses
 //! TLS 1.0/1.1).
 //! A file that cannot be used is reported with the setting that names it, never its contents.
@@ -21,9 +21,8 @@ use openssl::ssl::{
     Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions, SslVerifyMode,
     SslVersion,
 };
-use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
-use openssl::x509::X509;
 use paho_mqtt as mqtt;
 
 use crate::pkcs11::Pkcs11Key;
@@ -355,7 +354,7 @@ impl TlsIdentity {
             // Only the CA that is set, as with paho (Paho C loads the system store only
             // without one). Loading the system store as well would trust every public CA and
             // parse all of them (~140 certificates, ~0.8 MB of heap) at each connect.
-            Some(ca) => b.set_cert_store(self.ca_store(ca)?),
+            Some(ca) => self.trust_only(&mut b, ca)?,
             None => b.set_default_verify_paths().map_err(setup)?,
         }
         if let Some(cert) = &self.cert {
@@ -372,19 +371,15 @@ impl TlsIdentity {
         Ok(TlsClient { context: b.build() })
     }
 
-    /// A certificate store holding only the certificates of the CA file at `ca`.
-    fn ca_store(&self, ca: &Path) -> Result<X509Store, TlsError> {
-        let unreadable = || self.error(TlsFile::Ca, ca, "not a readable PEM CA certificate");
-        let pem = std::fs::read(ca).map_err(|e| self.error(TlsFile::Ca, ca, e.to_string()))?;
-        let certs = X509::stack_from_pem(&pem).map_err(|_| unreadable())?;
-        if certs.is_empty() {
-            return Err(unreadable());
-        }
-        let mut store = X509StoreBuilder::new().map_err(|e| self.setup_error(e.to_string()))?;
-        for cert in certs {
-            store.add_cert(cert).map_err(|_| unreadable())?;
-        }
-        Ok(store.build())
+    /// Makes the certificates of the CA file at `ca` the only trust of `b`: an empty store,
+    /// then OpenSSL's own reading of the file (every `CERTIFICATE` and `TRUSTED CERTIFICATE`
+    /// of it, as paho's `SSL_CTX_load_verify_locations`); a file without one is refused.
+    fn trust_only(&self, b: &mut SslContextBuilder, ca: &Path) -> Result<(), TlsError> {
+        std::fs::File::open(ca).map_err(|e| self.error(TlsFile::Ca, ca, e.to_string()))?;
+        let empty = X509StoreBuilder::new().map_err(|e| self.setup_error(e.to_string()))?;
+        b.set_cert_store(empty.build());
+        b.set_ca_file(ca)
+            .map_err(|_| self.error(TlsFile::Ca, ca, "not a readable PEM CA certificate"))
     }
 
     /// Whether the private key belongs to the client certificate (both must be set and load).
@@ -400,8 +395,8 @@ impl TlsIdentity {
         Ok(b.check_private_key().is_ok())
     }
 
-    /// rumqttc's TLS settings (native-tls over the system OpenSSL): the CA when set, else the
-    /// system's; the client certificate and key when both are set.
+    /// rumqttc's TLS settings (native-tls over the system OpenSSL): the CA file's certificates
+    /// alone when it is set, else the system's; the client certificate and key when both are set.
     pub fn rumqttc_tls(&self) -> Result<rumqttc::TlsConfiguration, TlsError> {
         let read = |file: TlsFile, path: &Path| {
             std::fs::read(path).map_err(|e| self.error(file, path, e.to_string()))
@@ -410,6 +405,11 @@ impl TlsIdentity {
             return Ok(rumqttc::TlsConfiguration::Native);
         };
         let ca = read(TlsFile::Ca, ca_path)?;
+        // The vendored rumqttc trusts every certificate of it and nothing else: none is an error
+        // now, not a refused broker at every connect.
+        if openssl::x509::X509::stack_from_pem(&ca).map_or(true, |certs| certs.is_empty()) {
+            return Err(self.error(TlsFile::Ca, ca_path, "not a readable PEM CA certificate"));
+        }
         let client_auth = match (&self.cert, &self.key) {
             (Some(_), Some(held @ (PrivateKey::Tpm(_) | PrivateKey::Pkcs11(_)))) => {
                 return Err(self.tpm_error(TpmError {
@@ -530,6 +530,69 @@ mod tests {
         }
         let err = missing(TlsFile::Ca).rumqttc_tls().err();
         assert_eq!(err.map(|e| e.setting), Some("localCACert"));
+    }
+
+    #[test]
+    fn a_ca_file_is_trusted_with_all_its_certificates_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = |name: &str| {
+            let (cert, _) = aws_iot_emulator::testcerts::Ca::new(name)
+                .unwrap()
+                .write(dir.path(), name)
+                .unwrap();
+            std::fs::read_to_string(cert).unwrap()
+        };
+        let (one, two) = (pem("ca-one"), pem("ca-two"));
+        let key = "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n";
+        // (case, file contents (None: no file), certificates trusted or the error's problem)
+        let cases: [(&str, Option<String>, Result<usize, &str>); 7] = [
+            ("one CA", Some(one.clone()), Ok(1)),
+            ("a bundle", Some(format!("{one}{two}")), Ok(2)),
+            ("the same CA twice", Some(format!("{one}{one}")), Ok(1)),
+            (
+                "a key only",
+                Some(key.into()),
+                Err("not a readable PEM CA certificate"),
+            ),
+            (
+                "garbage",
+                Some("SECRET-KEY-MATERIAL\n".into()),
+                Err("not a readable PEM CA certificate"),
+            ),
+            (
+                "an empty file",
+                Some(String::new()),
+                Err("not a readable PEM CA certificate"),
+            ),
+            ("no file", None, Err("No such file")),
+        ];
+        for (i, (case, contents, expected)) in cases.into_iter().enumerate() {
+            let path = dir.path().join(format!("case-{i}.pem"));
+            if let Some(contents) = contents {
+                std::fs::write(&path, contents).unwrap();
+            }
+            let id = TlsIdentity::trusting(Some(path.clone()), CLOUD_SETTINGS);
+            let rumqttc = id.rumqttc_tls().map(|_| ()).map_err(|e| e.setting);
+            assert_eq!(
+                rumqttc.is_ok(),
+                expected.is_ok(),
+                "{case}: rumqttc {rumqttc:?}"
+            );
+            match (id.openssl_client(), expected) {
+                (Ok(client), Ok(n)) => {
+                    let store = client.context.cert_store();
+                    assert_eq!(store.all_certificates().len(), n, "{case}");
+                }
+                (Err(e), Err(problem)) => {
+                    assert_eq!((e.file, e.setting), (TlsFile::Ca, "caCert"), "{case}");
+                    assert_eq!(e.path, path, "{case}");
+                    assert!(e.problem.contains(problem), "{case}: {}", e.problem);
+                    assert!(!e.to_string().contains("SECRET"), "{case}: {e}");
+                }
+                (Ok(_), Err(_)) => panic!("{case}: accepted"),
+                (Err(e), Ok(_)) => panic!("{case}: refused: {e}"),
+            }
+        }
     }
 
     #[test]

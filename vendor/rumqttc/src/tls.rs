@@ -142,10 +142,13 @@ pub async fn native_tls_connector(
 ) -> Result<NativeTlsConnector, Error> {
     let connector = match tls_config {
         TlsConfiguration::SimpleNative { ca, client_auth } => {
-            let cert = native_tls::Certificate::from_pem(ca)?;
-
+            // awslink vendor: `ca` is the only trust, and every certificate of it counts.
+            // Upstream trusted the system store as well and only the first certificate of `ca`.
             let mut connector_builder = native_tls::TlsConnector::builder();
-            connector_builder.add_root_certificate(cert);
+            connector_builder.disable_built_in_roots(true);
+            for cert in native_tls::Certificate::stack_from_pem(ca)? {
+                connector_builder.add_root_certificate(cert);
+            }
 
             if let Some((der, password)) = client_auth {
                 let identity = Identity::from_pkcs12(der, password)?;
