@@ -100,9 +100,10 @@ fn run(shared: &Shared, db: &sled::Db) {
             }
         }
         if let Err(e) = db.flush() {
-            // sled keeps a write error: the next commit or flush of the journal returns it and
-            // is handled as any journal error.
-            error!("the journal's periodic flush failed: {e}");
+            // sled keeps a write error: every later commit or flush of the journal returns it
+            // and is handled as any journal error. Said once, as sled's own flusher did.
+            error!("the journal's periodic flush failed: {e}; it flushes no more");
+            return;
         }
     }
 }
