@@ -422,6 +422,28 @@ fn metrics_are_logged_and_published_as_one_json_document() {
         .wait_for_log("awslink::metrics] buffer queued=", T);
 }
 
+/// awslink between a TLS local broker and a TLS cloud (both `brokers`), trusting `local_ca`
+/// for the local one and presenting the client certificate to both.
+fn tls_local_setup<'a>(
+    dir: &'a std::path::Path,
+    certs: &'a Certs,
+    (local, cloud): (&Mosquitto, &Mosquitto),
+    local_ca: &std::path::Path,
+) -> AwslinkSetup<'a> {
+    AwslinkSetup {
+        dir,
+        cloud_port: cloud.port,
+        local_uri: format!("ssl://localhost:{}", local.port),
+        certs,
+        device_id: DEVICE,
+        extra: json!({
+            "localCACert": local_ca,
+            "localCert": certs.client_cert,
+            "localKey": certs.client_key,
+        }),
+    }
+}
+
 #[test]
 fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     // Both local sessions (the intake and the publishing one) verify the broker's certificate
@@ -430,18 +452,12 @@ fn a_tls_local_broker_with_client_certificates_works_both_ways() {
     let certs = Certs::generate(dir.path(), DEVICE);
     let local = Mosquitto::tls(TlsListener::server(&certs));
     let cloud = Mosquitto::tls(TlsListener::server(&certs));
-    let awslink = Awslink::start(&AwslinkSetup {
-        dir: dir.path(),
-        cloud_port: cloud.port,
-        local_uri: format!("ssl://localhost:{}", local.port),
-        certs: &certs,
-        device_id: DEVICE,
-        extra: json!({
-            "localCACert": certs.ca,
-            "localCert": certs.client_cert,
-            "localKey": certs.client_key,
-        }),
-    });
+    let awslink = Awslink::start(&tls_local_setup(
+        dir.path(),
+        &certs,
+        (&local, &cloud),
+        &certs.ca,
+    ));
     let tls = || ProbeTls {
         ca: &certs.ca,
         cert: &certs.client_cert,
@@ -476,18 +492,7 @@ fn the_intake_trusts_only_the_local_ca_cert_not_the_system_store() {
     let no_dir = dir.path().join("no-such-dir");
     let (ca, no_dir) = (certs.ca.to_str().unwrap(), no_dir.to_str().unwrap());
     let awslink = Awslink::start_with_env(
-        &AwslinkSetup {
-            dir: dir.path(),
-            cloud_port: cloud.port,
-            local_uri: format!("ssl://localhost:{}", local.port),
-            certs: &certs,
-            device_id: DEVICE,
-            extra: json!({
-                "localCACert": other_ca,
-                "localCert": certs.client_cert,
-                "localKey": certs.client_key,
-            }),
-        },
+        &tls_local_setup(dir.path(), &certs, (&local, &cloud), &other_ca),
         &[("SSL_CERT_FILE", ca), ("SSL_CERT_DIR", no_dir)],
     );
     awslink.wait_for_log("certificate verify failed", T);

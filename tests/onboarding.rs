@@ -214,6 +214,12 @@ impl CheckSetup {
         awslink_command(&command)
     }
 
+    /// The certificate file of a CA that signed nothing here (`other-ca.pem`).
+    fn other_ca(&self) -> std::path::PathBuf {
+        let other = Ca::new("some other CA").unwrap();
+        other.write(self.dir.path(), "other-ca").unwrap().0
+    }
+
     /// Writes the configuration [`CheckSetup::check`] runs with and returns its path.
     fn check_config(
         &self,
@@ -302,8 +308,7 @@ fn check_diagnoses_a_refused_tcp_connection() {
 fn check_diagnoses_an_untrusted_server_certificate() {
     let s = CheckSetup::new();
     let broker = s.broker(&s.certs.server_cert, &s.certs.server_key);
-    let other = Ca::new("some other CA").unwrap();
-    let (other_ca, _) = other.write(s.dir.path(), "other-ca").unwrap();
+    let other_ca = s.other_ca();
     let result = s.check(broker.port, Some(&other_ca), None);
     assert_failed(&result, "TLS handshake", "server certificate not trusted");
     assert!(
@@ -319,8 +324,7 @@ fn check_diagnoses_an_untrusted_server_certificate() {
 fn a_set_ca_cert_is_the_only_trust_not_the_system_store() {
     let s = CheckSetup::new();
     let broker = s.broker(&s.certs.server_cert, &s.certs.server_key);
-    let other = Ca::new("some other CA").unwrap();
-    let (other_ca, _) = other.write(s.dir.path(), "other-ca").unwrap();
+    let other_ca = s.other_ca();
     let config = s.check_config(broker.port, Some(&other_ca), None);
     let in_system_store = |ca: &Path| {
         let out = Command::new(env!("CARGO_BIN_EXE_awslink"))
