@@ -1,23 +1,30 @@
 //! `batched` mode's flushes. sled's own periodic flusher is off in both modes: every 10 ms it
 //! handed the buffer it sealed to sled's I/O pool (a thread wake-up, `pwrite`, `fdatasync`),
-//! then called `fsync` and ran segment gc of its own, ~15% of awslink's CPU in `batched`.
-//! Instead:
+//! then called `fsync` and ran a segment gc loop of its own, ~15% of awslink's CPU in `batched`.
+//! Instead, once the last flush began `flush_every_ms` ago:
 //! - the intake's [`Journal::commit`](super::Journal::commit) flushes on its own thread, as in
-//!   `fsync` mode, when the last flush is at least `flush_every_ms` old ([`Flusher::claim_due`]);
-//! - the journal's flusher thread flushes whatever the last flush did not cover once it is
-//!   `flush_every_ms` old: a lone message after a quiet spell, the drain's watermark, a stored
-//!   cloud command, a quarantined message. A flush with nothing new is a few atomic loads.
+//!   `fsync` mode ([`Flusher::claim_inline`]), if the last flush took at most
+//!   [`INLINE_FLUSH_MAX`]: on a fast disk the short wait lets the next burst gather (fewer,
+//!   larger commits, drain batches and cloud writes), while on a slow disk (an SD card's
+//!   `fdatasync` takes 5–50 ms) the intake never waits for it, which is what `batched` is for;
+//! - otherwise the journal's flusher thread flushes, also whatever the last flush did not cover:
+//!   a lone message after a quiet spell, the drain's watermark, a stored cloud command, a
+//!   quarantined message. A flush with nothing new makes no system call.
 //!
-//! So a write reaches the disk at most `flush_every_ms` (plus the time of one flush) after it
-//! was made, as with sled's flusher. The thread ends when the journal is dropped.
+//! So a write reaches the disk about `flush_every_ms` after it was made, plus the time of the
+//! flushes under way (as with sled's flusher). A failed flush is fatal: sled keeps a write error
+//! for every later write, so awslink ends (exit 1) and its supervisor restarts it. The thread
+//! ends when the journal is dropped.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use log::error;
-
 use crate::sync::lock;
+
+/// The longest flush after which the intake still flushes inline; slower disks are left to
+/// the flusher thread.
+pub(super) const INLINE_FLUSH_MAX: Duration = Duration::from_millis(2);
 
 /// The flush schedule of a `batched` journal and its thread.
 pub(super) struct Flusher {
@@ -34,7 +41,18 @@ struct Shared {
 struct State {
     /// When the last flush began (a write after it is covered by the next one).
     last_flush: Instant,
+    /// How long the last finished flush took.
+    last_took: Duration,
     stop: bool,
+}
+
+/// Who asks for the flush.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum By {
+    /// The intake's commit, which waits for it.
+    Intake,
+    /// The flusher thread.
+    Thread,
 }
 
 impl Flusher {
@@ -44,6 +62,7 @@ impl Flusher {
             interval,
             state: Mutex::new(State {
                 last_flush: Instant::now(),
+                last_took: Duration::ZERO,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -60,20 +79,26 @@ impl Flusher {
         })
     }
 
-    /// Whether a flush is due (the last one began at least the interval ago). When it is, the
-    /// flush is the caller's: it counts as begun now, and the caller makes it.
-    pub(super) fn claim_due(&self) -> bool {
-        claim(
-            &mut lock(&self.shared.state),
-            self.shared.interval,
-            Instant::now(),
-        )
+    /// Whether the committing intake should flush now: a flush is due and the last one was
+    /// quick. The flush is then the caller's (it counts as begun now); the caller makes it and
+    /// reports its duration with [`Flusher::took`].
+    pub(super) fn claim_inline(&self) -> bool {
+        let mut state = lock(&self.shared.state);
+        claim(&mut state, self.shared.interval, Instant::now(), By::Intake)
+    }
+
+    /// Records how long a flush claimed with [`Flusher::claim_inline`] took.
+    pub(super) fn took(&self, took: Duration) {
+        lock(&self.shared.state).last_took = took;
     }
 }
 
-/// Claims the flush in `state` if it is due at `now`.
-fn claim(state: &mut State, interval: Duration, now: Instant) -> bool {
+/// Claims the flush in `state` for `by` if it is due at `now`.
+fn claim(state: &mut State, interval: Duration, now: Instant, by: By) -> bool {
     if now.saturating_duration_since(state.last_flush) < interval {
+        return false;
+    }
+    if by == By::Intake && state.last_took > INLINE_FLUSH_MAX {
         return false;
     }
     state.last_flush = now;
@@ -89,7 +114,7 @@ fn run(shared: &Shared, db: &sled::Db) {
                     return;
                 }
                 let now = Instant::now();
-                if claim(&mut state, shared.interval, now) {
+                if claim(&mut state, shared.interval, now, By::Thread) {
                     break;
                 }
                 let due = state.last_flush + shared.interval;
@@ -99,12 +124,13 @@ fn run(shared: &Shared, db: &sled::Db) {
                 };
             }
         }
+        let started = Instant::now();
         if let Err(e) = db.flush() {
-            // sled keeps a write error: every later commit or flush of the journal returns it
-            // and is handled as any journal error. Said once, as sled's own flusher did.
-            error!("the journal's periodic flush failed: {e}; it flushes no more");
-            return;
+            // sled keeps a write error for every later write: nothing written from now on
+            // would reach the disk.
+            return crate::fatal::fatal(&format!("the journal's periodic flush failed: {e}"));
         }
+        lock(&shared.state).last_took = started.elapsed();
     }
 }
 
@@ -128,23 +154,38 @@ mod tests {
         let start = Instant::now();
         let interval = Duration::from_millis(10);
         let ms = |n| start + Duration::from_millis(n);
-        // (now in ms, due, last flush after the call)
+        let quick = Duration::from_micros(500);
+        let slow = Duration::from_millis(20);
+        // (now in ms, who asks, how long the last flush took, claimed, last flush after it)
         let steps = [
-            (0, false, 0),
-            (9, false, 0),
-            (10, true, 10),
-            (10, false, 10),
-            (15, false, 10),
-            (35, true, 35),
-            (44, false, 35),
-            (45, true, 45),
+            (0, By::Intake, quick, false, 0),
+            (9, By::Thread, quick, false, 0),
+            (10, By::Intake, quick, true, 10),
+            (10, By::Thread, quick, false, 10),
+            (15, By::Intake, quick, false, 10),
+            (35, By::Thread, quick, true, 35),
+            (44, By::Intake, quick, false, 35),
+            (45, By::Intake, quick, true, 45),
+            // A slow disk: the intake leaves the flush to the thread.
+            (60, By::Intake, slow, false, 45),
+            (60, By::Thread, slow, true, 60),
+            (75, By::Intake, slow, false, 60),
+            (75, By::Thread, quick, true, 75),
+            // The disk is quick again: the intake flushes again.
+            (85, By::Intake, quick, true, 85),
         ];
         let mut state = State {
             last_flush: start,
+            last_took: Duration::ZERO,
             stop: false,
         };
-        for (now, due, last) in steps {
-            assert_eq!(claim(&mut state, interval, ms(now)), due, "at {now} ms");
+        for (now, by, took, claimed, last) in steps {
+            state.last_took = took;
+            assert_eq!(
+                claim(&mut state, interval, ms(now), by),
+                claimed,
+                "at {now} ms, {by:?}, last took {took:?}"
+            );
             assert_eq!(state.last_flush, ms(last), "at {now} ms");
         }
     }

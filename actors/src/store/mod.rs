@@ -75,8 +75,9 @@ const SHADOW_CACHE_TREE: &str = "shadow-reported";
 pub enum Durability {
     /// Flushed by [`Journal::commit`] (survives power loss).
     Fsync,
-    /// Flushed at most `flush_every_ms` after it was written: by [`Journal::commit`] when the
-    /// last flush is that old, else by the journal's flusher thread (`flusher.rs`).
+    /// Flushed about `flush_every_ms` after it was written (plus the flushes under way): by
+    /// [`Journal::commit`] when the last flush is that old and was quick, else by the journal's
+    /// flusher thread (`flusher.rs`).
     Batched {
         /// Flush interval.
         flush_every_ms: u64,

@@ -246,17 +246,20 @@ impl Journal {
 
     /// Writes every append so far, of every lane, to sled (one insert per record) and, in
     /// `fsync` mode, flushes it to disk (one flush for all lanes): after `Ok` the appends survive
-    /// a crash. In `batched` mode it flushes when the last flush is `flush_every_ms` old (the
-    /// journal's flusher thread covers the rest within that time). On an error the appends stay
-    /// staged and the next call tries again.
+    /// a crash (`fsync`). In `batched` mode it flushes when the last flush is `flush_every_ms`
+    /// old and was quick (`flusher.rs`); the journal's flusher thread covers the rest within about
+    /// that time. On an error the appends stay staged and the next call tries again.
     pub fn commit(&self) -> Result<()> {
         self.write_staged()?;
-        let flush_now = match &self.inner.flusher {
-            None => self.inner.durability == Durability::Fsync,
-            Some(flusher) => flusher.claim_due(),
-        };
-        if flush_now {
-            self.flush_db()?;
+        match &self.inner.flusher {
+            None if self.inner.durability == Durability::Fsync => self.flush_db()?,
+            None => {}
+            Some(flusher) if flusher.claim_inline() => {
+                let started = std::time::Instant::now();
+                self.flush_db()?;
+                flusher.took(started.elapsed());
+            }
+            Some(_) => {}
         }
         self.mark_soon();
         Ok(())
