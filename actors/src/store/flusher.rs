@@ -3,7 +3,7 @@
 //! then called `fsync` and ran a segment gc loop of its own, ~15% of awslink's CPU in `batched`.
 //! Instead, once the last flush began `flush_every_ms` ago:
 //! - the intake's [`Journal::commit`](super::Journal::commit) flushes on its own thread, as in
-//!   `fsync` mode ([`Flusher::claim_inline`]), if the last flush took at most
+//!   `fsync` mode ([`Flusher::flush_inline`]), if the last flush took at most
 //!   [`INLINE_FLUSH_MAX`]: on a fast disk the short wait lets the next burst gather (fewer,
 //!   larger commits, drain batches and cloud writes), while on a slow disk (an SD card's
 //!   `fdatasync` takes 5–50 ms) the intake never waits for it, which is what `batched` is for;
@@ -79,17 +79,22 @@ impl Flusher {
         })
     }
 
-    /// Whether the committing intake should flush now: a flush is due and the last one was
-    /// quick. The flush is then the caller's (it counts as begun now); the caller makes it and
-    /// reports its duration with [`Flusher::took`].
-    pub(super) fn claim_inline(&self) -> bool {
-        let mut state = lock(&self.shared.state);
-        claim(&mut state, self.shared.interval, Instant::now(), By::Intake)
-    }
-
-    /// Records how long a flush claimed with [`Flusher::claim_inline`] took.
-    pub(super) fn took(&self, took: Duration) {
-        lock(&self.shared.state).last_took = took;
+    /// The committing intake's part: runs `flush` on the caller's thread if a flush is due and
+    /// the last one was quick (the flush counts as begun now), and records how long it took.
+    pub(super) fn flush_inline<E>(&self, flush: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+        let claimed = claim(
+            &mut lock(&self.shared.state),
+            self.shared.interval,
+            Instant::now(),
+            By::Intake,
+        );
+        if !claimed {
+            return Ok(());
+        }
+        let started = Instant::now();
+        flush()?;
+        lock(&self.shared.state).last_took = started.elapsed();
+        Ok(())
     }
 }
 

@@ -20,8 +20,7 @@ use super::recovery::{recover_lanes, Recovered};
 use super::space::Space;
 use super::tail::Tail;
 use super::{
-    lock, open_error, read, write, Durability, Journal, JournalConfig, JournalError, Limits,
-    Result, WhenFull,
+    lock, open_error, read, write, Journal, JournalConfig, JournalError, Limits, Result, WhenFull,
 };
 use crate::lanes::Lane;
 use crate::model::CloudMessage;
@@ -252,14 +251,9 @@ impl Journal {
     pub fn commit(&self) -> Result<()> {
         self.write_staged()?;
         match &self.inner.flusher {
-            None if self.inner.durability == Durability::Fsync => self.flush_db()?,
-            None => {}
-            Some(flusher) if flusher.claim_inline() => {
-                let started = std::time::Instant::now();
-                self.flush_db()?;
-                flusher.took(started.elapsed());
-            }
-            Some(_) => {}
+            // `fsync` mode: a journal without a flusher.
+            None => self.flush_db()?,
+            Some(flusher) => flusher.flush_inline(|| self.flush_db())?,
         }
         self.mark_soon();
         Ok(())
